@@ -1,0 +1,35 @@
+// Rng: a small seeded generator (xoshiro256**, seeded through splitmix64).
+//
+// Used for parameter init, data sampling and dropout-like choices. Same seed,
+// same sequence on every platform: no std:: distributions (their output is
+// implementation-defined). One instance per thread; not synchronized.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace tern {
+
+class Rng {
+ public:
+  explicit Rng(uint64_t seed);
+
+  uint64_t next_u64();
+  // Uniform in [0, 1) with 53 random bits.
+  double uniform();
+  // Uniform integer in [0, bound); bound > 0. Unbiased (rejection sampling).
+  uint64_t below(uint64_t bound);
+  // Standard normal (Box-Muller in double precision).
+  double normal();
+
+ private:
+  uint64_t s_[4];
+  bool has_spare_ = false;
+  double spare_ = 0.0;
+};
+
+// Derives a seed for a named stream (e.g. one tensor's init) from a base seed,
+// so results do not depend on the order in which streams are created.
+uint64_t derive_seed(uint64_t base_seed, std::string_view stream_name);
+
+}  // namespace tern

@@ -1,0 +1,82 @@
+#include "kernels/ref/cross_entropy.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/check.h"
+#include "core/thread_pool.h"
+
+namespace tern::ref {
+namespace {
+
+template <typename T>
+T row_max(const T* row, int64_t vocab) {
+  T m = row[0];
+  for (int64_t j = 1; j < vocab; ++j) m = row[j] > m ? row[j] : m;
+  return m;
+}
+
+void check_label(int32_t label, int64_t vocab) {
+  TERN_CHECK(label < vocab, "label ", label, " outside vocab ", vocab);
+}
+
+}  // namespace
+
+template <typename T>
+CrossEntropyTotals cross_entropy_forward(const T* logits, const int32_t* labels, int64_t n,
+                                         int64_t vocab) {
+  std::vector<double> row_loss(static_cast<size_t>(n), 0.0);
+  parallel_for(n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      if (labels[i] < 0) continue;
+      check_label(labels[i], vocab);
+      const T* row = logits + i * vocab;
+      const T m = row_max(row, vocab);
+      T sum = T(0);
+      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(row[j] - m);
+      row_loss[static_cast<size_t>(i)] = static_cast<double>(std::log(sum) + m - row[labels[i]]);
+    }
+  });
+  CrossEntropyTotals totals;
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels[i] < 0) continue;
+    totals.loss_sum += row_loss[static_cast<size_t>(i)];
+    ++totals.count;
+  }
+  return totals;
+}
+
+template <typename T>
+void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* labels, int64_t n,
+                            int64_t vocab, T scale) {
+  parallel_for(n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      T* drow = dlogits + i * vocab;
+      if (labels[i] < 0) {
+        for (int64_t j = 0; j < vocab; ++j) drow[j] = T(0);
+        continue;
+      }
+      check_label(labels[i], vocab);
+      const T* row = logits + i * vocab;
+      const T m = row_max(row, vocab);
+      T sum = T(0);
+      for (int64_t j = 0; j < vocab; ++j) {
+        drow[j] = std::exp(row[j] - m);
+        sum += drow[j];
+      }
+      const T inv_sum = scale / sum;
+      for (int64_t j = 0; j < vocab; ++j) drow[j] *= inv_sum;
+      drow[labels[i]] -= scale;
+    }
+  });
+}
+
+#define TERN_INSTANTIATE(T)                                                                  \
+  template CrossEntropyTotals cross_entropy_forward<T>(const T*, const int32_t*, int64_t,    \
+                                                       int64_t);                             \
+  template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t, T);
+TERN_INSTANTIATE(float)
+TERN_INSTANTIATE(double)
+#undef TERN_INSTANTIATE
+
+}  // namespace tern::ref

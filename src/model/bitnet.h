@@ -1,0 +1,105 @@
+// BitNetModel: forward and backward of a BitNet b1.58 / Llama-style decoder.
+//
+// Block: x += o(subnorm?(attn(rope(q(n1)), rope(k(n1)), v(n1)))) with n1 = rmsnorm(x);
+//        x += down(subnorm?(act(gate(n2)) ⊙ up(n2)))             with n2 = rmsnorm(x);
+// then logits = rmsnorm(x) · Eᵀ (E = output head, or the token embedding if tied).
+// Linears are ternary BitLinear (absmean weights, absmax int8 activations, STE)
+// or dense, per ModelConfig::linear. The head and embedding stay fp32.
+//
+// Two training modes:
+//  - full: every parameter is a trainable fp32 latent in one flat buffer; ternary
+//    linears are re-quantized from their latents at each forward;
+//  - LoRA: the base is frozen — ternary linears packed at 2 bits, never fp32 as a
+//    whole — and only the LoRA A/B matrices of the target linears are trainable:
+//    y = base(x) + (alpha/r) · (x·Aᵀ)·Bᵀ, with A [r, in], B [out, r], x unquantized.
+//
+// Trainable parameters and their gradients are FlatBuffers sharing one layout
+// (GGUF tensor names; LoRA tensors are "<linear>.weight.lora_a|lora_b").
+// forward() caches what backward() needs. One thread drives a model at a time;
+// kernels fan out over the default thread pool.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/flat_buffer.h"
+#include "core/status.h"
+#include "kernels/ref/ternary.h"
+#include "model/config.h"
+#include "model/weight_source.h"
+
+namespace tern {
+
+class BitNetModel {
+ public:
+  // Full training: all parameters trainable, initialized from `source`.
+  static Result<BitNetModel> create_full(const ModelConfig& config, WeightSource& source);
+  // LoRA: base read from `base` (ternary linears packed one tensor at a time),
+  // LoRA A ~ U(±1/sqrt(in)) from `seed`, B = 0.
+  static Result<BitNetModel> create_lora(const ModelConfig& config, const LoraConfig& lora,
+                                         WeightSource& base, uint64_t seed);
+
+  BitNetModel(BitNetModel&&) noexcept;
+  BitNetModel& operator=(BitNetModel&&) noexcept;
+  ~BitNetModel();
+
+  const ModelConfig& config() const { return config_; }
+  bool is_lora() const { return is_lora_; }
+
+  const TensorLayout& layout() const { return layout_; }  // trainable tensors
+  FlatBuffer& params() { return params_; }
+  const FlatBuffer& params() const { return params_; }
+  FlatBuffer& grads() { return grads_; }
+  const FlatBuffer& grads() const { return grads_; }
+  const TensorLayout& frozen_layout() const { return frozen_layout_; }
+  const FlatBuffer& frozen() const { return frozen_; }
+
+  // Replaces trainable parameters with the tensors of the same names in `source`.
+  Status load_trainable(WeightSource& source);
+
+  // Checks token/label ranges and shape against the config (untrusted data).
+  Status check_batch(std::span<const int32_t> tokens, std::span<const int32_t> labels,
+                     int64_t batch, int64_t seq) const;
+
+  // Runs the model on tokens [batch, seq]. With labels (−1 = ignore), returns the
+  // mean cross-entropy over counted labels (0 if none); without, returns 0.
+  // Inputs must pass check_batch (CHECKed).
+  float forward(std::span<const int32_t> tokens, std::span<const int32_t> labels, int64_t batch,
+                int64_t seq);
+  // Logits [batch·seq, vocab] of the last forward; overwritten by backward().
+  std::span<const float> logits() const;
+  // Accumulates d(loss_scale · mean loss)/dθ into grads() for the last forward
+  // (which must have had labels).
+  void backward(float loss_scale);
+
+  // What the last forward quantized for one ternary linear (for parity tests).
+  struct Quantization {
+    const ref::TernaryMatrix* weights;
+    std::span<const int8_t> activation_codes;  // [batch·seq, in]
+    std::span<const float> activation_scales;  // [batch·seq]
+  };
+  Quantization quantization(int64_t layer, LinearId id) const;
+
+  // The packed base of a ternary linear (LoRA mode), for inspection.
+  const ref::TernaryMatrix& packed_weights(int64_t layer, LinearId id) const;
+
+  struct Impl;
+
+ private:
+  BitNetModel(const ModelConfig& config, bool is_lora);
+  Status build(WeightSource& source, const LoraConfig* lora, uint64_t seed);
+
+  ModelConfig config_;
+  bool is_lora_ = false;
+  TensorLayout layout_;
+  FlatBuffer params_;
+  FlatBuffer grads_;
+  TensorLayout frozen_layout_;
+  FlatBuffer frozen_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern

@@ -1,0 +1,227 @@
+#include "model/config.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace tern {
+namespace {
+
+constexpr std::array<std::string_view, kNumLinears> kShortNames = {"q",    "k",  "v",   "o",
+                                                                   "gate", "up", "down"};
+constexpr std::array<std::string_view, kNumLinears> kTensorStems = {
+    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+
+// Sizes beyond this are certainly a corrupt or hostile config, and keep every
+// product below int64 overflow.
+constexpr int64_t kMaxDim = int64_t{1} << 24;
+
+Status positive(const char* field, int64_t value) {
+  if (value <= 0 || value > kMaxDim) {
+    return Status::Error(std::string("model config: ") + field + " = " + std::to_string(value) +
+                         " (must be in [1, " + std::to_string(kMaxDim) + "])");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ModelConfig::validate() const {
+  TERN_RETURN_IF_ERROR(positive("hidden", hidden));
+  TERN_RETURN_IF_ERROR(positive("layers", layers));
+  TERN_RETURN_IF_ERROR(positive("heads", heads));
+  TERN_RETURN_IF_ERROR(positive("kv_heads", kv_heads));
+  TERN_RETURN_IF_ERROR(positive("head_dim", head_dim));
+  TERN_RETURN_IF_ERROR(positive("ffn", ffn));
+  TERN_RETURN_IF_ERROR(positive("vocab", vocab));
+  TERN_RETURN_IF_ERROR(positive("max_seq", max_seq));
+  if (heads % kv_heads != 0) {
+    return Status::Error("model config: heads = " + std::to_string(heads) +
+                         " is not a multiple of kv_heads = " + std::to_string(kv_heads));
+  }
+  if (head_dim % 2 != 0) {
+    return Status::Error("model config: head_dim = " + std::to_string(head_dim) +
+                         " must be even for RoPE");
+  }
+  if (!(rope_theta > 1.0) || !std::isfinite(rope_theta)) {
+    return Status::Error("model config: rope_theta = " + std::to_string(rope_theta) +
+                         " (must be finite and > 1)");
+  }
+  if (!(norm_eps > 0.0f) || !std::isfinite(norm_eps)) {
+    return Status::Error("model config: norm_eps = " + std::to_string(norm_eps) +
+                         " (must be finite and > 0)");
+  }
+  return Status::Ok();
+}
+
+int64_t ModelConfig::num_params() const {
+  const int64_t q_dim = heads * head_dim;
+  const int64_t kv_dim = kv_heads * head_dim;
+  int64_t per_layer = 2 * hidden                                 // attn_norm, ffn_norm
+                      + hidden * q_dim + 2 * hidden * kv_dim     // q, k, v
+                      + q_dim * hidden                           // o
+                      + 3 * hidden * ffn;                        // gate, up, down
+  if (sub_norms) per_layer += q_dim + ffn;
+  int64_t total = layers * per_layer + vocab * hidden + hidden;  // + embedding, output_norm
+  if (!tied_embeddings) total += vocab * hidden;
+  return total;
+}
+
+std::string_view linear_short_name(LinearId id) { return kShortNames[static_cast<size_t>(id)]; }
+
+std::string linear_tensor_name(int64_t layer, LinearId id) {
+  return "blk." + std::to_string(layer) + "." + std::string(kTensorStems[static_cast<size_t>(id)]) +
+         ".weight";
+}
+
+Result<LinearId> parse_linear_id(std::string_view short_name) {
+  for (size_t i = 0; i < kShortNames.size(); ++i) {
+    if (kShortNames[i] == short_name) return static_cast<LinearId>(i);
+  }
+  return Status::Error("LoRA target '" + std::string(short_name) +
+                       "' is not one of q, k, v, o, gate, up, down");
+}
+
+Status LoraConfig::validate() const {
+  if (rank <= 0 || rank > 4096) {
+    return Status::Error("LoRA config: rank = " + std::to_string(rank) + " (must be in [1, 4096])");
+  }
+  if (!(alpha > 0.0f) || !std::isfinite(alpha)) {
+    return Status::Error("LoRA config: alpha = " + std::to_string(alpha) + " (must be > 0)");
+  }
+  if (targets.empty()) return Status::Error("LoRA config: no target modules");
+  return Status::Ok();
+}
+
+bool LoraConfig::targets_linear(LinearId id) const {
+  return std::find(targets.begin(), targets.end(), id) != targets.end();
+}
+
+std::vector<std::string> preset_names() {
+  return {"tiny", "bitnet-125m", "bitnet-1b", "bitnet-2b-4t", "llama-tiny"};
+}
+
+Result<ModelConfig> preset_config(std::string_view name) {
+  ModelConfig c;  // defaults: ternary, ReLU², sub-norms, neox RoPE, tied
+  if (name == "tiny") {
+    // Small enough to train a few hundred steps in a test on two cores.
+    c.hidden = 64; c.layers = 2; c.heads = 4; c.kv_heads = 2; c.head_dim = 16; c.ffn = 176;
+    c.vocab = 256; c.max_seq = 256; c.rope_theta = 10000.0;
+  } else if (name == "bitnet-125m") {
+    c.hidden = 768; c.layers = 12; c.heads = 12; c.kv_heads = 12; c.head_dim = 64; c.ffn = 2560;
+    c.vocab = 32000; c.max_seq = 2048; c.rope_theta = 10000.0;
+  } else if (name == "bitnet-1b") {
+    c.hidden = 2048; c.layers = 20; c.heads = 32; c.kv_heads = 8; c.head_dim = 64; c.ffn = 5632;
+    c.vocab = 32000; c.max_seq = 2048; c.rope_theta = 500000.0;
+  } else if (name == "bitnet-2b-4t") {
+    // Microsoft BitNet b1.58 2B-4T (config.json of the released model).
+    c.hidden = 2560; c.layers = 30; c.heads = 20; c.kv_heads = 5; c.head_dim = 128; c.ffn = 6912;
+    c.vocab = 128256; c.max_seq = 4096; c.rope_theta = 500000.0;
+  } else if (name == "llama-tiny") {
+    // Dense Llama layout (SiLU, no sub-norms, interleaved RoPE as llama.cpp stores it).
+    c.hidden = 64; c.layers = 2; c.heads = 4; c.kv_heads = 4; c.head_dim = 16; c.ffn = 176;
+    c.vocab = 256; c.max_seq = 256; c.activation = ref::Activation::kSiLU;
+    c.linear = LinearKind::kDense; c.sub_norms = false; c.tied_embeddings = false;
+    c.rope_style = ref::RopeStyle::kInterleaved;
+  } else {
+    std::string known;
+    for (const std::string& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+    return Status::Error("unknown preset '" + std::string(name) + "' (known: " + known + ")");
+  }
+  return c;
+}
+
+Result<ModelConfig> parse_model_config(std::string_view json_text) {
+  nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::Error("model config: not a JSON object");
+  }
+  ModelConfig c;
+  auto read_int = [&](const char* key, int64_t* out) -> Status {
+    if (!j.contains(key)) return Status::Ok();
+    if (!j[key].is_number_integer()) {
+      return Status::Error(std::string("model config: '") + key + "' must be an integer, got " +
+                           j[key].dump());
+    }
+    *out = j[key].get<int64_t>();
+    return Status::Ok();
+  };
+  auto read_choice = [&](const char* key, std::string_view a, std::string_view b,
+                         bool* is_a) -> Status {
+    if (!j.contains(key)) return Status::Ok();
+    const nlohmann::json& v = j[key];
+    if (v.is_string() && (v.get<std::string>() == a || v.get<std::string>() == b)) {
+      *is_a = v.get<std::string>() == a;
+      return Status::Ok();
+    }
+    return Status::Error(std::string("model config: '") + key + "' = " + v.dump() +
+                         " (expected \"" + std::string(a) + "\" or \"" + std::string(b) + "\")");
+  };
+  auto read_bool = [&](const char* key, bool* out) -> Status {
+    if (!j.contains(key)) return Status::Ok();
+    if (!j[key].is_boolean()) {
+      return Status::Error(std::string("model config: '") + key + "' must be true or false, got " +
+                           j[key].dump());
+    }
+    *out = j[key].get<bool>();
+    return Status::Ok();
+  };
+  auto read_float = [&](const char* key, double* out) -> Status {
+    if (!j.contains(key)) return Status::Ok();
+    if (!j[key].is_number()) {
+      return Status::Error(std::string("model config: '") + key + "' must be a number, got " +
+                           j[key].dump());
+    }
+    *out = j[key].get<double>();
+    return Status::Ok();
+  };
+  TERN_RETURN_IF_ERROR(read_int("hidden", &c.hidden));
+  TERN_RETURN_IF_ERROR(read_int("layers", &c.layers));
+  TERN_RETURN_IF_ERROR(read_int("heads", &c.heads));
+  TERN_RETURN_IF_ERROR(read_int("kv_heads", &c.kv_heads));
+  TERN_RETURN_IF_ERROR(read_int("head_dim", &c.head_dim));
+  TERN_RETURN_IF_ERROR(read_int("ffn", &c.ffn));
+  TERN_RETURN_IF_ERROR(read_int("vocab", &c.vocab));
+  TERN_RETURN_IF_ERROR(read_int("max_seq", &c.max_seq));
+  TERN_RETURN_IF_ERROR(read_float("rope_theta", &c.rope_theta));
+  double eps = c.norm_eps;
+  TERN_RETURN_IF_ERROR(read_float("norm_eps", &eps));
+  c.norm_eps = static_cast<float>(eps);
+  bool relu2 = c.activation == ref::Activation::kReLU2;
+  TERN_RETURN_IF_ERROR(read_choice("activation", "relu2", "silu", &relu2));
+  c.activation = relu2 ? ref::Activation::kReLU2 : ref::Activation::kSiLU;
+  bool ternary = c.linear == LinearKind::kTernary;
+  TERN_RETURN_IF_ERROR(read_choice("linear", "ternary", "dense", &ternary));
+  c.linear = ternary ? LinearKind::kTernary : LinearKind::kDense;
+  bool neox = c.rope_style == ref::RopeStyle::kNeox;
+  TERN_RETURN_IF_ERROR(read_choice("rope_style", "neox", "interleaved", &neox));
+  c.rope_style = neox ? ref::RopeStyle::kNeox : ref::RopeStyle::kInterleaved;
+  TERN_RETURN_IF_ERROR(read_bool("tied_embeddings", &c.tied_embeddings));
+  TERN_RETURN_IF_ERROR(read_bool("sub_norms", &c.sub_norms));
+  TERN_RETURN_IF_ERROR(c.validate());
+  return c;
+}
+
+std::string model_config_to_json(const ModelConfig& c) {
+  nlohmann::json j = {
+      {"hidden", c.hidden},
+      {"layers", c.layers},
+      {"heads", c.heads},
+      {"kv_heads", c.kv_heads},
+      {"head_dim", c.head_dim},
+      {"ffn", c.ffn},
+      {"vocab", c.vocab},
+      {"max_seq", c.max_seq},
+      {"rope_theta", c.rope_theta},
+      {"norm_eps", c.norm_eps},
+      {"activation", c.activation == ref::Activation::kReLU2 ? "relu2" : "silu"},
+      {"linear", c.linear == LinearKind::kTernary ? "ternary" : "dense"},
+      {"rope_style", c.rope_style == ref::RopeStyle::kNeox ? "neox" : "interleaved"},
+      {"tied_embeddings", c.tied_embeddings},
+      {"sub_norms", c.sub_norms},
+  };
+  return j.dump();
+}
+
+}  // namespace tern
