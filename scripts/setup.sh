@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages tern needs. Idempotent: packages already
+# present are skipped, so a second run does nothing. Needs root (or sudo).
+#   --with-torch   also install python3-torch + python3-numpy, used only to
+#                  regenerate the PyTorch golden files (large; optional).
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ pkg-config   # build
+  libgtest-dev libgmock-dev          # tests
+  nlohmann-json3-dev                 # configs and golden-file headers
+  libcli11-dev                       # command line
+  zlib1g-dev                         # reading the dictzip demo corpus
+  dict-gcide                         # demo corpus: GCIDE English dictionary
+  clang-format                       # format check
+)
+if [[ "${1:-}" == "--with-torch" ]]; then
+  packages+=(python3-torch python3-numpy)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+as_root=()
+if [[ $(id -u) -ne 0 ]]; then as_root=(sudo); fi
+echo "setup: installing ${missing[*]}"
+"${as_root[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

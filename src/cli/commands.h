@@ -1,0 +1,21 @@
+// The tern subcommands. Each registers itself on the CLI11 app and, when
+// selected, runs and returns a process exit code (0 success, 1 failure with a
+// message on stderr). Bad flags are reported by CLI11 before anything runs.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace tern::cli {
+
+// A registered subcommand: run() is called only if the user selected it.
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command add_info_command(CLI::App& root);
+Command add_pretrain_command(CLI::App& root);
+Command add_demo_command(CLI::App& root);
+
+}  // namespace tern::cli
