@@ -37,38 +37,40 @@ Command add_demo_command(CLI::App& root) {
       ->capture_default_str();
   app->add_flag("--quick", args->quick, "A short run (60 steps) for smoke tests");
   return {app, [args]() -> int {
-    TrainFlags flags = args->train;
-    if (args->quick) {
-      flags.steps = 60;
-      flags.eval_every = 20;
-    }
-    Result<PretrainOptions> options = make_pretrain_options(flags);
-    if (!options.ok()) return fail(options.status());
-    std::printf("tern demo: pretraining the '%s' ternary model (%lld parameters) on the GCIDE "
+            TrainFlags flags = args->train;
+            if (args->quick) {
+              flags.steps = 60;
+              flags.eval_every = 20;
+            }
+            Result<PretrainOptions> options = make_pretrain_options(flags);
+            if (!options.ok()) return fail(options.status());
+            std::printf(
+                "tern demo: pretraining the '%s' ternary model (%lld parameters) on the GCIDE "
                 "dictionary, byte-level, %lld steps of %lld x %lld tokens\n",
                 flags.preset.c_str(), static_cast<long long>(options.value().model.num_params()),
                 static_cast<long long>(flags.steps), static_cast<long long>(flags.batch),
                 static_cast<long long>(flags.seq));
-    Result<std::string> text = gcide_corpus(args->gcide_dir, args->max_bytes);
-    if (!text.ok()) return fail(text.status());
-    Result<TokenDataset> data = TokenDataset::from_bytes(text.value(), 0.05);
-    if (!data.ok()) return fail(data.status());
-    std::printf("corpus: %lld training bytes, %lld validation bytes\n\n",
-                static_cast<long long>(data.value().train_tokens()),
-                static_cast<long long>(data.value().val_tokens()));
-    std::optional<BitNetModel> model;
-    Result<PretrainSummary> summary = run_pretraining(options.value(), data.value(), &model);
-    if (!summary.ok()) return fail(summary.status());
-    const std::vector<EvalPoint>& curve = summary.value().curve;
-    const float first = curve.front().val_loss, last = curve.back().val_loss;
-    std::printf("\nvalidation loss %.4f -> %.4f (%.1f%% lower) in %.1f s, %.0f tokens/s\n", first,
-                last, 100.0 * (1.0 - last / first), summary.value().seconds,
-                summary.value().tokens_per_second);
-    const std::string prompt = "Water \\Wa\"ter\\, n.\n   1. ";
-    std::printf("\nsample (temperature 0.7):\n%s%s\n", prompt.c_str(),
-                sample_bytes(*model, prompt, 160, 0.7f, flags.seed).c_str());
-    return last < first ? 0 : 1;
-  }};
+            Result<std::string> text = gcide_corpus(args->gcide_dir, args->max_bytes);
+            if (!text.ok()) return fail(text.status());
+            Result<TokenDataset> data = TokenDataset::from_bytes(text.value(), 0.05);
+            if (!data.ok()) return fail(data.status());
+            std::printf("corpus: %lld training bytes, %lld validation bytes\n\n",
+                        static_cast<long long>(data.value().train_tokens()),
+                        static_cast<long long>(data.value().val_tokens()));
+            std::optional<BitNetModel> model;
+            Result<PretrainSummary> summary =
+                run_pretraining(options.value(), data.value(), &model);
+            if (!summary.ok()) return fail(summary.status());
+            const std::vector<EvalPoint>& curve = summary.value().curve;
+            const float first = curve.front().val_loss, last = curve.back().val_loss;
+            std::printf("\nvalidation loss %.4f -> %.4f (%.1f%% lower) in %.1f s, %.0f tokens/s\n",
+                        first, last, 100.0 * (1.0 - last / first), summary.value().seconds,
+                        summary.value().tokens_per_second);
+            const std::string prompt = "Water \\Wa\"ter\\, n.\n   1. ";
+            std::printf("\nsample (temperature 0.7):\n%s%s\n", prompt.c_str(),
+                        sample_bytes(*model, prompt, 160, 0.7f, flags.seed).c_str());
+            return last < first ? 0 : 1;
+          }};
 }
 
 }  // namespace tern::cli

@@ -30,28 +30,29 @@ Command add_pretrain_command(CLI::App& root) {
   app->add_option("--max-bytes", args->max_bytes, "Use at most this many bytes of text (0 = all)")
       ->capture_default_str();
   return {app, [args]() -> int {
-    Result<PretrainOptions> options = make_pretrain_options(args->train);
-    if (!options.ok()) {
-      std::fprintf(stderr, "tern pretrain: %s\n", options.status().message().c_str());
-      return 1;
-    }
-    Result<std::string> text = load_corpus(args->text_file, args->gcide_dir, args->max_bytes);
-    if (!text.ok()) {
-      std::fprintf(stderr, "tern pretrain: %s\n", text.status().message().c_str());
-      return 1;
-    }
-    Result<TokenDataset> data = TokenDataset::from_bytes(text.value(), 0.05);
-    if (!data.ok()) {
-      std::fprintf(stderr, "tern pretrain: %s\n", data.status().message().c_str());
-      return 1;
-    }
-    Result<PretrainSummary> summary = run_pretraining(options.value(), data.value());
-    if (!summary.ok()) {
-      std::fprintf(stderr, "tern pretrain: %s\n", summary.status().message().c_str());
-      return 1;
-    }
-    return 0;
-  }};
+            Result<PretrainOptions> options = make_pretrain_options(args->train);
+            if (!options.ok()) {
+              std::fprintf(stderr, "tern pretrain: %s\n", options.status().message().c_str());
+              return 1;
+            }
+            Result<std::string> text =
+                load_corpus(args->text_file, args->gcide_dir, args->max_bytes);
+            if (!text.ok()) {
+              std::fprintf(stderr, "tern pretrain: %s\n", text.status().message().c_str());
+              return 1;
+            }
+            Result<TokenDataset> data = TokenDataset::from_bytes(text.value(), 0.05);
+            if (!data.ok()) {
+              std::fprintf(stderr, "tern pretrain: %s\n", data.status().message().c_str());
+              return 1;
+            }
+            Result<PretrainSummary> summary = run_pretraining(options.value(), data.value());
+            if (!summary.ok()) {
+              std::fprintf(stderr, "tern pretrain: %s\n", summary.status().message().c_str());
+              return 1;
+            }
+            return 0;
+          }};
 }
 
 }  // namespace tern::cli

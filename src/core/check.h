@@ -27,10 +27,10 @@ std::string check_message(const Args&... args) {
 
 }  // namespace tern::detail
 
-#define TERN_CHECK(cond, ...)                                                        \
-  do {                                                                               \
-    if (!(cond)) [[unlikely]] {                                                      \
-      ::tern::detail::check_failed(__FILE__, __LINE__, #cond,                        \
-                                   ::tern::detail::check_message(__VA_ARGS__));      \
-    }                                                                                \
+#define TERN_CHECK(cond, ...)                                                   \
+  do {                                                                          \
+    if (!(cond)) [[unlikely]] {                                                 \
+      ::tern::detail::check_failed(__FILE__, __LINE__, #cond,                   \
+                                   ::tern::detail::check_message(__VA_ARGS__)); \
+    }                                                                           \
   } while (0)

@@ -44,7 +44,8 @@ FlatBuffer::FlatBuffer(int64_t size) : size_(size) {
   TERN_CHECK(size >= 0, "size=", size);
   if (size == 0) return;
   // Through operator new so allocation accounting (tests) sees flat buffers too.
-  data_ = static_cast<float*>(::operator new(static_cast<size_t>(size) * sizeof(float), kAlignBytes));
+  data_ =
+      static_cast<float*>(::operator new(static_cast<size_t>(size) * sizeof(float), kAlignBytes));
   zero();
 }
 

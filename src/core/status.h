@@ -41,7 +41,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT: implicit on purpose
+  Result(T value) : data_(std::move(value)) {}        // NOLINT: implicit on purpose
   Result(Status status) : data_(std::move(status)) {  // NOLINT: implicit on purpose
     TERN_CHECK(!std::get<Status>(data_).ok(), "Result constructed from an OK status");
   }
@@ -71,9 +71,9 @@ class [[nodiscard]] Result {
 #define TERN_CONCAT(a, b) TERN_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function if `expr` failed.
-#define TERN_RETURN_IF_ERROR(expr)            \
-  do {                                        \
-    ::tern::Status tern_status_ = (expr);     \
+#define TERN_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::tern::Status tern_status_ = (expr);        \
     if (!tern_status_.ok()) return tern_status_; \
   } while (0)
 

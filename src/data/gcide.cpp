@@ -44,7 +44,9 @@ std::string quote_value(std::string_view value) {
   return out;
 }
 
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string errno_text(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
 
 int base64_digit(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
@@ -55,8 +57,12 @@ int base64_digit(char c) {
   return -1;
 }
 
-bool is_ascii_letter(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_ascii_letter(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 // Owns a gzFile so every early return closes it.
 class GzReader {
@@ -106,7 +112,9 @@ struct IndexRecord {
   uint64_t length = 0;
 };
 
-bool is_meta_headword(std::string_view headword) { return headword.starts_with("00-"); }
+bool is_meta_headword(std::string_view headword) {
+  return headword.starts_with("00-");
+}
 
 // Parses the whole index; returns only the non-meta records, in file order.
 Result<std::vector<IndexRecord>> parse_index(std::string_view index, size_t text_size,
@@ -124,7 +132,8 @@ Result<std::vector<IndexRecord>> parse_index(std::string_view index, size_t text
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;  // a blank line carries nothing and harms nothing
 
-    const std::string where = "read gcide: " + quote_value(path) + " line " + std::to_string(line_no);
+    const std::string where =
+        "read gcide: " + quote_value(path) + " line " + std::to_string(line_no);
     const size_t tab1 = line.find('\t');
     const size_t tab2 = tab1 == std::string_view::npos ? tab1 : line.find('\t', tab1 + 1);
     if (tab2 == std::string_view::npos || line.find('\t', tab2 + 1) != std::string_view::npos ||
@@ -192,7 +201,8 @@ Result<uint64_t> decode_dictd_base64(std::string_view digits) {
                            quote_value(digits.substr(i, 1)) + " at position " + std::to_string(i));
     }
     if (value > (std::numeric_limits<uint64_t>::max() >> 6)) {
-      return Status::Error("dictd base64 " + quote_value(digits) + ": value does not fit in 64 bits");
+      return Status::Error("dictd base64 " + quote_value(digits) +
+                           ": value does not fit in 64 bits");
     }
     value = (value << 6) | static_cast<uint64_t>(d);
   }
@@ -239,14 +249,14 @@ Result<std::string> read_gcide_text(const std::string& dir) {
     const std::string why = errno != 0 ? ": " + errno_text(errno) : "";
     return Status::Error("read gcide: cannot open " + quote_value(path) + why);
   }
-  // A bigger buffer than zlib's 8 KiB default roughly halves the read time for 13 MB input.
+  // A bigger input buffer than zlib's 8 KiB default: fewer syscalls, ~15% faster here.
   gzbuffer(gz.get(), 1 << 18);
 
   // dictzip text is ~3x its compressed size, so 4x usually means one allocation and no copies.
   std::error_code size_error;
   const uintmax_t compressed = std::filesystem::file_size(path, size_error);
-  const size_t guess = size_error ? 0 : static_cast<size_t>(std::min<uintmax_t>(
-                                            compressed, kMaxTextBytes / 4)) * 4;
+  const size_t guess =
+      size_error ? 0 : static_cast<size_t>(std::min<uintmax_t>(compressed, kMaxTextBytes / 4)) * 4;
   std::string text;
   text.resize(std::max<size_t>(guess, size_t{1} << 16));
   size_t used = 0;
@@ -267,11 +277,13 @@ Result<std::string> read_gcide_text(const std::string& dir) {
   int err = Z_OK;
   const char* message = gzerror(gz.get(), &err);
   if (err != Z_OK) {
-    return Status::Error("read gcide: " + quote_value(path) + ": gzip error: " +
-                         (message != nullptr ? message : "unknown"));
+    return Status::Error("read gcide: " + quote_value(path) +
+                         ": gzip error: " + (message != nullptr ? message : "unknown"));
   }
   // zlib silently copies non-gzip input through; a .dz that is not gzip is a broken file.
-  if (gzdirect(gz.get())) return Status::Error("read gcide: " + quote_value(path) + " is not gzip data");
+  if (gzdirect(gz.get())) {
+    return Status::Error("read gcide: " + quote_value(path) + " is not gzip data");
+  }
   if (const int ret = gz.close(); ret != Z_OK) {
     return Status::Error("read gcide: " + quote_value(path) + ": gzip error on close (code " +
                          std::to_string(ret) + ")");

@@ -24,11 +24,15 @@ InputGroup input_group(LinearId id) {
   switch (id) {
     case LinearId::kQ:
     case LinearId::kK:
-    case LinearId::kV: return kAttnIn;
-    case LinearId::kO: return kAttnOut;
+    case LinearId::kV:
+      return kAttnIn;
+    case LinearId::kO:
+      return kAttnOut;
     case LinearId::kGate:
-    case LinearId::kUp: return kFfnIn;
-    case LinearId::kDown: return kFfnOut;
+    case LinearId::kUp:
+      return kFfnIn;
+    case LinearId::kDown:
+      return kFfnOut;
   }
   TERN_CHECK(false, "bad LinearId");
   return kNumGroups;
@@ -45,11 +49,11 @@ struct Linear {
   int64_t in = 0;
   int64_t out = 0;
   bool ternary = false;
-  Tensor weight;               // fp32: trainable latent, or frozen dense base; null if packed
-  ref::TernaryMatrix packed;   // ternary: frozen base (LoRA) or this forward's quantization
+  Tensor weight;              // fp32: trainable latent, or frozen dense base; null if packed
+  ref::TernaryMatrix packed;  // ternary: frozen base (LoRA) or this forward's quantization
   bool has_lora = false;
-  Tensor lora_a;               // [rank, in]
-  Tensor lora_b;               // [out, rank]
+  Tensor lora_a;  // [rank, in]
+  Tensor lora_b;  // [out, rank]
 };
 
 struct Layer {
@@ -60,9 +64,9 @@ struct Layer {
 
 // An input to a group of linears: fp32 values plus, for ternary models, codes.
 struct LinearInput {
-  float* x = nullptr;          // [n, dim]
-  int8_t* codes = nullptr;     // [n, dim]
-  float* scales = nullptr;     // [n]
+  float* x = nullptr;       // [n, dim]
+  int8_t* codes = nullptr;  // [n, dim]
+  float* scales = nullptr;  // [n]
   int64_t dim = 0;
 };
 
@@ -135,25 +139,25 @@ struct BitNetModel::Impl {
   std::vector<int8_t> act_bytes;
   std::vector<LayerCache> caches;
   float* resid_final = nullptr;  // [N, H] output of the last block
-  float* final_n = nullptr;    // [N, H]
-  float* inv_final = nullptr;  // [N]
-  float* logits = nullptr;     // [N, V]
+  float* final_n = nullptr;      // [N, H]
+  float* inv_final = nullptr;    // [N]
+  float* logits = nullptr;       // [N, V]
   // Backward scratch.
-  float* dresid = nullptr;     // [N, H] gradient of the residual stream
-  float* dtmp_h = nullptr;     // [N, H]
-  float* dinput = nullptr;     // [N, max_dim] gradient of a group input
-  float* dlinear = nullptr;    // [N, max_dim] one linear's input gradient
-  float* dq = nullptr;         // [N, heads·hd]
-  float* dk = nullptr;         // [N, kv·hd]
-  float* dv = nullptr;         // [N, kv·hd]
-  float* dgate = nullptr;      // [N, F]
-  float* dup = nullptr;        // [N, F]
-  float* dpre = nullptr;       // [N, max_dim] gradient before a sub-norm
-  float* x_tilde = nullptr;    // [N, max_dim] dequantized activations
-  float* lora_du = nullptr;    // [N, max_dim] (alpha/r)·dy
-  float* lora_dt = nullptr;    // [N, rank]
-  float* discard = nullptr;    // [max_dim] gradient sink for frozen norm weights
-  float* y_tmp = nullptr;      // [N, max_dim] linear output before a residual add
+  float* dresid = nullptr;   // [N, H] gradient of the residual stream
+  float* dtmp_h = nullptr;   // [N, H]
+  float* dinput = nullptr;   // [N, max_dim] gradient of a group input
+  float* dlinear = nullptr;  // [N, max_dim] one linear's input gradient
+  float* dq = nullptr;       // [N, heads·hd]
+  float* dk = nullptr;       // [N, kv·hd]
+  float* dv = nullptr;       // [N, kv·hd]
+  float* dgate = nullptr;    // [N, F]
+  float* dup = nullptr;      // [N, F]
+  float* dpre = nullptr;     // [N, max_dim] gradient before a sub-norm
+  float* x_tilde = nullptr;  // [N, max_dim] dequantized activations
+  float* lora_du = nullptr;  // [N, max_dim] (alpha/r)·dy
+  float* lora_dt = nullptr;  // [N, rank]
+  float* discard = nullptr;  // [max_dim] gradient sink for frozen norm weights
+  float* y_tmp = nullptr;    // [N, max_dim] linear output before a residual add
   ref::RopeTable<float> rope;
 
   std::vector<int32_t> tokens;
@@ -200,13 +204,18 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
   base_layout.add("output_norm.weight", {c.hidden});
   auto linear_dims = [&](LinearId id) -> std::pair<int64_t, int64_t> {  // {out, in}
     switch (id) {
-      case LinearId::kQ: return {q_dim, c.hidden};
+      case LinearId::kQ:
+        return {q_dim, c.hidden};
       case LinearId::kK:
-      case LinearId::kV: return {kv_dim, c.hidden};
-      case LinearId::kO: return {c.hidden, q_dim};
+      case LinearId::kV:
+        return {kv_dim, c.hidden};
+      case LinearId::kO:
+        return {c.hidden, q_dim};
       case LinearId::kGate:
-      case LinearId::kUp: return {c.ffn, c.hidden};
-      case LinearId::kDown: return {c.hidden, c.ffn};
+      case LinearId::kUp:
+        return {c.ffn, c.hidden};
+      case LinearId::kDown:
+        return {c.hidden, c.ffn};
     }
     return {0, 0};
   };
@@ -285,7 +294,8 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
         // starts exactly at the base model.
         Rng rng(derive_seed(seed, a.name));
         const double bound = 1.0 / std::sqrt(static_cast<double>(lin.in));
-        for (float& v : params_.view(a)) v = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
+        for (float& v : params_.view(a))
+          v = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
       }
     }
   }
@@ -515,9 +525,9 @@ namespace {
 // Backward of the linears that read one input: accumulates into dx[N, in] the sum
 // of every linear's input gradient, and into the trainable tensors their grads.
 // dys[i] is the output gradient of linears[i].
-void linear_group_backward(BitNetModel::Impl& m, const LayerCache& k, std::span<Linear* const> linears,
-                           std::span<float* const> dys, const LinearInput& in, float* dx,
-                           int64_t n) {
+void linear_group_backward(BitNetModel::Impl& m, const LayerCache& k,
+                           std::span<Linear* const> linears, std::span<float* const> dys,
+                           const LinearInput& in, float* dx, int64_t n) {
   const int64_t dim = in.dim;
   for (int64_t i = 0; i < n * dim; ++i) dx[i] = 0.0f;
   // STE: the latent weight gradient uses the dequantized activations x̃.

@@ -58,17 +58,19 @@ Status ModelConfig::validate() const {
 int64_t ModelConfig::num_params() const {
   const int64_t q_dim = heads * head_dim;
   const int64_t kv_dim = kv_heads * head_dim;
-  int64_t per_layer = 2 * hidden                                 // attn_norm, ffn_norm
-                      + hidden * q_dim + 2 * hidden * kv_dim     // q, k, v
-                      + q_dim * hidden                           // o
-                      + 3 * hidden * ffn;                        // gate, up, down
+  int64_t per_layer = 2 * hidden                              // attn_norm, ffn_norm
+                      + hidden * q_dim + 2 * hidden * kv_dim  // q, k, v
+                      + q_dim * hidden                        // o
+                      + 3 * hidden * ffn;                     // gate, up, down
   if (sub_norms) per_layer += q_dim + ffn;
   int64_t total = layers * per_layer + vocab * hidden + hidden;  // + embedding, output_norm
   if (!tied_embeddings) total += vocab * hidden;
   return total;
 }
 
-std::string_view linear_short_name(LinearId id) { return kShortNames[static_cast<size_t>(id)]; }
+std::string_view linear_short_name(LinearId id) {
+  return kShortNames[static_cast<size_t>(id)];
+}
 
 std::string linear_tensor_name(int64_t layer, LinearId id) {
   return "blk." + std::to_string(layer) + "." + std::string(kTensorStems[static_cast<size_t>(id)]) +
@@ -106,23 +108,60 @@ Result<ModelConfig> preset_config(std::string_view name) {
   ModelConfig c;  // defaults: ternary, ReLU², sub-norms, neox RoPE, tied
   if (name == "tiny") {
     // Small enough to train a few hundred steps in a test on two cores.
-    c.hidden = 64; c.layers = 2; c.heads = 4; c.kv_heads = 2; c.head_dim = 16; c.ffn = 176;
-    c.vocab = 256; c.max_seq = 256; c.rope_theta = 10000.0;
+    c.hidden = 64;
+    c.layers = 2;
+    c.heads = 4;
+    c.kv_heads = 2;
+    c.head_dim = 16;
+    c.ffn = 176;
+    c.vocab = 256;
+    c.max_seq = 256;
+    c.rope_theta = 10000.0;
   } else if (name == "bitnet-125m") {
-    c.hidden = 768; c.layers = 12; c.heads = 12; c.kv_heads = 12; c.head_dim = 64; c.ffn = 2560;
-    c.vocab = 32000; c.max_seq = 2048; c.rope_theta = 10000.0;
+    c.hidden = 768;
+    c.layers = 12;
+    c.heads = 12;
+    c.kv_heads = 12;
+    c.head_dim = 64;
+    c.ffn = 2560;
+    c.vocab = 32000;
+    c.max_seq = 2048;
+    c.rope_theta = 10000.0;
   } else if (name == "bitnet-1b") {
-    c.hidden = 2048; c.layers = 20; c.heads = 32; c.kv_heads = 8; c.head_dim = 64; c.ffn = 5632;
-    c.vocab = 32000; c.max_seq = 2048; c.rope_theta = 500000.0;
+    c.hidden = 2048;
+    c.layers = 20;
+    c.heads = 32;
+    c.kv_heads = 8;
+    c.head_dim = 64;
+    c.ffn = 5632;
+    c.vocab = 32000;
+    c.max_seq = 2048;
+    c.rope_theta = 500000.0;
   } else if (name == "bitnet-2b-4t") {
     // Microsoft BitNet b1.58 2B-4T (config.json of the released model).
-    c.hidden = 2560; c.layers = 30; c.heads = 20; c.kv_heads = 5; c.head_dim = 128; c.ffn = 6912;
-    c.vocab = 128256; c.max_seq = 4096; c.rope_theta = 500000.0;
+    c.hidden = 2560;
+    c.layers = 30;
+    c.heads = 20;
+    c.kv_heads = 5;
+    c.head_dim = 128;
+    c.ffn = 6912;
+    c.vocab = 128256;
+    c.max_seq = 4096;
+    c.rope_theta = 500000.0;
   } else if (name == "llama-tiny") {
     // Dense Llama layout (SiLU, no sub-norms, interleaved RoPE as llama.cpp stores it).
-    c.hidden = 64; c.layers = 2; c.heads = 4; c.kv_heads = 4; c.head_dim = 16; c.ffn = 176;
-    c.vocab = 256; c.max_seq = 256; c.activation = ref::Activation::kSiLU;
-    c.linear = LinearKind::kDense; c.sub_norms = false; c.tied_embeddings = false;
+    c.hidden = 64;
+    c.layers = 2;
+    c.heads = 4;
+    c.kv_heads = 4;
+    c.head_dim = 16;
+    c.ffn = 176;
+    c.vocab = 256;
+    c.max_seq = 256;
+    c.activation = ref::Activation::kSiLU;
+    c.linear = LinearKind::kDense;
+    c.sub_norms = false;
+    c.tied_embeddings = false;
     c.rope_style = ref::RopeStyle::kInterleaved;
   } else {
     std::string known;

@@ -37,8 +37,7 @@ class WeightSource {
 class RandomInitSource final : public WeightSource {
  public:
   explicit RandomInitSource(uint64_t seed, float stddev = 0.02f) : seed_(seed), stddev_(stddev) {}
-  Status read(std::string_view name, std::span<const int64_t> shape,
-              std::span<float> out) override;
+  Status read(std::string_view name, std::span<const int64_t> shape, std::span<float> out) override;
 
  private:
   uint64_t seed_;

@@ -8,10 +8,7 @@
 namespace tern {
 
 AdamW::AdamW(const TensorLayout& layout, const AdamWConfig& config)
-    : layout_(layout),
-      config_(config),
-      m_(layout.buffer_size()),
-      v_(layout.buffer_size()) {}
+    : layout_(layout), config_(config), m_(layout.buffer_size()), v_(layout.buffer_size()) {}
 
 void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   TERN_CHECK(params.size() == layout_.buffer_size() && grads.size() == layout_.buffer_size());
@@ -32,15 +29,18 @@ void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
     const float* g = grads.data() + info.offset;
     float* m = m_.data() + info.offset;
     float* v = v_.data() + info.offset;
-    parallel_for(info.size, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        if (decay) p[i] *= keep;
-        m[i] += lerp_weight * (g[i] - m[i]);
-        v[i] = v[i] * beta2 + one_minus_beta2 * g[i] * g[i];
-        const float denom = std::sqrt(v[i]) / bias2_sqrt + eps;
-        p[i] += -step_size * (m[i] / denom);
-      }
-    }, 4096);
+    parallel_for(
+        info.size,
+        [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            if (decay) p[i] *= keep;
+            m[i] += lerp_weight * (g[i] - m[i]);
+            v[i] = v[i] * beta2 + one_minus_beta2 * g[i] * g[i];
+            const float denom = std::sqrt(v[i]) / bias2_sqrt + eps;
+            p[i] += -step_size * (m[i] / denom);
+          }
+        },
+        4096);
   }
 }
 

@@ -44,10 +44,11 @@ Result<PretrainSummary> run_pretraining(const PretrainOptions& options, const To
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!options.quiet && (s % 10 == 0 || s == options.train.steps)) {
       if (options.json) {
-        std::printf("{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,"
-                    "\"grad_norm\":%.4f,\"tokens_per_s\":%.1f}\n",
-                    static_cast<long long>(s), stats.loss, stats.lr, stats.grad_norm,
-                    tokens / std::max(elapsed, 1e-9));
+        std::printf(
+            "{\"event\":\"step\",\"step\":%lld,\"loss\":%.6f,\"lr\":%.6g,"
+            "\"grad_norm\":%.4f,\"tokens_per_s\":%.1f}\n",
+            static_cast<long long>(s), stats.loss, stats.lr, stats.grad_norm,
+            tokens / std::max(elapsed, 1e-9));
       } else {
         std::printf("step %5lld  loss %.4f  lr %.2e  |g| %.3f  %.0f tok/s\n",
                     static_cast<long long>(s), stats.loss, stats.lr, stats.grad_norm,
@@ -71,7 +72,8 @@ std::string sample_bytes(BitNetModel& model, const std::string& prompt, int64_t 
   std::string out;
   const int64_t vocab = model.config().vocab;
   for (int64_t i = 0; i < count; ++i) {
-    const int64_t window = std::min<int64_t>(static_cast<int64_t>(context.size()), model.config().max_seq);
+    const int64_t window =
+        std::min<int64_t>(static_cast<int64_t>(context.size()), model.config().max_seq);
     const std::span<const int32_t> tokens(context.data() + context.size() - window,
                                           static_cast<size_t>(window));
     model.forward(tokens, {}, 1, window);

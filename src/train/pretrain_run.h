@@ -21,8 +21,8 @@ struct PretrainOptions {
   TrainConfig train;
   int64_t eval_every = 50;
   uint64_t init_seed = 1;
-  bool json = false;     // one JSON object per line instead of a table
-  bool quiet = false;    // no per-step output at all
+  bool json = false;   // one JSON object per line instead of a table
+  bool quiet = false;  // no per-step output at all
 };
 
 struct EvalPoint {

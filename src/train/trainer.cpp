@@ -24,8 +24,9 @@ Result<Trainer> Trainer::create(BitNetModel& model, const TokenDataset& data,
   TERN_RETURN_IF_ERROR(config.validate());
   TERN_RETURN_IF_ERROR(data.check_window(config.seq));
   if (config.seq > model.config().max_seq) {
-    return Status::Error("train config: seq = " + std::to_string(config.seq) +
-                         " exceeds the model's max_seq = " + std::to_string(model.config().max_seq));
+    return Status::Error(
+        "train config: seq = " + std::to_string(config.seq) +
+        " exceeds the model's max_seq = " + std::to_string(model.config().max_seq));
   }
   if (data.vocab() > model.config().vocab) {
     return Status::Error("dataset vocab " + std::to_string(data.vocab()) +
@@ -55,9 +56,8 @@ StepStats Trainer::step() {
     loss_sum += model_->forward(tokens_, labels_, config_.batch, config_.seq);
     model_->backward(weight);
   }
-  stats.grad_norm = config_.clip > 0.0
-                        ? clip_grad_norm(model_->grads(), model_->layout(), config_.clip)
-                        : 0.0;
+  stats.grad_norm =
+      config_.clip > 0.0 ? clip_grad_norm(model_->grads(), model_->layout(), config_.clip) : 0.0;
   stats.lr = config_.schedule.lr_at(steps_done_);
   adamw_.step(model_->params(), model_->grads(), stats.lr);
   ++steps_done_;

@@ -24,21 +24,21 @@ struct TrainConfig {
   int64_t batch = 8;
   int64_t seq = 128;
   int64_t grad_accum = 1;
-  double clip = 1.0;          // ≤ 0 disables clipping
+  double clip = 1.0;  // ≤ 0 disables clipping
   int64_t eval_batches = 8;
   uint64_t seed = 1;
-  LrSchedule schedule;        // total_steps is taken from `steps`
+  LrSchedule schedule;  // total_steps is taken from `steps`
   AdamWConfig adamw;
 
   Status validate() const;
 };
 
 struct StepStats {
-  int64_t step = 0;         // 1-based count of optimizer steps done
-  float loss = 0.0f;        // mean training loss over the step's micro-batches
+  int64_t step = 0;   // 1-based count of optimizer steps done
+  float loss = 0.0f;  // mean training loss over the step's micro-batches
   double lr = 0.0;
-  double grad_norm = 0.0;   // before clipping
-  int64_t tokens = 0;       // tokens processed in this step
+  double grad_norm = 0.0;  // before clipping
+  int64_t tokens = 0;      // tokens processed in this step
 };
 
 class Trainer {

@@ -30,7 +30,8 @@ TEST(StatusTest, ResultCarriesValueOrError) {
   const Status bad = use_twice(-3, &out);
   EXPECT_FALSE(bad.ok());
   EXPECT_EQ(bad.message(), "parse_positive: -3 is not positive");
-  EXPECT_EQ(bad.with_context("loading x").message(), "loading x: parse_positive: -3 is not positive");
+  EXPECT_EQ(bad.with_context("loading x").message(),
+            "loading x: parse_positive: -3 is not positive");
 }
 
 TEST(CheckDeathTest, AbortsWithFileAndLine) {

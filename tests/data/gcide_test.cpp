@@ -3,13 +3,13 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace tern {
@@ -31,9 +31,20 @@ std::string encode_dictd_base64(uint64_t value) {
 
 TEST(GcideBase64Test, DecodesKnownValues) {
   const std::vector<std::pair<std::string, uint64_t>> cases = {
-      {"A", 0},     {"B", 1},     {"Z", 25},          {"a", 26},     {"z", 51},
-      {"0", 52},    {"9", 61},    {"+", 62},          {"/", 63},     {"BA", 64},
-      {"//", 4095}, {"5I", 3656}, {"AAAAAAAAAAAAB", 1}, {"BAA", 4096},
+      {"A", 0},
+      {"B", 1},
+      {"Z", 25},
+      {"a", 26},
+      {"z", 51},
+      {"0", 52},
+      {"9", 61},
+      {"+", 62},
+      {"/", 63},
+      {"BA", 64},
+      {"//", 4095},
+      {"5I", 3656},
+      {"AAAAAAAAAAAAB", 1},
+      {"BAA", 4096},
       {"P//////////", UINT64_MAX},  // 11 digits, 4 + 60 bits: the largest value
   };
   for (const auto& [digits, expected] : cases) {
@@ -63,8 +74,8 @@ TEST(GcideBase64Test, RejectsBadInput) {
       << bad_char.status().message();
   EXPECT_NE(bad_char.status().message().find("position 1"), std::string::npos);
 
-  for (const std::string& bad : std::vector<std::string>{"A B", "-", "A\n", std::string("A\0", 2),
-                                                        "\xff", "Zz_"}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"A B", "-", "A\n", std::string("A\0", 2), "\xff", "Zz_"}) {
     EXPECT_FALSE(decode_dictd_base64(bad).ok()) << bad;
   }
 
@@ -94,13 +105,13 @@ TEST(GcideFieldLabelsTest, RejectsNonLabels) {
   EXPECT_TRUE(extract_field_labels("").empty());
   EXPECT_TRUE(extract_field_labels("(").empty());
   EXPECT_TRUE(extract_field_labels("()").empty());
-  EXPECT_TRUE(extract_field_labels("(.)").empty());           // too short
-  EXPECT_TRUE(extract_field_labels("(Anat)").empty());        // no final dot
-  EXPECT_TRUE(extract_field_labels("(anat.)").empty());       // lowercase start
-  EXPECT_TRUE(extract_field_labels("(Zo[\"o]l.)").empty());   // GCIDE markup
+  EXPECT_TRUE(extract_field_labels("(.)").empty());              // too short
+  EXPECT_TRUE(extract_field_labels("(Anat)").empty());           // no final dot
+  EXPECT_TRUE(extract_field_labels("(anat.)").empty());          // lowercase start
+  EXPECT_TRUE(extract_field_labels("(Zo[\"o]l.)").empty());      // GCIDE markup
   EXPECT_TRUE(extract_field_labels("(Anat. & Zool.)").empty());  // 13 chars
   EXPECT_TRUE(extract_field_labels("(See {Abdomen}.)").empty());
-  EXPECT_TRUE(extract_field_labels("(Anat.").empty());        // unterminated
+  EXPECT_TRUE(extract_field_labels("(Anat.").empty());  // unterminated
   EXPECT_TRUE(extract_field_labels("(1913 Webster.)").empty());
   // A long parenthetical is skipped without swallowing the label after it.
   EXPECT_EQ(extract_field_labels("(a very long aside that never quite ends, see Anat.) (Med.)"),
@@ -233,8 +244,7 @@ TEST_F(GcideDirTest, RejectsBadGzip) {
   write_raw("gcide.dict.dz", "plain text, not gzip\n");
   Result<std::string> text = read_gcide_text(dir());
   ASSERT_FALSE(text.ok());
-  EXPECT_NE(text.status().message().find("not gzip"), std::string::npos)
-      << text.status().message();
+  EXPECT_NE(text.status().message().find("not gzip"), std::string::npos) << text.status().message();
 
   write_raw("gcide.dict.dz", "");
   EXPECT_FALSE(read_gcide_text(dir()).ok());

@@ -31,7 +31,10 @@ TEST(TokenDatasetTest, ErrorsNameTheProblem) {
   EXPECT_NE(TokenDataset::from_bytes("abc", 1.5).status().message().find("1.5"), std::string::npos);
   const TokenDataset small = TokenDataset::from_bytes("abcdefghij", 0.5).value();
   EXPECT_NE(small.check_window(8).message().find("window of 9 tokens"), std::string::npos);
-  EXPECT_NE(TokenDataset::from_tokens({1, 2, 300}, 256, 0.1).status().message().find("token 300 at position 2"),
+  EXPECT_NE(TokenDataset::from_tokens({1, 2, 300}, 256, 0.1)
+                .status()
+                .message()
+                .find("token 300 at position 2"),
             std::string::npos);
 }
 

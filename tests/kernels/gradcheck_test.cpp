@@ -211,7 +211,8 @@ TEST(GradcheckTest, cross_entropy_matches_log_softmax) {
   const std::vector<float> logits = {1.0f, 2.0f, 3.0f};
   const std::vector<int32_t> labels = {2};
   const CrossEntropyTotals t = cross_entropy_forward(logits.data(), labels.data(), 1, 3);
-  const double expected = -std::log(std::exp(3.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(3.0)));
+  const double expected =
+      -std::log(std::exp(3.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(3.0)));
   EXPECT_NEAR(t.loss_sum, expected, 1e-6);
 }
 

@@ -35,7 +35,7 @@ TEST(TernaryTest, RoundHalfToEvenLikeTorch) {
   quantize_weights_absmean(&m, w.data(), 1, 4);
   EXPECT_EQ(m.code(0, 0), 0);
   EXPECT_EQ(m.code(0, 1), 0);
-  EXPECT_EQ(m.code(0, 2), 1);   // 1.5 → 2 → clamped to 1
+  EXPECT_EQ(m.code(0, 2), 1);  // 1.5 → 2 → clamped to 1
   EXPECT_EQ(m.code(0, 3), -1);
 }
 
@@ -92,7 +92,8 @@ TEST(TernaryTest, BitlinearEqualsDenseOnDequantizedOperands) {
   std::vector<float> y(n * out), y_dense(n * out);
   bitlinear_forward(y.data(), codes.data(), scale.data(), wq, n);
   linear_forward(y_dense.data(), x_tilde.data(), w_tilde.data(), n, in, out);
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(y[i], y_dense[i], 1e-5f * (1 + std::fabs(y[i])));
+  for (size_t i = 0; i < y.size(); ++i)
+    EXPECT_NEAR(y[i], y_dense[i], 1e-5f * (1 + std::fabs(y[i])));
 
   // STE: backward is the dense backward of y = x̃·W̃ᵀ.
   const std::vector<float> dy = random_floats(rng, n * out);
@@ -120,7 +121,8 @@ TEST(TernaryTest, QuantizedDotProductIsExactInIntegers) {
   float y = 0.0f;
   bitlinear_forward(&y, codes.data(), &scale, wq, 1);
   int64_t expected = 0;
-  for (int64_t k = 0; k < in; ++k) expected += ((k % 2 == 0) ? 127 : -127) * ((k % 3 == 0) ? 1 : -1);
+  for (int64_t k = 0; k < in; ++k)
+    expected += ((k % 2 == 0) ? 127 : -127) * ((k % 3 == 0) ? 1 : -1);
   EXPECT_FLOAT_EQ(y, static_cast<float>(expected) * (1.0f / 127.0f));
 }
 

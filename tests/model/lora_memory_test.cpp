@@ -45,23 +45,51 @@ void tracked_free(void* p) {
   std::free(user - align);
 }
 
-void reset_peak() { g_peak.store(g_current.load()); }
-int64_t peak_since_reset(int64_t baseline) { return g_peak.load() - baseline; }
+void reset_peak() {
+  g_peak.store(g_current.load());
+}
+int64_t peak_since_reset(int64_t baseline) {
+  return g_peak.load() - baseline;
+}
 
 }  // namespace
 
-void* operator new(size_t size) { return tracked_alloc(size, alignof(std::max_align_t)); }
-void* operator new[](size_t size) { return tracked_alloc(size, alignof(std::max_align_t)); }
-void* operator new(size_t size, std::align_val_t a) { return tracked_alloc(size, static_cast<size_t>(a)); }
-void* operator new[](size_t size, std::align_val_t a) { return tracked_alloc(size, static_cast<size_t>(a)); }
-void operator delete(void* p) noexcept { tracked_free(p); }
-void operator delete[](void* p) noexcept { tracked_free(p); }
-void operator delete(void* p, size_t) noexcept { tracked_free(p); }
-void operator delete[](void* p, size_t) noexcept { tracked_free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { tracked_free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { tracked_free(p); }
-void operator delete(void* p, size_t, std::align_val_t) noexcept { tracked_free(p); }
-void operator delete[](void* p, size_t, std::align_val_t) noexcept { tracked_free(p); }
+void* operator new(size_t size) {
+  return tracked_alloc(size, alignof(std::max_align_t));
+}
+void* operator new[](size_t size) {
+  return tracked_alloc(size, alignof(std::max_align_t));
+}
+void* operator new(size_t size, std::align_val_t a) {
+  return tracked_alloc(size, static_cast<size_t>(a));
+}
+void* operator new[](size_t size, std::align_val_t a) {
+  return tracked_alloc(size, static_cast<size_t>(a));
+}
+void operator delete(void* p) noexcept {
+  tracked_free(p);
+}
+void operator delete[](void* p) noexcept {
+  tracked_free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  tracked_free(p);
+}
+void operator delete[](void* p, size_t) noexcept {
+  tracked_free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  tracked_free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  tracked_free(p);
+}
+void operator delete(void* p, size_t, std::align_val_t) noexcept {
+  tracked_free(p);
+}
+void operator delete[](void* p, size_t, std::align_val_t) noexcept {
+  tracked_free(p);
+}
 
 namespace tern {
 namespace {
@@ -70,8 +98,14 @@ namespace {
 // fp32) against activations of a short batch.
 ModelConfig base_heavy_config() {
   ModelConfig c;
-  c.hidden = 512; c.layers = 4; c.heads = 8; c.kv_heads = 8; c.head_dim = 64; c.ffn = 1536;
-  c.vocab = 256; c.max_seq = 64;
+  c.hidden = 512;
+  c.layers = 4;
+  c.heads = 8;
+  c.kv_heads = 8;
+  c.head_dim = 64;
+  c.ffn = 1536;
+  c.vocab = 256;
+  c.max_seq = 64;
   return c;
 }
 
@@ -117,8 +151,8 @@ TEST(LoraMemoryTest, BaseStaysPackedAndBitIdentical) {
   const int64_t fp32_base_bytes = linear_weight_count(config) * 4;
   LoraConfig lora;
   lora.rank = 8;
-  lora.targets = {LinearId::kQ, LinearId::kK, LinearId::kV, LinearId::kO, LinearId::kGate,
-                  LinearId::kUp, LinearId::kDown};
+  lora.targets = {LinearId::kQ,    LinearId::kK,  LinearId::kV,   LinearId::kO,
+                  LinearId::kGate, LinearId::kUp, LinearId::kDown};
 
   const int64_t baseline = g_current.load();
   reset_peak();

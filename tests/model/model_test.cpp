@@ -14,8 +14,14 @@ namespace {
 
 ModelConfig small_config() {
   ModelConfig c;
-  c.hidden = 32; c.layers = 2; c.heads = 4; c.kv_heads = 2; c.head_dim = 8; c.ffn = 48;
-  c.vocab = 50; c.max_seq = 16;
+  c.hidden = 32;
+  c.layers = 2;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 8;
+  c.ffn = 48;
+  c.vocab = 50;
+  c.max_seq = 16;
   return c;
 }
 
@@ -35,7 +41,8 @@ TEST(PresetTest, ParameterCountsMatchTheirNames) {
   EXPECT_NEAR(preset_config("bitnet-1b").value().num_params(), 1e9, 0.1e9);
   // BitNet b1.58 2B-4T has ~2.4B parameters including its 128k-token embedding.
   EXPECT_NEAR(preset_config("bitnet-2b-4t").value().num_params(), 2.41e9, 0.05e9);
-  for (const std::string& name : preset_names()) EXPECT_TRUE(preset_config(name).value().validate().ok()) << name;
+  for (const std::string& name : preset_names())
+    EXPECT_TRUE(preset_config(name).value().validate().ok()) << name;
   const Status unknown = preset_config("huge").status();
   EXPECT_NE(unknown.message().find("unknown preset 'huge'"), std::string::npos);
 }
@@ -43,14 +50,21 @@ TEST(PresetTest, ParameterCountsMatchTheirNames) {
 TEST(ConfigTest, BadFieldsAreNamed) {
   ModelConfig c = small_config();
   c.kv_heads = 3;
-  EXPECT_NE(c.validate().message().find("heads = 4 is not a multiple of kv_heads = 3"), std::string::npos);
+  EXPECT_NE(c.validate().message().find("heads = 4 is not a multiple of kv_heads = 3"),
+            std::string::npos);
   c = small_config();
   c.head_dim = 7;
   EXPECT_NE(c.validate().message().find("head_dim = 7"), std::string::npos);
-  EXPECT_NE(parse_model_config("{\"hidden\": \"big\"}").status().message().find("'hidden' must be an integer"), std::string::npos);
-  EXPECT_NE(parse_model_config("{\"activation\": \"gelu\"}").status().message().find("\"gelu\""), std::string::npos);
+  EXPECT_NE(parse_model_config("{\"hidden\": \"big\"}")
+                .status()
+                .message()
+                .find("'hidden' must be an integer"),
+            std::string::npos);
+  EXPECT_NE(parse_model_config("{\"activation\": \"gelu\"}").status().message().find("\"gelu\""),
+            std::string::npos);
   EXPECT_FALSE(parse_model_config("not json").ok());
-  EXPECT_NE(parse_model_config("{\"hidden\": -5}").status().message().find("hidden = -5"), std::string::npos);
+  EXPECT_NE(parse_model_config("{\"hidden\": -5}").status().message().find("hidden = -5"),
+            std::string::npos);
 }
 
 TEST(ConfigTest, JsonRoundTrip) {
@@ -66,7 +80,8 @@ TEST(ModelTest, CheckBatchRejectsBadTokens) {
   std::vector<int32_t> tokens = ramp(8, 1, 50), labels = ramp(8, 1, 50);
   EXPECT_TRUE(model.check_batch(tokens, labels, 2, 4).ok());
   tokens[5] = 50;
-  EXPECT_NE(model.check_batch(tokens, labels, 2, 4).message().find("token 50 at position 5"), std::string::npos);
+  EXPECT_NE(model.check_batch(tokens, labels, 2, 4).message().find("token 50 at position 5"),
+            std::string::npos);
   tokens[5] = 1;
   labels[2] = 77;
   EXPECT_NE(model.check_batch(tokens, labels, 2, 4).message().find("label 77"), std::string::npos);

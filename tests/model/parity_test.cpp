@@ -67,7 +67,8 @@ GoldenCase load_case(const std::string& name) {
   c.lora.rank = j.at("lora").at("rank").get<int64_t>();
   c.lora.alpha = j.at("lora").at("alpha").get<float>();
   c.lora.targets.clear();
-  for (const auto& t : j.at("lora").at("targets")) c.lora.targets.push_back(parse_linear_id(t.get<std::string>()).value());
+  for (const auto& t : j.at("lora").at("targets"))
+    c.lora.targets.push_back(parse_linear_id(t.get<std::string>()).value());
   const auto& train = j.at("train");
   c.lr = train.at("lr").get<double>();
   c.adamw.beta1 = train.at("beta1").get<double>();
@@ -116,14 +117,16 @@ CodeStats compare_codes(const BitNetModel& model, const GoldenFile& file) {
         }
       }
       EXPECT_NEAR(q.weights->scale, file.get("full/wscale/" + name).f32()[0],
-                  1e-6 * std::fabs(q.weights->scale)) << name;
+                  1e-6 * std::fabs(q.weights->scale))
+          << name;
       const auto acodes = file.get("full/acodes/" + name).i8();
       EXPECT_EQ(acodes.size(), q.activation_codes.size()) << name;
       for (size_t k = 0; k < acodes.size(); ++k) {
         ++stats.act_total;
         if (q.activation_codes[k] != acodes[k]) ++stats.act_mismatch;
       }
-      EXPECT_LT(relative_l2(q.activation_scales, file.get("full/ascale/" + name).f32()), kForwardTol)
+      EXPECT_LT(relative_l2(q.activation_scales, file.get("full/ascale/" + name).f32()),
+                kForwardTol)
           << name;
     }
   }
@@ -162,7 +165,8 @@ class ParityTest : public ::testing::TestWithParam<std::string> {
     model.backward(1.0f);
     double worst_grad = 0.0;
     for (const TensorInfo& info : model.layout().tensors()) {
-      const double err = relative_l2(model.grads().view(info), c.file.get(mode + "grad/" + info.name).f32());
+      const double err =
+          relative_l2(model.grads().view(info), c.file.get(mode + "grad/" + info.name).f32());
       worst_grad = std::max(worst_grad, err);
       EXPECT_LT(err, kGradTol) << info.name;
     }
@@ -175,23 +179,29 @@ class ParityTest : public ::testing::TestWithParam<std::string> {
     double worst_step = 0.0;
     for (int64_t step = 0; step <= c.steps; ++step) {
       const float l = fresh.forward(tokens, labels, c.batch, c.seq);
-      const double err = std::fabs(l - want[static_cast<size_t>(step)]) / std::fabs(want[static_cast<size_t>(step)]);
+      const double err = std::fabs(l - want[static_cast<size_t>(step)]) /
+                         std::fabs(want[static_cast<size_t>(step)]);
       worst_step = std::max(worst_step, err);
-      EXPECT_LT(err, kTrajectoryTol) << "step " << step << ": " << l << " vs " << want[static_cast<size_t>(step)];
+      EXPECT_LT(err, kTrajectoryTol)
+          << "step " << step << ": " << l << " vs " << want[static_cast<size_t>(step)];
       if (step == c.steps) break;
       fresh.grads().zero();
       fresh.backward(1.0f);
       clip_grad_norm(fresh.grads(), fresh.layout(), c.clip);
       adamw.step(fresh.params(), fresh.grads(), c.lr);
     }
-    std::cout << "[parity] " << GetParam() << " " << (lora ? "lora" : "full")
-              << ": logits " << logits_err << ", worst grad " << worst_grad
-              << ", worst trajectory step " << worst_step << "\n";
+    std::cout << "[parity] " << GetParam() << " " << (lora ? "lora" : "full") << ": logits "
+              << logits_err << ", worst grad " << worst_grad << ", worst trajectory step "
+              << worst_step << "\n";
   }
 };
 
-TEST_P(ParityTest, parity_full) { run(/*lora=*/false); }
-TEST_P(ParityTest, parity_lora) { run(/*lora=*/true); }
+TEST_P(ParityTest, parity_full) {
+  run(/*lora=*/false);
+}
+TEST_P(ParityTest, parity_lora) {
+  run(/*lora=*/true);
+}
 
 INSTANTIATE_TEST_SUITE_P(Golden, ParityTest,
                          ::testing::Values("ternary_relu2_gqa", "ternary_silu_untied",

@@ -57,9 +57,13 @@ TEST(AdamWTest, FirstStepMovesBySignTimesLr) {
   for (float& v : w) v = 1.0f;
   for (float& v : n) v = 1.0f;
   auto gw = grads.view(layout.get("w"));
-  gw[0] = 3.0f; gw[1] = -0.5f; gw[2] = 0.0f; gw[3] = 1e-3f;
+  gw[0] = 3.0f;
+  gw[1] = -0.5f;
+  gw[2] = 0.0f;
+  gw[3] = 1e-3f;
   auto gn = grads.view(layout.get("norm"));
-  gn[0] = -2.0f; gn[1] = 2.0f;
+  gn[0] = -2.0f;
+  gn[1] = 2.0f;
   AdamWConfig config;
   config.weight_decay = 0.5;
   config.eps = 1e-12;

@@ -35,8 +35,8 @@ class Cursor {
   Cursor(const std::vector<uint8_t>& data, const std::string& path) : data_(data), path_(path) {}
   Status read(void* out, size_t n, const char* what) {
     if (n > data_.size() - pos_) {
-      return Status::Error("golden file '" + path_ + "': truncated reading " + what + " at offset " +
-                           std::to_string(pos_));
+      return Status::Error("golden file '" + path_ + "': truncated reading " + what +
+                           " at offset " + std::to_string(pos_));
     }
     std::memcpy(out, data_.data() + pos_, n);
     pos_ += n;
@@ -56,7 +56,8 @@ class Cursor {
 Result<GoldenFile> GoldenFile::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::Error("golden file '" + path + "': cannot open");
-  const std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
   Cursor cur(data, path);
   char magic[8];
   TERN_RETURN_IF_ERROR(cur.read(magic, 8, "magic"));
@@ -122,7 +123,8 @@ Status GoldenWeightSource::read(std::string_view name, std::span<const int64_t> 
   const std::string key = prefix_ + std::string(name);
   if (!file_.has(key)) return Status::Error("golden weights: no tensor '" + key + "'");
   const GoldenRecord& rec = file_.get(key);
-  if (rec.type != GoldenType::kF32 || !std::equal(rec.dims.begin(), rec.dims.end(), shape.begin(), shape.end())) {
+  if (rec.type != GoldenType::kF32 ||
+      !std::equal(rec.dims.begin(), rec.dims.end(), shape.begin(), shape.end())) {
     return Status::Error("golden weights: tensor '" + key + "' has another type or shape");
   }
   const auto values = rec.f32();

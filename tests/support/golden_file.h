@@ -49,8 +49,7 @@ class GoldenWeightSource final : public WeightSource {
  public:
   GoldenWeightSource(const GoldenFile& file, std::string prefix)
       : file_(file), prefix_(std::move(prefix)) {}
-  Status read(std::string_view name, std::span<const int64_t> shape,
-              std::span<float> out) override;
+  Status read(std::string_view name, std::span<const int64_t> shape, std::span<float> out) override;
 
  private:
   const GoldenFile& file_;

@@ -41,7 +41,8 @@ TEST(LearningTest, TinyPresetLearnsDictionaryText) {
   const std::vector<EvalPoint>& curve = summary.value().curve;
   ASSERT_EQ(curve.front().step, 0);
   ASSERT_EQ(curve.back().step, 300);
-  for (const EvalPoint& p : curve) std::cout << "[learning] step " << p.step << " val " << p.val_loss << "\n";
+  for (const EvalPoint& p : curve)
+    std::cout << "[learning] step " << p.step << " val " << p.val_loss << "\n";
   RecordProperty("val_loss_step0", std::to_string(curve.front().val_loss));
   RecordProperty("val_loss_step300", std::to_string(curve.back().val_loss));
   EXPECT_LT(curve.back().val_loss, 0.8f * curve.front().val_loss);

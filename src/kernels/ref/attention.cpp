@@ -63,8 +63,8 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
 }
 
 template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q,
-                        const T* k, const T* v, const AttentionShape& s) {
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q, const T* k,
+                        const T* v, const AttentionShape& s) {
   check_shape(s);
   const int64_t group = s.heads / s.kv_heads;
   const int64_t d = s.head_dim;
@@ -110,10 +110,9 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, cons
   });
 }
 
-#define TERN_INSTANTIATE(T)                                                                 \
-  template void attention_forward<T>(T*, T*, const T*, const T*, const T*,                  \
-                                     const AttentionShape&);                                \
-  template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,   \
+#define TERN_INSTANTIATE(T)                                                                        \
+  template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const AttentionShape&); \
+  template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,          \
                                       const T*, const AttentionShape&);
 TERN_INSTANTIATE(float)
 TERN_INSTANTIATE(double)

@@ -27,7 +27,7 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
 
 // dq, dk, dv (overwritten, shapes of q, k, v) from dout [batch, seq, heads, head_dim].
 template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q,
-                        const T* k, const T* v, const AttentionShape& shape);
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q, const T* k,
+                        const T* v, const AttentionShape& shape);
 
 }  // namespace tern::ref

@@ -71,9 +71,9 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* labels, 
   });
 }
 
-#define TERN_INSTANTIATE(T)                                                                  \
-  template CrossEntropyTotals cross_entropy_forward<T>(const T*, const int32_t*, int64_t,    \
-                                                       int64_t);                             \
+#define TERN_INSTANTIATE(T)                                                               \
+  template CrossEntropyTotals cross_entropy_forward<T>(const T*, const int32_t*, int64_t, \
+                                                       int64_t);                          \
   template void cross_entropy_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t, T);
 TERN_INSTANTIATE(float)
 TERN_INSTANTIATE(double)

@@ -29,8 +29,8 @@ void embedding_backward(T* dtable, const T* dout, const int32_t* tokens, int64_t
   }
 }
 
-#define TERN_INSTANTIATE(T)                                                                     \
-  template void embedding_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t);   \
+#define TERN_INSTANTIATE(T)                                                                    \
+  template void embedding_forward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t); \
   template void embedding_backward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t);
 TERN_INSTANTIATE(float)
 TERN_INSTANTIATE(double)

@@ -31,24 +31,30 @@ T activate_derivative(T x, Activation act) {
 
 template <typename T>
 void gated_activation_forward(T* m, const T* gate, const T* up, int64_t n, Activation act) {
-  parallel_for(n, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) m[i] = activate(gate[i], act) * up[i];
-  }, kMinChunk);
+  parallel_for(
+      n,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) m[i] = activate(gate[i], act) * up[i];
+      },
+      kMinChunk);
 }
 
 template <typename T>
-void gated_activation_backward(T* dgate, T* dup, const T* dm, const T* gate, const T* up,
-                               int64_t n, Activation act) {
-  parallel_for(n, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const T g = gate[i];
-      dgate[i] = dm[i] * up[i] * activate_derivative(g, act);
-      dup[i] = dm[i] * activate(g, act);
-    }
-  }, kMinChunk);
+void gated_activation_backward(T* dgate, T* dup, const T* dm, const T* gate, const T* up, int64_t n,
+                               Activation act) {
+  parallel_for(
+      n,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const T g = gate[i];
+          dgate[i] = dm[i] * up[i] * activate_derivative(g, act);
+          dup[i] = dm[i] * activate(g, act);
+        }
+      },
+      kMinChunk);
 }
 
-#define TERN_INSTANTIATE(T)                                                                \
+#define TERN_INSTANTIATE(T)                                                                 \
   template void gated_activation_forward<T>(T*, const T*, const T*, int64_t, Activation);   \
   template void gated_activation_backward<T>(T*, T*, const T*, const T*, const T*, int64_t, \
                                              Activation);

@@ -16,7 +16,7 @@ void gated_activation_forward(T* m, const T* gate, const T* up, int64_t n, Activ
 
 // dgate[n], dup[n] (overwritten) from dm[n].
 template <typename T>
-void gated_activation_backward(T* dgate, T* dup, const T* dm, const T* gate, const T* up,
-                               int64_t n, Activation act);
+void gated_activation_backward(T* dgate, T* dup, const T* dm, const T* gate, const T* up, int64_t n,
+                               Activation act);
 
 }  // namespace tern::ref

@@ -1,6 +1,5 @@
 #include "kernels/ref/linear.h"
 
-
 #include "core/thread_pool.h"
 #include "kernels/ref/dot.h"
 
@@ -46,7 +45,7 @@ void linear_backward_weight(T* dw, const T* dy, const T* x, int64_t n, int64_t i
   });
 }
 
-#define TERN_INSTANTIATE(T)                                                                \
+#define TERN_INSTANTIATE(T)                                                                  \
   template void linear_forward<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);        \
   template void linear_backward_input<T>(T*, const T*, const T*, int64_t, int64_t, int64_t); \
   template void linear_backward_weight<T>(T*, const T*, const T*, int64_t, int64_t, int64_t);

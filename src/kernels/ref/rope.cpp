@@ -17,7 +17,8 @@ RopeTable<T> make_rope_table(int64_t seq, int64_t head_dim, double theta) {
   table.sin.resize(table.cos.size());
   for (int64_t pos = 0; pos < seq; ++pos) {
     for (int64_t i = 0; i < table.half_dim; ++i) {
-      const double inv_freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+      const double inv_freq =
+          std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
       const double angle = static_cast<double>(pos) * inv_freq;
       table.cos[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(std::cos(angle));
       table.sin[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(std::sin(angle));
@@ -70,10 +71,10 @@ void rope_backward(T* dx, const RopeTable<T>& table, RopeStyle style, int64_t ba
   rotate(dx, table, style, batch, seq, heads, head_dim, T(-1));
 }
 
-#define TERN_INSTANTIATE(T)                                                                    \
-  template RopeTable<T> make_rope_table<T>(int64_t, int64_t, double);                          \
-  template void rope_forward<T>(T*, const RopeTable<T>&, RopeStyle, int64_t, int64_t, int64_t, \
-                                int64_t);                                                      \
+#define TERN_INSTANTIATE(T)                                                                     \
+  template RopeTable<T> make_rope_table<T>(int64_t, int64_t, double);                           \
+  template void rope_forward<T>(T*, const RopeTable<T>&, RopeStyle, int64_t, int64_t, int64_t,  \
+                                int64_t);                                                       \
   template void rope_backward<T>(T*, const RopeTable<T>&, RopeStyle, int64_t, int64_t, int64_t, \
                                  int64_t);
 TERN_INSTANTIATE(float)

@@ -18,9 +18,9 @@ enum class RopeStyle { kNeox, kInterleaved };
 template <typename T>
 struct RopeTable {
   int64_t seq = 0;
-  int64_t half_dim = 0;   // head_dim / 2
-  std::vector<T> cos;     // [seq, half_dim]
-  std::vector<T> sin;     // [seq, half_dim]
+  int64_t half_dim = 0;  // head_dim / 2
+  std::vector<T> cos;    // [seq, half_dim]
+  std::vector<T> sin;    // [seq, half_dim]
 };
 
 template <typename T>

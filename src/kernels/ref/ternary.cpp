@@ -42,8 +42,8 @@ void quantize_weights_absmean(TernaryMatrix* out, const float* w, int64_t rows, 
   double abs_sum = 0.0;
   const int64_t count = rows * cols;
   for (int64_t i = 0; i < count; ++i) abs_sum += std::fabs(static_cast<double>(w[i]));
-  const float gamma = std::max(static_cast<float>(abs_sum / static_cast<double>(count)),
-                               kWeightScaleEps);
+  const float gamma =
+      std::max(static_cast<float>(abs_sum / static_cast<double>(count)), kWeightScaleEps);
   out->rows = rows;
   out->cols = cols;
   out->scale = gamma;
@@ -89,7 +89,8 @@ void dequantize_activations(float* x, const int8_t* codes, const float* scale, i
                             int64_t d) {
   parallel_for(n, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
-      for (int64_t j = 0; j < d; ++j) x[i * d + j] = static_cast<float>(codes[i * d + j]) / scale[i];
+      for (int64_t j = 0; j < d; ++j)
+        x[i * d + j] = static_cast<float>(codes[i * d + j]) / scale[i];
     }
   });
 }

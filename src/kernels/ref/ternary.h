@@ -26,8 +26,8 @@ inline constexpr float kActivationAbsmaxEps = 1e-5f;
 struct TernaryMatrix {
   int64_t rows = 0;
   int64_t cols = 0;
-  float scale = 0.0f;            // gamma: W̃ = q · scale
-  std::vector<uint8_t> packed;   // rows · row_bytes()
+  float scale = 0.0f;           // gamma: W̃ = q · scale
+  std::vector<uint8_t> packed;  // rows · row_bytes()
 
   int64_t row_bytes() const { return (cols + 3) / 4; }
   int8_t code(int64_t row, int64_t col) const;
@@ -46,8 +46,7 @@ TernaryMatrix pack_ternary(const int8_t* codes, int64_t rows, int64_t cols, floa
 void dequantize_weights(float* w, const TernaryMatrix& m);
 
 // codes[n, d], scale[n] from x[n, d].
-void quantize_activations_absmax(int8_t* codes, float* scale, const float* x, int64_t n,
-                                 int64_t d);
+void quantize_activations_absmax(int8_t* codes, float* scale, const float* x, int64_t n, int64_t d);
 
 // x̃[n, d] = codes / scale.
 void dequantize_activations(float* x, const int8_t* codes, const float* scale, int64_t n,
