@@ -1,6 +1,8 @@
 // tern: train and fine-tune 1.58-bit (BitNet b1.58) language models on the
 // hardware people already own.
 #include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
 #include <vector>
 
 #include "cli/commands.h"
@@ -20,6 +22,27 @@ int main(int argc, char** argv) {
       tern::cli::add_pretrain_command(app),
       tern::cli::add_info_command(app),
   };
+  // CLI11 only says "a subcommand is required" for a misspelt one; name it instead.
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--threads") {
+      ++i;
+      continue;
+    }
+    if (arg.starts_with("-")) continue;
+    bool known = false;
+    std::string names;
+    for (const tern::cli::Command& command : commands) {
+      known |= command.app->get_name() == arg;
+      names += (names.empty() ? "" : ", ") + command.app->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "tern: unknown subcommand '%s' (expected one of: %s)\n", arg.c_str(),
+                   names.c_str());
+      return 1;
+    }
+    break;
+  }
   CLI11_PARSE(app, argc, argv);
   if (threads > 0) tern::set_num_threads(threads);
   for (const tern::cli::Command& command : commands) {

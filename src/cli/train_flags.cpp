@@ -1,5 +1,6 @@
 #include "cli/train_flags.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 
@@ -15,7 +16,7 @@ void add_train_flags(CLI::App* app, TrainFlags* f) {
   app->add_option("--grad-accum", f->grad_accum, "Micro-batches per step")->capture_default_str();
   app->add_option("--lr", f->lr, "Peak learning rate")->capture_default_str();
   app->add_option("--min-lr", f->min_lr, "Final learning rate")->capture_default_str();
-  app->add_option("--warmup", f->warmup, "Warmup steps")->capture_default_str();
+  app->add_option("--warmup", f->warmup, "Warmup steps (capped at --steps)")->capture_default_str();
   app->add_option("--schedule", f->schedule, "constant | cosine | wsd")->capture_default_str();
   app->add_option("--weight-decay", f->weight_decay, "AdamW decoupled weight decay")
       ->capture_default_str();
@@ -42,7 +43,7 @@ Result<PretrainOptions> make_pretrain_options(const TrainFlags& f) {
   TERN_ASSIGN_OR_RETURN(o.train.schedule.kind, parse_schedule_kind(f.schedule));
   o.train.schedule.peak_lr = f.lr;
   o.train.schedule.min_lr = f.min_lr;
-  o.train.schedule.warmup_steps = f.warmup;
+  o.train.schedule.warmup_steps = std::min(f.warmup, f.steps);
   o.train.adamw.weight_decay = f.weight_decay;
   o.eval_every = f.eval_every;
   o.init_seed = f.seed;

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Checks the tern command line: help lists every subcommand, each subcommand has
+# --help, and bad arguments fail with a message that names the bad value.
+# Usage: cli_test.sh path/to/tern
+set -uo pipefail
+tern="$1"
+failures=0
+
+expect() {  # expect <description> <expected exit: 0|nonzero> <regex> -- command...
+  local what="$1" want="$2" regex="$3"
+  shift 4
+  local out rc
+  out="$("$@" 2>&1)"
+  rc=$?
+  if [[ "$want" == 0 && $rc -ne 0 ]] || [[ "$want" != 0 && $rc -eq 0 ]]; then
+    echo "FAIL: $what: exit $rc"; echo "$out" | head -20; failures=$((failures + 1)); return
+  fi
+  if ! grep -Eq -- "$regex" <<< "$out"; then
+    echo "FAIL: $what: output lacks /$regex/"; echo "$out" | head -20; failures=$((failures + 1)); return
+  fi
+  echo "ok: $what"
+}
+
+for sub in demo pretrain info; do
+  expect "--help lists $sub" 0 "^ *$sub " -- "$tern" --help
+  expect "$sub --help" 0 "Usage: .*$sub" -- "$tern" "$sub" --help
+done
+expect "no subcommand is an error" 1 "subcommand" -- "$tern"
+expect "unknown subcommand" 1 "frobnicate" -- "$tern" frobnicate
+expect "unknown preset is named" 1 "unknown preset 'huge'" -- "$tern" info --preset huge
+expect "preset as JSON" 0 '"hidden":64' -- "$tern" info --preset tiny
+expect "preset table" 0 "bitnet-125m +ternary" -- "$tern" info
+expect "zero steps rejected" 1 "steps = 0" -- "$tern" pretrain --steps 0
+expect "bad schedule named" 1 "'linear'" -- "$tern" pretrain --schedule linear
+expect "missing text file named" 1 "cannot open '/nonexistent/x.txt'" -- "$tern" pretrain --text /nonexistent/x.txt
+expect "missing gcide dir named" 1 "/nonexistent" -- "$tern" demo --gcide-dir /nonexistent
+expect "thread count range" 1 "threads" -- "$tern" --threads 0 info
+tmp="$(mktemp)"; printf 'tiny' > "$tmp"
+expect "text too short for a window" 1 "cannot fill a window" -- "$tern" pretrain --text "$tmp" --steps 1
+rm -f "$tmp"
+
+echo "$failures failures"
+[[ $failures -eq 0 ]]
