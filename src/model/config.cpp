@@ -100,75 +100,60 @@ bool LoraConfig::targets_linear(LinearId id) const {
   return std::find(targets.begin(), targets.end(), id) != targets.end();
 }
 
+namespace {
+
+struct PresetShape {
+  const char* name;
+  int64_t hidden, layers, heads, kv_heads, head_dim, ffn, vocab, max_seq;
+  double rope_theta;
+};
+
+// Ternary BitNet b1.58 shapes (ReLU², sub-norms, neox RoPE, tied embeddings),
+// except llama-tiny, which preset_config turns into a dense Llama.
+constexpr PresetShape kPresets[] = {
+    // Small enough to train a few hundred steps in a test on two cores.
+    {"tiny", 64, 2, 4, 2, 16, 176, 256, 256, 10000.0},
+    {"bitnet-125m", 768, 12, 12, 12, 64, 2560, 32000, 2048, 10000.0},
+    {"bitnet-1b", 2048, 20, 32, 8, 64, 5632, 32000, 2048, 500000.0},
+    // Microsoft BitNet b1.58 2B-4T (config.json of the released model).
+    {"bitnet-2b-4t", 2560, 30, 20, 5, 128, 6912, 128256, 4096, 500000.0},
+    {"llama-tiny", 64, 2, 4, 4, 16, 176, 256, 256, 10000.0},
+};
+
+}  // namespace
+
 std::vector<std::string> preset_names() {
-  return {"tiny", "bitnet-125m", "bitnet-1b", "bitnet-2b-4t", "llama-tiny"};
+  std::vector<std::string> names;
+  for (const PresetShape& p : kPresets) names.emplace_back(p.name);
+  return names;
 }
 
 Result<ModelConfig> preset_config(std::string_view name) {
-  ModelConfig c;  // defaults: ternary, ReLU², sub-norms, neox RoPE, tied
-  if (name == "tiny") {
-    // Small enough to train a few hundred steps in a test on two cores.
-    c.hidden = 64;
-    c.layers = 2;
-    c.heads = 4;
-    c.kv_heads = 2;
-    c.head_dim = 16;
-    c.ffn = 176;
-    c.vocab = 256;
-    c.max_seq = 256;
-    c.rope_theta = 10000.0;
-  } else if (name == "bitnet-125m") {
-    c.hidden = 768;
-    c.layers = 12;
-    c.heads = 12;
-    c.kv_heads = 12;
-    c.head_dim = 64;
-    c.ffn = 2560;
-    c.vocab = 32000;
-    c.max_seq = 2048;
-    c.rope_theta = 10000.0;
-  } else if (name == "bitnet-1b") {
-    c.hidden = 2048;
-    c.layers = 20;
-    c.heads = 32;
-    c.kv_heads = 8;
-    c.head_dim = 64;
-    c.ffn = 5632;
-    c.vocab = 32000;
-    c.max_seq = 2048;
-    c.rope_theta = 500000.0;
-  } else if (name == "bitnet-2b-4t") {
-    // Microsoft BitNet b1.58 2B-4T (config.json of the released model).
-    c.hidden = 2560;
-    c.layers = 30;
-    c.heads = 20;
-    c.kv_heads = 5;
-    c.head_dim = 128;
-    c.ffn = 6912;
-    c.vocab = 128256;
-    c.max_seq = 4096;
-    c.rope_theta = 500000.0;
-  } else if (name == "llama-tiny") {
-    // Dense Llama layout (SiLU, no sub-norms, interleaved RoPE as llama.cpp stores it).
-    c.hidden = 64;
-    c.layers = 2;
-    c.heads = 4;
-    c.kv_heads = 4;
-    c.head_dim = 16;
-    c.ffn = 176;
-    c.vocab = 256;
-    c.max_seq = 256;
-    c.activation = ref::Activation::kSiLU;
-    c.linear = LinearKind::kDense;
-    c.sub_norms = false;
-    c.tied_embeddings = false;
-    c.rope_style = ref::RopeStyle::kInterleaved;
-  } else {
-    std::string known;
-    for (const std::string& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
-    return Status::Error("unknown preset '" + std::string(name) + "' (known: " + known + ")");
+  for (const PresetShape& p : kPresets) {
+    if (name != p.name) continue;
+    ModelConfig c;  // defaults: ternary, ReLU², sub-norms, neox RoPE, tied
+    c.hidden = p.hidden;
+    c.layers = p.layers;
+    c.heads = p.heads;
+    c.kv_heads = p.kv_heads;
+    c.head_dim = p.head_dim;
+    c.ffn = p.ffn;
+    c.vocab = p.vocab;
+    c.max_seq = p.max_seq;
+    c.rope_theta = p.rope_theta;
+    if (name == "llama-tiny") {
+      // Dense Llama layout: SiLU, no sub-norms, interleaved RoPE as llama.cpp stores it.
+      c.activation = ref::Activation::kSiLU;
+      c.linear = LinearKind::kDense;
+      c.sub_norms = false;
+      c.tied_embeddings = false;
+      c.rope_style = ref::RopeStyle::kInterleaved;
+    }
+    return c;
   }
-  return c;
+  std::string known;
+  for (const std::string& n : preset_names()) known += (known.empty() ? "" : ", ") + n;
+  return Status::Error("unknown preset '" + std::string(name) + "' (known: " + known + ")");
 }
 
 Result<ModelConfig> parse_model_config(std::string_view json_text) {
@@ -177,42 +162,47 @@ Result<ModelConfig> parse_model_config(std::string_view json_text) {
     return Status::Error("model config: not a JSON object");
   }
   ModelConfig c;
-  auto read_int = [&](const char* key, int64_t* out) -> Status {
+  static constexpr std::string_view kKnownKeys[] = {
+      "hidden",     "layers", "heads",      "kv_heads",        "head_dim",
+      "ffn",        "vocab",  "max_seq",    "rope_theta",      "norm_eps",
+      "activation", "linear", "rope_style", "tied_embeddings", "sub_norms"};
+  for (const auto& item : j.items()) {
+    if (std::find(std::begin(kKnownKeys), std::end(kKnownKeys), item.key()) ==
+        std::end(kKnownKeys)) {
+      return Status::Error("model config: unknown key '" + item.key() + "'");
+    }
+  }
+  // Optional field of the JSON kind `is_kind`; absent fields keep their defaults.
+  using KindTest = bool (nlohmann::json::*)() const noexcept;
+  auto read = [&]<typename T>(const char* key, KindTest is_kind, const char* kind,
+                              T* out) -> Status {
     if (!j.contains(key)) return Status::Ok();
-    if (!j[key].is_number_integer()) {
-      return Status::Error(std::string("model config: '") + key + "' must be an integer, got " +
+    if (!(j[key].*is_kind)()) {
+      return Status::Error(std::string("model config: '") + key + "' must be " + kind + ", got " +
                            j[key].dump());
     }
-    *out = j[key].get<int64_t>();
+    *out = j[key].get<T>();
     return Status::Ok();
+  };
+  auto read_int = [&](const char* key, int64_t* out) {
+    return read(key, &nlohmann::json::is_number_integer, "an integer", out);
+  };
+  auto read_float = [&](const char* key, double* out) {
+    return read(key, &nlohmann::json::is_number, "a number", out);
+  };
+  auto read_bool = [&](const char* key, bool* out) {
+    return read(key, &nlohmann::json::is_boolean, "true or false", out);
   };
   auto read_choice = [&](const char* key, std::string_view a, std::string_view b,
                          bool* is_a) -> Status {
-    if (!j.contains(key)) return Status::Ok();
-    const nlohmann::json& v = j[key];
-    if (v.is_string() && (v.get<std::string>() == a || v.get<std::string>() == b)) {
-      *is_a = v.get<std::string>() == a;
-      return Status::Ok();
+    std::string value(a);
+    TERN_RETURN_IF_ERROR(read(key, &nlohmann::json::is_string, "a string", &value));
+    if (value != a && value != b) {
+      return Status::Error(std::string("model config: '") + key + "' = \"" + value +
+                           "\" (expected \"" + std::string(a) + "\" or \"" + std::string(b) +
+                           "\")");
     }
-    return Status::Error(std::string("model config: '") + key + "' = " + v.dump() +
-                         " (expected \"" + std::string(a) + "\" or \"" + std::string(b) + "\")");
-  };
-  auto read_bool = [&](const char* key, bool* out) -> Status {
-    if (!j.contains(key)) return Status::Ok();
-    if (!j[key].is_boolean()) {
-      return Status::Error(std::string("model config: '") + key + "' must be true or false, got " +
-                           j[key].dump());
-    }
-    *out = j[key].get<bool>();
-    return Status::Ok();
-  };
-  auto read_float = [&](const char* key, double* out) -> Status {
-    if (!j.contains(key)) return Status::Ok();
-    if (!j[key].is_number()) {
-      return Status::Error(std::string("model config: '") + key + "' must be a number, got " +
-                           j[key].dump());
-    }
-    *out = j[key].get<double>();
+    *is_a = value == a;
     return Status::Ok();
   };
   TERN_RETURN_IF_ERROR(read_int("hidden", &c.hidden));

@@ -63,6 +63,8 @@ TEST(ConfigTest, BadFieldsAreNamed) {
   EXPECT_NE(parse_model_config("{\"activation\": \"gelu\"}").status().message().find("\"gelu\""),
             std::string::npos);
   EXPECT_FALSE(parse_model_config("not json").ok());
+  EXPECT_NE(parse_model_config("{\"hiden\": 5}").status().message().find("unknown key 'hiden'"),
+            std::string::npos);
   EXPECT_NE(parse_model_config("{\"hidden\": -5}").status().message().find("hidden = -5"),
             std::string::npos);
 }
