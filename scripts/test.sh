@@ -3,12 +3,12 @@
 #   1. format check;
 #   2. release build (-Werror) and the whole ctest suite (unit, parity,
 #      gradcheck, learning; torch regeneration where python3-torch exists);
-#   3. ASan + UBSan build and the unit-labelled tests under it.
+#   3. ASan + UBSan build of the unit tests and the CLI, run under the sanitizers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/check_format.sh
 bash scripts/build.sh release
 ctest --test-dir build/release --output-on-failure -j"$(nproc)"
-bash scripts/build.sh asan
-ctest --test-dir build/asan -L unit --output-on-failure -j"$(nproc)"
+bash scripts/build.sh asan tern_unit_tests tern_parity_tests tern_lora_memory_tests tern
+ctest --test-dir build/asan -L 'unit|cli' --output-on-failure -j"$(nproc)"

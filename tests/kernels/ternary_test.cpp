@@ -77,7 +77,9 @@ TEST(TernaryTest, AbsmaxActivationCodes) {
   for (int i = 0; i < 8; ++i) EXPECT_EQ(codes[i], expected[i]) << i;
 }
 
-TEST(TernaryTest, BitlinearEqualsDenseOnDequantizedOperands) {
+// The STE gradient of BitLinear is the (double-gradchecked) dense gradient taken at
+// the dequantized operands; this ties the two together.
+TEST(TernaryTest, gradcheck_bitlinear_ste_equals_dense_on_dequantized_operands) {
   Rng rng(12);
   const int64_t n = 6, in = 37, out = 11;
   const std::vector<float> x = random_floats(rng, n * in), w = random_floats(rng, out * in, 0.1);
