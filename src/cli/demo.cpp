@@ -30,6 +30,10 @@ Command add_demo_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "demo", "Pretrain the tiny ternary preset on the GCIDE dictionary and show it learn");
   auto args = std::make_shared<DemoArgs>();
+  // The tiny ternary model tolerates (and profits from) a higher rate than the
+  // pretrain default: 2.18 vs 2.27 validation loss after 300 steps.
+  args->train.lr = 1e-2;
+  args->train.min_lr = 1e-3;
   add_train_flags(app, &args->train);
   app->add_option("--gcide-dir", args->gcide_dir, "Where dict-gcide installed its files")
       ->capture_default_str();

@@ -419,8 +419,8 @@ void ensure_workspace(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora,
 }
 
 // y[N, out] = lin(x); t caches x·Aᵀ for LoRA.
-void linear_forward(BitNetModel::Impl& m, const Linear& lin, const LinearInput& in, float* y,
-                    float* lora_t, int64_t n) {
+void apply_linear(BitNetModel::Impl& m, const Linear& lin, const LinearInput& in, float* y,
+                  float* lora_t, int64_t n) {
   if (lin.ternary) {
     ref::bitlinear_forward(y, in.codes, in.scales, lin.packed, n);
   } else {
@@ -469,8 +469,8 @@ float BitNetModel::forward(std::span<const int32_t> tokens, std::span<const int3
     Layer& layer = m.layers[static_cast<size_t>(l)];
     LayerCache& k = m.caches[static_cast<size_t>(l)];
     auto run = [&](LinearId id, float* y) {
-      linear_forward(m, layer.at(id), k.inputs[input_group(id)], y,
-                     k.lora_t[static_cast<size_t>(id)], N);
+      apply_linear(m, layer.at(id), k.inputs[input_group(id)], y, k.lora_t[static_cast<size_t>(id)],
+                   N);
     };
     // Attention half.
     ref::rmsnorm_forward(k.h_attn, k.inv_attn, k.resid_in, layer.attn_norm.data, N, H, c.norm_eps);
