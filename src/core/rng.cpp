@@ -70,6 +70,16 @@ double Rng::normal() {
   return radius * std::cos(angle);
 }
 
+Rng::State Rng::state() const {
+  return {{s_[0], s_[1], s_[2], s_[3]}, has_spare_, spare_};
+}
+
+void Rng::restore(const State& state) {
+  for (int i = 0; i < 4; ++i) s_[i] = state.words[i];
+  has_spare_ = state.has_spare;
+  spare_ = state.spare;
+}
+
 uint64_t derive_seed(uint64_t base_seed, std::string_view stream_name) {
   // FNV-1a over the name, mixed with the base seed through splitmix64.
   uint64_t hash = 0xcbf29ce484222325ull;

@@ -22,6 +22,16 @@ class Rng {
   // Standard normal (Box-Muller in double precision).
   double normal();
 
+  // The complete generator state, for checkpoints: restoring it continues the
+  // exact same sequence.
+  struct State {
+    uint64_t words[4];
+    bool has_spare;
+    double spare;
+  };
+  State state() const;
+  void restore(const State& state);
+
  private:
   uint64_t s_[4];
   bool has_spare_ = false;

@@ -300,11 +300,17 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
     }
   }
   if (lora != nullptr) {
+    lora_ = *lora;
     m.lora_scale = lora->scale();
     m.lora_rank = lora->rank;
   }
   m.rope = ref::make_rope_table<float>(c.max_seq, c.head_dim, c.rope_theta);
   return Status::Ok();
+}
+
+const LoraConfig& BitNetModel::lora_config() const {
+  TERN_CHECK(lora_.has_value(), "lora_config() of a model without LoRA");
+  return *lora_;
 }
 
 Status BitNetModel::load_trainable(WeightSource& source) {

@@ -22,6 +22,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -48,6 +49,8 @@ class BitNetModel {
 
   const ModelConfig& config() const { return config_; }
   bool is_lora() const { return is_lora_; }
+  // The LoRA configuration (CHECKs is_lora()).
+  const LoraConfig& lora_config() const;
 
   const TensorLayout& layout() const { return layout_; }  // trainable tensors
   FlatBuffer& params() { return params_; }
@@ -94,6 +97,7 @@ class BitNetModel {
 
   ModelConfig config_;
   bool is_lora_ = false;
+  std::optional<LoraConfig> lora_;
   TensorLayout layout_;
   FlatBuffer params_;
   FlatBuffer grads_;

@@ -29,8 +29,12 @@ class AdamW {
   void step(FlatBuffer& params, const FlatBuffer& grads, double lr);
 
   int64_t step_count() const { return step_; }
+  // For resuming from a checkpoint (bias correction depends on the step).
+  void set_step_count(int64_t step) { step_ = step; }
   FlatBuffer& first_moment() { return m_; }
   FlatBuffer& second_moment() { return v_; }
+  const FlatBuffer& first_moment() const { return m_; }
+  const FlatBuffer& second_moment() const { return v_; }
   const AdamWConfig& config() const { return config_; }
 
  private:

@@ -67,6 +67,12 @@ StepStats Trainer::step() {
   return stats;
 }
 
+void Trainer::restore(int64_t steps_done, const Rng::State& rng_state) {
+  TERN_CHECK(steps_done >= 0);
+  steps_done_ = steps_done;
+  rng_.restore(rng_state);
+}
+
 float Trainer::evaluate() {
   double sum = 0.0;
   for (int64_t i = 0; i < config_.eval_batches; ++i) {

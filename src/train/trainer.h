@@ -52,6 +52,13 @@ class Trainer {
   float evaluate();
   int64_t steps_done() const { return steps_done_; }
 
+  // What a checkpoint must hold besides the model's parameters to continue
+  // bit-identically: the step count, the optimizer moments and the data RNG.
+  AdamW& optimizer() { return adamw_; }
+  const AdamW& optimizer() const { return adamw_; }
+  Rng::State rng_state() const { return rng_.state(); }
+  void restore(int64_t steps_done, const Rng::State& rng_state);
+
  private:
   Trainer(BitNetModel& model, const TokenDataset& data, const TrainConfig& config);
 
