@@ -41,7 +41,9 @@ const TypeTraits& traits(GgmlType type) {
   return kTraits[0];  // unreachable
 }
 
-uint16_t load_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint16_t load_u16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 void store_u16(uint8_t* p, uint16_t v) {
   p[0] = static_cast<uint8_t>(v);
   p[1] = static_cast<uint8_t>(v >> 8);
@@ -76,8 +78,12 @@ void check_blocks(GgmlType type, int64_t n) {
 }
 
 // TQ2_0: position of element e (0..255) inside the 64 code bytes.
-int64_t tq2_byte(int64_t e) { return 32 * (e / 128) + e % 32; }
-int tq2_shift(int64_t e) { return static_cast<int>(2 * ((e % 128) / 32)); }
+int64_t tq2_byte(int64_t e) {
+  return 32 * (e / 128) + e % 32;
+}
+int tq2_shift(int64_t e) {
+  return static_cast<int>(2 * ((e % 128) / 32));
+}
 
 // TQ1_0: byte and trit index (0 = most significant) of element e (0..255) within the block's
 // first 52 bytes (qs then qh).
@@ -156,18 +162,24 @@ float ternary_block_codes(const float* x, int8_t* codes) {
 
 }  // namespace
 
-int64_t block_size(GgmlType type) { return traits(type).block_size; }
-int64_t block_bytes(GgmlType type) { return traits(type).block_bytes; }
-const char* type_name(GgmlType type) { return traits(type).name; }
+int64_t block_size(GgmlType type) {
+  return traits(type).block_size;
+}
+int64_t block_bytes(GgmlType type) {
+  return traits(type).block_bytes;
+}
+const char* type_name(GgmlType type) {
+  return traits(type).name;
+}
 
 const char* ggml_type_id_name(uint32_t id) {
   // ggml.h's enum ggml_type; ids 4 and 5 were removed, 31-33 and 36-38 are gone or unassigned.
   static constexpr const char* kNames[] = {
-      "F32",     "F16",    "Q4_0",    "Q4_1",  "?",      "?",     "Q5_0",   "Q5_1",
-      "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",  "Q6_K",   "Q8_K",
-      "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S",  "IQ4_XS",
-      "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M", "BF16",   "?",
-      "?",       "?",      "TQ1_0",   "TQ2_0", "?",      "?",     "?",      "MXFP4",
+      "F32",     "F16",    "Q4_0",    "Q4_1",  "?",      "?",     "Q5_0",  "Q5_1",
+      "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K",
+      "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+      "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M", "BF16",  "?",
+      "?",       "?",      "TQ1_0",   "TQ2_0", "?",      "?",     "?",     "MXFP4",
   };
   return id < std::size(kNames) ? kNames[id] : "?";
 }
@@ -237,7 +249,9 @@ uint16_t fp32_to_bf16(float f) {
   return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-float bf16_to_fp32(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
+float bf16_to_fp32(uint16_t h) {
+  return std::bit_cast<float>(static_cast<uint32_t>(h) << 16);
+}
 
 void pack_tq2_0(const int8_t* codes, int64_t n, float scale, uint8_t* out) {
   check_blocks(GgmlType::kTQ2_0, n);
@@ -305,7 +319,8 @@ void quantize_row(GgmlType type, const float* x, int64_t n, uint8_t* out) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         store_u16(block, fp32_to_fp16(d));
         for (int64_t j = 0; j < kQ8_0BlockSize; ++j) {
-          block[2 + j] = static_cast<uint8_t>(static_cast<int8_t>(round_clamped(xb[j] * id, -127, 127)));
+          block[2 + j] =
+              static_cast<uint8_t>(static_cast<int8_t>(round_clamped(xb[j] * id, -127, 127)));
         }
       }
       return;

@@ -66,8 +66,8 @@ bool is_integer(ValueType type) {
 
 // Smallest encoding of one array element: what a count is checked against.
 uint64_t min_element_bytes(ValueType type) {
-  if (type == ValueType::kString) return 8;       // u64 length, no bytes
-  if (type == ValueType::kArray) return 4 + 8;    // element type and count, no elements
+  if (type == ValueType::kString) return 8;     // u64 length, no bytes
+  if (type == ValueType::kArray) return 4 + 8;  // element type and count, no elements
   return fixed_size(type);
 }
 
@@ -110,7 +110,9 @@ int64_t load_int(ValueType type, const uint8_t* p) {
   }
 }
 
-std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+std::string errno_text(int err) {
+  return std::error_code(err, std::generic_category()).message();
+}
 
 // Quotes untrusted text for a message: control bytes escaped, long text cut.
 std::string quote(std::string_view text) {
@@ -140,7 +142,9 @@ std::string dims_text(const std::vector<int64_t>& dims) {
   return out + "]";
 }
 
-bool is_power_of_two(uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_power_of_two(uint64_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
 uint64_t align_up(uint64_t v, uint64_t alignment) {
   return (v + alignment - 1) / alignment * alignment;  // callers ensure no overflow
@@ -155,8 +159,8 @@ Result<uint64_t> tensor_byte_size(GgmlType type, const std::vector<int64_t>& dim
   int64_t rows = 1;
   for (size_t i = 0; i < dims.size(); ++i) {
     if (dims[i] < 1) {
-      return Status::Error("has dims " + dims_text(dims) + ": dim " + std::to_string(i) +
-                           " is " + std::to_string(dims[i]) + " (must be >= 1)");
+      return Status::Error("has dims " + dims_text(dims) + ": dim " + std::to_string(i) + " is " +
+                           std::to_string(dims[i]) + " (must be >= 1)");
     }
     if (i == 0) continue;
     if (rows > std::numeric_limits<int64_t>::max() / dims[i]) {
@@ -168,9 +172,10 @@ Result<uint64_t> tensor_byte_size(GgmlType type, const std::vector<int64_t>& dim
     return Status::Error("has dims " + dims_text(dims) + ": element count overflows int64");
   }
   Result<uint64_t> row = row_bytes(type, dims[0]);
-  if (!row.ok()) return Status::Error("has dims " + dims_text(dims) + ": " + row.status().message());
-  if (row.value() != 0 && static_cast<uint64_t>(rows) > std::numeric_limits<uint64_t>::max() /
-                                                             row.value()) {
+  if (!row.ok())
+    return Status::Error("has dims " + dims_text(dims) + ": " + row.status().message());
+  if (row.value() != 0 &&
+      static_cast<uint64_t>(rows) > std::numeric_limits<uint64_t>::max() / row.value()) {
     return Status::Error("has dims " + dims_text(dims) + ": byte size overflows 64 bits");
   }
   return row.value() * static_cast<uint64_t>(rows);
@@ -313,21 +318,47 @@ struct ValueCodec {
 };
 
 namespace {
-Value scalar_of(ValueType type, uint64_t bits) { return ValueCodec::scalar(type, bits); }
+Value scalar_of(ValueType type, uint64_t bits) {
+  return ValueCodec::scalar(type, bits);
+}
 }  // namespace
 
-Value Value::u8(uint8_t v) { return scalar_of(ValueType::kU8, v); }
-Value Value::i8(int8_t v) { return scalar_of(ValueType::kI8, static_cast<uint8_t>(v)); }
-Value Value::u16(uint16_t v) { return scalar_of(ValueType::kU16, v); }
-Value Value::i16(int16_t v) { return scalar_of(ValueType::kI16, static_cast<uint16_t>(v)); }
-Value Value::u32(uint32_t v) { return scalar_of(ValueType::kU32, v); }
-Value Value::i32(int32_t v) { return scalar_of(ValueType::kI32, static_cast<uint32_t>(v)); }
-Value Value::u64(uint64_t v) { return scalar_of(ValueType::kU64, v); }
-Value Value::i64(int64_t v) { return scalar_of(ValueType::kI64, static_cast<uint64_t>(v)); }
-Value Value::f32(float v) { return scalar_of(ValueType::kF32, std::bit_cast<uint32_t>(v)); }
-Value Value::f64(double v) { return scalar_of(ValueType::kF64, std::bit_cast<uint64_t>(v)); }
-Value Value::boolean(bool v) { return scalar_of(ValueType::kBool, v ? 1 : 0); }
-Value Value::string(std::string v) { return ValueCodec::string(std::move(v)); }
+Value Value::u8(uint8_t v) {
+  return scalar_of(ValueType::kU8, v);
+}
+Value Value::i8(int8_t v) {
+  return scalar_of(ValueType::kI8, static_cast<uint8_t>(v));
+}
+Value Value::u16(uint16_t v) {
+  return scalar_of(ValueType::kU16, v);
+}
+Value Value::i16(int16_t v) {
+  return scalar_of(ValueType::kI16, static_cast<uint16_t>(v));
+}
+Value Value::u32(uint32_t v) {
+  return scalar_of(ValueType::kU32, v);
+}
+Value Value::i32(int32_t v) {
+  return scalar_of(ValueType::kI32, static_cast<uint32_t>(v));
+}
+Value Value::u64(uint64_t v) {
+  return scalar_of(ValueType::kU64, v);
+}
+Value Value::i64(int64_t v) {
+  return scalar_of(ValueType::kI64, static_cast<uint64_t>(v));
+}
+Value Value::f32(float v) {
+  return scalar_of(ValueType::kF32, std::bit_cast<uint32_t>(v));
+}
+Value Value::f64(double v) {
+  return scalar_of(ValueType::kF64, std::bit_cast<uint64_t>(v));
+}
+Value Value::boolean(bool v) {
+  return scalar_of(ValueType::kBool, v ? 1 : 0);
+}
+Value Value::string(std::string v) {
+  return ValueCodec::string(std::move(v));
+}
 
 Value Value::numeric_array(ValueType element_type, const void* data, size_t count) {
   return ValueCodec::numeric_array(element_type, data, count);
@@ -338,7 +369,8 @@ Value Value::string_array(std::vector<std::string> elements) {
 }
 
 Value Value::array_of_arrays(std::vector<Value> elements) {
-  for (const Value& e : elements) TERN_CHECK(e.is_array(), "array_of_arrays element is ", e.describe());
+  for (const Value& e : elements)
+    TERN_CHECK(e.is_array(), "array_of_arrays element is ", e.describe());
   return ValueCodec::array_of_arrays(std::move(elements));
 }
 
@@ -433,8 +465,8 @@ Result<std::vector<int64_t>> Value::as_int_array() const {
       uint64_t u;
       std::memcpy(&u, p, 8);
       if (u > static_cast<uint64_t>(INT64_MAX)) {
-        return Status::Error("is " + describe() + " whose element " + std::to_string(i) +
-                             " is " + std::to_string(u) + ", beyond int64");
+        return Status::Error("is " + describe() + " whose element " + std::to_string(i) + " is " +
+                             std::to_string(u) + ", beyond int64");
       }
     }
     out[i] = load_int(element_type_, p);
@@ -443,9 +475,9 @@ Result<std::vector<int64_t>> Value::as_int_array() const {
 }
 
 bool Value::operator==(const Value& other) const {
-  return type_ == other.type_ && scalar_ == other.scalar_ &&
-         element_type_ == other.element_type_ && count_ == other.count_ && raw_ == other.raw_ &&
-         strings_ == other.strings_ && arrays_ == other.arrays_;
+  return type_ == other.type_ && scalar_ == other.scalar_ && element_type_ == other.element_type_ &&
+         count_ == other.count_ && raw_ == other.raw_ && strings_ == other.strings_ &&
+         arrays_ == other.arrays_;
 }
 
 int64_t TensorInfo::elements() const {
@@ -553,7 +585,9 @@ struct Parser {
       case ValueType::kBool: {
         uint8_t b = 0;
         TERN_RETURN_IF_ERROR(read(&b, what));
-        if (b > 1) return error(at, what + " is a bool with byte " + std::to_string(b) + " (must be 0 or 1)");
+        if (b > 1)
+          return error(at,
+                       what + " is a bool with byte " + std::to_string(b) + " (must be 0 or 1)");
         *out = ValueCodec::scalar(type, b);
         return Status::Ok();
       }
@@ -602,9 +636,8 @@ struct Parser {
       if (element_type == ValueType::kBool) {
         for (uint64_t i = 0; i < count; ++i) {
           if (s.data[pos + i] > 1) {
-            return error(pos + i, what + " element " + std::to_string(i) +
-                                      " is a bool with byte " + std::to_string(s.data[pos + i]) +
-                                      " (must be 0 or 1)");
+            return error(pos + i, what + " element " + std::to_string(i) + " is a bool with byte " +
+                                      std::to_string(s.data[pos + i]) + " (must be 0 or 1)");
           }
         }
       }
@@ -624,9 +657,11 @@ struct Parser {
     TERN_RETURN_IF_ERROR(read(&f->version_, "version"));
     if (f->version_ != 2 && f->version_ != 3) {
       std::string hint;
-      if ((f->version_ & 0xffffu) == 0) hint = " (a big-endian file? tern reads little-endian only)";
+      if ((f->version_ & 0xffffu) == 0)
+        hint = " (a big-endian file? tern reads little-endian only)";
       if (f->version_ == 1) hint = " (GGUF v1 is obsolete)";
-      return error(4, "version " + std::to_string(f->version_) + " is not supported (2 or 3)" + hint);
+      return error(4,
+                   "version " + std::to_string(f->version_) + " is not supported (2 or 3)" + hint);
     }
     uint64_t tensor_count = 0;
     uint64_t kv_count = 0;
@@ -653,8 +688,8 @@ struct Parser {
 
     if (const Value* a = f->find_or_null(kAlignmentKey)) {
       if (a->type() != ValueType::kU32) {
-        return error(pos, std::string("key '") + kAlignmentKey + "' is " + a->describe() +
-                              ", must be u32");
+        return error(
+            pos, std::string("key '") + kAlignmentKey + "' is " + a->describe() + ", must be u32");
       }
       const uint64_t alignment = static_cast<uint64_t>(a->as_int().value());
       if (!is_power_of_two(alignment)) {
@@ -757,9 +792,8 @@ struct Parser {
     }
     std::vector<size_t> order(f->tensors_.size());
     std::iota(order.begin(), order.end(), size_t{0});
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-      return f->tensors_[a].offset < f->tensors_[b].offset;
-    });
+    std::sort(order.begin(), order.end(),
+              [&](size_t a, size_t b) { return f->tensors_[a].offset < f->tensors_[b].offset; });
     for (size_t i = 1; i < order.size(); ++i) {
       const TensorInfo& prev = f->tensors_[order[i - 1]];
       const TensorInfo& next = f->tensors_[order[i]];
@@ -831,7 +865,9 @@ const Value* GgufFile::find_or_null(std::string_view key) const {
   return it == kv_index_.end() ? nullptr : &kv_[it->second].second;
 }
 
-const Value* GgufFile::find(std::string_view key) const { return find_or_null(key); }
+const Value* GgufFile::find(std::string_view key) const {
+  return find_or_null(key);
+}
 
 std::vector<std::string> GgufFile::keys() const {
   std::vector<std::string> out;
@@ -935,8 +971,8 @@ void GgufWriter::set_value(std::string key, Value v) {
   TERN_CHECK(array_depth(v) <= kMaxArrayDepth, "key '", key, "': arrays nest deeper than ",
              kMaxArrayDepth);
   if (key == kAlignmentKey) {
-    TERN_CHECK(v.type() == ValueType::kU32 && is_power_of_two(v.as_int().value()),
-               kAlignmentKey, " must be a u32 nonzero power of two, got ", v.describe());
+    TERN_CHECK(v.type() == ValueType::kU32 && is_power_of_two(v.as_int().value()), kAlignmentKey,
+               " must be a u32 nonzero power of two, got ", v.describe());
   }
   for (auto& [k, value] : kv_) {
     if (k == key) {
@@ -950,10 +986,18 @@ void GgufWriter::set_value(std::string key, Value v) {
 void GgufWriter::set_string(std::string key, std::string v) {
   set_value(std::move(key), Value::string(std::move(v)));
 }
-void GgufWriter::set_u32(std::string key, uint32_t v) { set_value(std::move(key), Value::u32(v)); }
-void GgufWriter::set_i32(std::string key, int32_t v) { set_value(std::move(key), Value::i32(v)); }
-void GgufWriter::set_u64(std::string key, uint64_t v) { set_value(std::move(key), Value::u64(v)); }
-void GgufWriter::set_f32(std::string key, float v) { set_value(std::move(key), Value::f32(v)); }
+void GgufWriter::set_u32(std::string key, uint32_t v) {
+  set_value(std::move(key), Value::u32(v));
+}
+void GgufWriter::set_i32(std::string key, int32_t v) {
+  set_value(std::move(key), Value::i32(v));
+}
+void GgufWriter::set_u64(std::string key, uint64_t v) {
+  set_value(std::move(key), Value::u64(v));
+}
+void GgufWriter::set_f32(std::string key, float v) {
+  set_value(std::move(key), Value::f32(v));
+}
 void GgufWriter::set_bool(std::string key, bool v) {
   set_value(std::move(key), Value::boolean(v));
 }
@@ -968,7 +1012,8 @@ void GgufWriter::set_i32_array(std::string key, std::vector<int32_t> v) {
 }
 
 bool GgufWriter::remove_key(std::string_view key) {
-  const auto it = std::find_if(kv_.begin(), kv_.end(), [&](const auto& kv) { return kv.first == key; });
+  const auto it =
+      std::find_if(kv_.begin(), kv_.end(), [&](const auto& kv) { return kv.first == key; });
   if (it == kv_.end()) return false;
   kv_.erase(it);
   return true;
@@ -988,8 +1033,8 @@ void GgufWriter::add_tensor(std::string name, GgmlType type, std::vector<int64_t
   for (const Tensor& t : tensors_) TERN_CHECK(t.name != name, "duplicate tensor '", name, "'");
   const Result<uint64_t> bytes = tensor_byte_size(type, dims);
   TERN_CHECK(bytes.ok(), "tensor '", name, "' ", bytes.status().message());
-  TERN_CHECK(data.size() == bytes.value(), "tensor '", name, "' ", type_name(type),
-             dims_text(dims), " needs ", bytes.value(), " bytes, got ", data.size());
+  TERN_CHECK(data.size() == bytes.value(), "tensor '", name, "' ", type_name(type), dims_text(dims),
+             " needs ", bytes.value(), " bytes, got ", data.size());
   Tensor t;
   t.name = std::move(name);
   t.type = type;

@@ -109,7 +109,7 @@ class Value {
   std::string describe() const;
 
   // Typed reads. Errors say what the value actually is.
-  Result<int64_t> as_int() const;  // any integer type; a u64 above INT64_MAX is an error
+  Result<int64_t> as_int() const;   // any integer type; a u64 above INT64_MAX is an error
   Result<double> as_float() const;  // f32 or f64
   Result<bool> as_bool() const;
   Result<std::string> as_string() const;
@@ -126,12 +126,12 @@ class Value {
   static Value numeric_array(ValueType element_type, const void* data, size_t count);
 
   ValueType type_ = ValueType::kU8;
-  uint64_t scalar_ = 0;                  // numeric/bool scalar: its bytes, zero-extended
+  uint64_t scalar_ = 0;                      // numeric/bool scalar: its bytes, zero-extended
   ValueType element_type_ = ValueType::kU8;  // arrays
-  uint64_t count_ = 0;                   // arrays
-  std::vector<uint8_t> raw_;             // numeric/bool array elements, little-endian
-  std::vector<std::string> strings_;     // the string, or a string array's elements
-  std::vector<Value> arrays_;            // an array of arrays' elements
+  uint64_t count_ = 0;                       // arrays
+  std::vector<uint8_t> raw_;                 // numeric/bool array elements, little-endian
+  std::vector<std::string> strings_;         // the string, or a string array's elements
+  std::vector<Value> arrays_;                // an array of arrays' elements
 };
 
 struct TensorInfo {
