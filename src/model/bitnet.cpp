@@ -308,6 +308,38 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
   return Status::Ok();
 }
 
+std::vector<BitNetModel::BaseTensor> BitNetModel::base_tensors() const {
+  const TensorLayout& fp32_layout = is_lora_ ? frozen_layout_ : layout_;
+  const FlatBuffer& fp32_buffer = is_lora_ ? frozen_ : params_;
+  const bool ternary = config_.linear == LinearKind::kTernary;
+  std::vector<BaseTensor> out;
+  auto add_fp32 = [&](const std::string& name, bool is_linear) {
+    const TensorInfo& info = fp32_layout.get(name);
+    out.push_back({name, info.shape, fp32_buffer.view(info), nullptr, is_linear && ternary});
+  };
+  add_fp32("token_embd.weight", false);
+  add_fp32("output_norm.weight", false);
+  if (!config_.tied_embeddings) add_fp32("output.weight", false);
+  for (int64_t l = 0; l < config_.layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add_fp32(p + "attn_norm.weight", false);
+    if (config_.sub_norms) add_fp32(p + "attn_sub_norm.weight", false);
+    add_fp32(p + "ffn_norm.weight", false);
+    if (config_.sub_norms) add_fp32(p + "ffn_sub_norm.weight", false);
+    for (int i = 0; i < kNumLinears; ++i) {
+      const auto id = static_cast<LinearId>(i);
+      const std::string name = linear_tensor_name(l, id);
+      if (is_lora_ && ternary) {
+        const ref::TernaryMatrix& m = packed_weights(l, id);
+        out.push_back({name, {m.rows, m.cols}, {}, &m, true});
+      } else {
+        add_fp32(name, true);
+      }
+    }
+  }
+  return out;
+}
+
 const LoraConfig& BitNetModel::lora_config() const {
   TERN_CHECK(lora_.has_value(), "lora_config() of a model without LoRA");
   return *lora_;

@@ -24,6 +24,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/flat_buffer.h"
@@ -88,6 +89,19 @@ class BitNetModel {
 
   // The packed base of a ternary linear (LoRA mode), for inspection.
   const ref::TernaryMatrix& packed_weights(int64_t layer, LinearId id) const;
+
+  // One tensor of the base model (LoRA tensors excluded), in GGUF order, for
+  // writing model files. Exactly one of `values` (fp32: norms, embeddings, dense
+  // linears, and latent ternary weights in full mode) and `packed` (the frozen
+  // ternary base in LoRA mode) is set; `ternary` says the tensor is a ternary linear.
+  struct BaseTensor {
+    std::string name;
+    std::vector<int64_t> shape;  // row-major
+    std::span<const float> values;
+    const ref::TernaryMatrix* packed = nullptr;
+    bool ternary = false;
+  };
+  std::vector<BaseTensor> base_tensors() const;
 
   struct Impl;
 
