@@ -10,7 +10,9 @@ packages=(
   libgtest-dev libgmock-dev          # tests
   nlohmann-json3-dev                 # configs and golden-file headers
   libcli11-dev                       # command line
-  zlib1g-dev                         # reading the dictzip demo corpus
+  zlib1g-dev                         # reading the dictzip demo corpus; checkpoint CRC
+  libpcre2-dev                       # tokenizer pre-tokenizer regexes (Unicode classes)
+  libsentencepiece-dev               # tokenizer training (tern tokenizer train)
   dict-gcide                         # demo corpus: GCIDE English dictionary
   clang-format                       # format check
 )

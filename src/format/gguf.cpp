@@ -657,8 +657,9 @@ struct Parser {
     TERN_RETURN_IF_ERROR(read(&f->version_, "version"));
     if (f->version_ != 2 && f->version_ != 3) {
       std::string hint;
-      if ((f->version_ & 0xffffu) == 0)
+      if (f->version_ != 0 && (f->version_ & 0xffffu) == 0) {
         hint = " (a big-endian file? tern reads little-endian only)";
+      }
       if (f->version_ == 1) hint = " (GGUF v1 is obsolete)";
       return error(4,
                    "version " + std::to_string(f->version_) + " is not supported (2 or 3)" + hint);
@@ -670,7 +671,8 @@ struct Parser {
     // Smallest key/value: u64 key length, 1 key byte, u32 type, a 1-byte value.
     TERN_RETURN_IF_ERROR(check_count(16, kv_count, 8 + 1 + 4 + 1, "metadata count"));
 
-    f->kv_.reserve(static_cast<size_t>(kv_count));
+    // Entries are far bigger in memory than their 14-byte minimum on disk, so grow as they parse.
+    f->kv_.reserve(static_cast<size_t>(std::min<uint64_t>(kv_count, 1024)));
     for (uint64_t i = 0; i < kv_count; ++i) {
       const uint64_t at = pos;
       std::string key;

@@ -21,9 +21,11 @@
 // packed in info order with padding between them; tern accepts any aligned, non-overlapping
 // placement, and its writer always produces ggml's packing.
 //
+// open() maps the file: like any mmap reader, tern assumes nobody truncates the file while it
+// is open (that would fault on access, not return an error).
 // GgufFile is immutable after open()/parse() and safe to read from many threads at once.
-// Copies share the underlying bytes (an mmap or a buffer), which stay alive while any copy, any
-// GgufWriter made by from_file(), or nothing else needs them.
+// Copies share the underlying bytes (an mmap or a buffer), which stay alive as long as any copy
+// or any GgufWriter made by from_file() holds them.
 // GgufWriter is a plain value type; not synchronized.
 #pragma once
 
@@ -34,6 +36,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
