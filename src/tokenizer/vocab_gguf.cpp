@@ -22,6 +22,12 @@ constexpr const char* kAddSpacePrefix = "tokenizer.ggml.add_space_prefix";
 Status read_id(const gguf::GgufFile& f, const char* key, int32_t n, int32_t& id) {
   if (!f.has(key)) return Status::Ok();
   TERN_ASSIGN_OR_RETURN(const int64_t value, f.get_int(key));
+  // llama.cpp writes "no such token" as -1, which lands on disk as u32 0xFFFFFFFF
+  // (stories260K's padding id, for one).
+  if (value == -1 || value == 0xFFFFFFFFll) {
+    id = -1;
+    return Status::Ok();
+  }
   if (value < 0 || value >= n) {
     return Status::Error(std::string(key) + " = " + std::to_string(value) +
                          " is outside the vocabulary of " + std::to_string(n) + " tokens");

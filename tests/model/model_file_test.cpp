@@ -10,6 +10,8 @@
 
 #include "model/model_file.h"
 #include "optim/adamw.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab.h"
 
 namespace tern {
 namespace {
@@ -202,6 +204,47 @@ TEST(ModelGgufFileTest, gguf_reads_llama_cpp_llama_models) {
   EXPECT_EQ(f16.value()->config().layers, 1);
   BitNetModel tiny = BitNetModel::create_full(f16.value()->config(), *f16.value()).value();
   for (float v : logits_of(tiny, 32000)) ASSERT_TRUE(std::isfinite(v));
+}
+
+}  // namespace
+}  // namespace tern
+
+namespace tern {
+namespace {
+
+// End to end through llama.cpp's files: stories260K (a real trained Llama) with
+// its own SentencePiece vocabulary predicts a TinyStories-style sentence far
+// better than chance — and only with llama.cpp's interleaved RoPE pairing.
+TEST(ModelGgufFileTest, gguf_stories260k_predicts_story_text) {
+  const std::string path = shared_data("tiny-models/stories260K.gguf");
+  if (!std::filesystem::exists(path)) {
+    GTEST_SKIP() << "../shared/data/tiny-models is missing (needs ../shared beside the repo)";
+  }
+  auto source = GgufModelSource::open(path);
+  ASSERT_TRUE(source.ok()) << source.status().message();
+  const Tokenizer tokenizer =
+      Tokenizer::create(vocab_from_gguf(source.value()->file()).value()).value();
+  const std::vector<int32_t> ids = tokenizer.encode(
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+      "park with her friends.",
+      /*add_special=*/true, /*parse_special=*/false);
+  ASSERT_GT(ids.size(), 10u);
+  const int64_t seq = static_cast<int64_t>(ids.size()) - 1;
+  const std::vector<int32_t> tokens(ids.begin(), ids.end() - 1), labels(ids.begin() + 1, ids.end());
+
+  auto loss_with = [&](ref::RopeStyle style) {
+    ModelConfig c = source.value()->config();
+    c.rope_style = style;
+    BitNetModel model = BitNetModel::create_full(c, *source.value()).value();
+    return model.forward(tokens, labels, 1, seq);
+  };
+  const float right = loss_with(ref::RopeStyle::kInterleaved);
+  const float wrong = loss_with(ref::RopeStyle::kNeox);
+  std::cout << "[stories260K] loss " << right << " (neox pairing: " << wrong << ", uniform "
+            << std::log(512.0) << ")\n";
+  RecordProperty("stories260k_loss", std::to_string(right));
+  EXPECT_LT(right, 0.5 * std::log(512.0));
+  EXPECT_LT(right, wrong);
 }
 
 }  // namespace
