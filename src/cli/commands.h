@@ -17,5 +17,6 @@ struct Command {
 Command add_info_command(CLI::App& root);
 Command add_pretrain_command(CLI::App& root);
 Command add_demo_command(CLI::App& root);
+Command add_tokenizer_command(CLI::App& root);
 
 }  // namespace tern::cli

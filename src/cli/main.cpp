@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       tern::cli::add_demo_command(app),
       tern::cli::add_pretrain_command(app),
       tern::cli::add_info_command(app),
+      tern::cli::add_tokenizer_command(app),
   };
   // CLI11 only says "a subcommand is required" for a misspelt one; name it instead.
   for (int i = 1; i < argc; ++i) {

@@ -21,7 +21,7 @@ expect() {  # expect <description> <expected exit: 0|nonzero> <regex> -- command
   echo "ok: $what"
 }
 
-for sub in demo pretrain info; do
+for sub in demo pretrain info tokenizer; do
   expect "--help lists $sub" 0 "^ *$sub " -- "$tern" --help
   expect "$sub --help" 0 "Usage: .*$sub" -- "$tern" "$sub" --help
 done
@@ -35,6 +35,10 @@ expect "bad schedule named" 1 "'linear'" -- "$tern" pretrain --schedule linear
 expect "missing text file named" 1 "cannot open '/nonexistent/x.txt'" -- "$tern" pretrain --text /nonexistent/x.txt
 expect "missing gcide dir named" 1 "/nonexistent" -- "$tern" demo --gcide-dir /nonexistent
 expect "thread count range" 1 "threads" -- "$tern" --threads 0 info
+expect "tokenizer needs a verb" 1 "subcommand is required" -- "$tern" tokenizer
+expect "tokenizer encode needs a vocab" 1 "vocab" -- "$tern" tokenizer encode hello
+expect "missing vocab file named" 1 "/nonexistent/v.gguf" -- "$tern" tokenizer encode --vocab /nonexistent/v.gguf hi
+expect "tiny vocab size rejected" 1 "vocab size 10" -- "$tern" tokenizer train --vocab-size 10 -o /tmp/tern_cli_tok.gguf
 tmp="$(mktemp)"; printf 'tiny' > "$tmp"
 expect "text too short for a window" 1 "cannot fill a window" -- "$tern" pretrain --text "$tmp" --steps 1
 rm -f "$tmp"
