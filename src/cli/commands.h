@@ -18,5 +18,6 @@ Command add_info_command(CLI::App& root);
 Command add_pretrain_command(CLI::App& root);
 Command add_demo_command(CLI::App& root);
 Command add_tokenizer_command(CLI::App& root);
+Command add_convert_command(CLI::App& root);
 
 }  // namespace tern::cli

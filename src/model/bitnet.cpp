@@ -166,15 +166,15 @@ struct BitNetModel::Impl {
   bool has_forward = false;
 };
 
-BitNetModel::BitNetModel(const ModelConfig& config, bool is_lora)
-    : config_(config), is_lora_(is_lora), impl_(std::make_unique<Impl>()) {}
+BitNetModel::BitNetModel(const ModelConfig& config, bool frozen_base)
+    : config_(config), frozen_base_(frozen_base), impl_(std::make_unique<Impl>()) {}
 BitNetModel::BitNetModel(BitNetModel&&) noexcept = default;
 BitNetModel& BitNetModel::operator=(BitNetModel&&) noexcept = default;
 BitNetModel::~BitNetModel() = default;
 
 Result<BitNetModel> BitNetModel::create_full(const ModelConfig& config, WeightSource& source) {
   TERN_RETURN_IF_ERROR(config.validate());
-  BitNetModel model(config, /*is_lora=*/false);
+  BitNetModel model(config, /*frozen_base=*/false);
   TERN_RETURN_IF_ERROR(model.build(source, nullptr, 0));
   return model;
 }
@@ -183,8 +183,15 @@ Result<BitNetModel> BitNetModel::create_lora(const ModelConfig& config, const Lo
                                              WeightSource& base, uint64_t seed) {
   TERN_RETURN_IF_ERROR(config.validate());
   TERN_RETURN_IF_ERROR(lora.validate());
-  BitNetModel model(config, /*is_lora=*/true);
+  BitNetModel model(config, /*frozen_base=*/true);
   TERN_RETURN_IF_ERROR(model.build(base, &lora, seed));
+  return model;
+}
+
+Result<BitNetModel> BitNetModel::create_frozen(const ModelConfig& config, WeightSource& base) {
+  TERN_RETURN_IF_ERROR(config.validate());
+  BitNetModel model(config, /*frozen_base=*/true);
+  TERN_RETURN_IF_ERROR(model.build(base, nullptr, 0));
   return model;
 }
 
@@ -198,7 +205,7 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
 
   // Pass 1: decide where each tensor lives. In full mode everything is trainable;
   // in LoRA mode fp32 base tensors are frozen and ternary linears are packed.
-  TensorLayout& base_layout = is_lora_ ? frozen_layout_ : layout_;
+  TensorLayout& base_layout = frozen_base_ ? frozen_layout_ : layout_;
   base_layout.add("token_embd.weight", {c.vocab, c.hidden});
   if (!c.tied_embeddings) base_layout.add("output.weight", {c.vocab, c.hidden});
   base_layout.add("output_norm.weight", {c.hidden});
@@ -230,7 +237,7 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
       const auto id = static_cast<LinearId>(i);
       const auto [out, in] = linear_dims(id);
       // Packed ternary bases take no fp32 slot at all.
-      if (!(is_lora_ && ternary)) base_layout.add(linear_tensor_name(l, id), {out, in});
+      if (!(frozen_base_ && ternary)) base_layout.add(linear_tensor_name(l, id), {out, in});
       if (lora != nullptr && lora->targets_linear(id)) {
         layout_.add(linear_tensor_name(l, id) + ".lora_a", {lora->rank, in});
         layout_.add(linear_tensor_name(l, id) + ".lora_b", {out, lora->rank});
@@ -242,13 +249,13 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
   frozen_ = FlatBuffer(frozen_layout_.buffer_size());
 
   // Pass 2: load base tensors and wire up the views.
-  FlatBuffer& base_buffer = is_lora_ ? frozen_ : params_;
+  FlatBuffer& base_buffer = frozen_base_ ? frozen_ : params_;
   auto bind = [&](const std::string& name) -> Result<Tensor> {
     const TensorInfo& info = base_layout.get(name);
     TERN_RETURN_IF_ERROR(source.read(name, info.shape, base_buffer.view(info)));
     Tensor t;
     t.data = base_buffer.view(info).data();
-    if (!is_lora_) t.grad = grads_.view(info).data();
+    if (!frozen_base_) t.grad = grads_.view(info).data();
     return t;
   };
   TERN_ASSIGN_OR_RETURN(m.token_embd, bind("token_embd.weight"));
@@ -273,7 +280,7 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
       std::tie(lin.out, lin.in) = linear_dims(lin.id);
       lin.ternary = ternary;
       const std::string name = linear_tensor_name(l, lin.id);
-      if (is_lora_ && ternary) {
+      if (frozen_base_ && ternary) {
         TERN_ASSIGN_OR_RETURN(lin.packed, source.read_ternary(name, lin.out, lin.in));
         if (lin.packed.rows != lin.out || lin.packed.cols != lin.in) {
           return Status::Error("load '" + name + "': ternary tensor is [" +
@@ -309,8 +316,8 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
 }
 
 std::vector<BitNetModel::BaseTensor> BitNetModel::base_tensors() const {
-  const TensorLayout& fp32_layout = is_lora_ ? frozen_layout_ : layout_;
-  const FlatBuffer& fp32_buffer = is_lora_ ? frozen_ : params_;
+  const TensorLayout& fp32_layout = frozen_base_ ? frozen_layout_ : layout_;
+  const FlatBuffer& fp32_buffer = frozen_base_ ? frozen_ : params_;
   const bool ternary = config_.linear == LinearKind::kTernary;
   std::vector<BaseTensor> out;
   auto add_fp32 = [&](const std::string& name, bool is_linear) {
@@ -329,7 +336,7 @@ std::vector<BitNetModel::BaseTensor> BitNetModel::base_tensors() const {
     for (int i = 0; i < kNumLinears; ++i) {
       const auto id = static_cast<LinearId>(i);
       const std::string name = linear_tensor_name(l, id);
-      if (is_lora_ && ternary) {
+      if (frozen_base_ && ternary) {
         const ref::TernaryMatrix& m = packed_weights(l, id);
         out.push_back({name, {m.rows, m.cols}, {}, &m, true});
       } else {
@@ -485,7 +492,7 @@ float BitNetModel::forward(std::span<const int32_t> tokens, std::span<const int3
   TERN_CHECK(valid.ok(), valid.message());
   const ModelConfig& c = config_;
   Impl& m = *impl_;
-  ensure_workspace(m, c, is_lora_, batch, seq);
+  ensure_workspace(m, c, is_lora(), batch, seq);
   m.tokens.assign(tokens.begin(), tokens.end());
   m.labels.assign(labels.begin(), labels.end());
   const int64_t N = batch * seq, H = c.hidden, F = c.ffn;
@@ -494,7 +501,7 @@ float BitNetModel::forward(std::span<const int32_t> tokens, std::span<const int3
   const ref::AttentionShape shape{batch, seq, c.heads, c.kv_heads, c.head_dim};
 
   // Full training re-quantizes the latent weights (they changed since last step).
-  if (ternary && !is_lora_) {
+  if (ternary && !frozen_base_) {
     for (Layer& layer : m.layers) {
       for (Linear& lin : layer.linears) {
         ref::quantize_weights_absmean(&lin.packed, lin.weight.data, lin.out, lin.in);

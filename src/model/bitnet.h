@@ -43,13 +43,18 @@ class BitNetModel {
   // LoRA A ~ U(±1/sqrt(in)) from `seed`, B = 0.
   static Result<BitNetModel> create_lora(const ModelConfig& config, const LoraConfig& lora,
                                          WeightSource& base, uint64_t seed);
+  // Inference only: the base as in LoRA mode (ternary linears packed), nothing
+  // trainable. Used to convert, inspect and (later) serve models.
+  static Result<BitNetModel> create_frozen(const ModelConfig& config, WeightSource& base);
 
   BitNetModel(BitNetModel&&) noexcept;
   BitNetModel& operator=(BitNetModel&&) noexcept;
   ~BitNetModel();
 
   const ModelConfig& config() const { return config_; }
-  bool is_lora() const { return is_lora_; }
+  bool is_lora() const { return lora_.has_value(); }
+  // True for LoRA and frozen models: the base is not trainable.
+  bool has_frozen_base() const { return frozen_base_; }
   // The LoRA configuration (CHECKs is_lora()).
   const LoraConfig& lora_config() const;
 
@@ -106,11 +111,11 @@ class BitNetModel {
   struct Impl;
 
  private:
-  BitNetModel(const ModelConfig& config, bool is_lora);
+  BitNetModel(const ModelConfig& config, bool frozen_base);
   Status build(WeightSource& source, const LoraConfig* lora, uint64_t seed);
 
   ModelConfig config_;
-  bool is_lora_ = false;
+  bool frozen_base_ = false;
   std::optional<LoraConfig> lora_;
   TensorLayout layout_;
   FlatBuffer params_;

@@ -21,7 +21,7 @@ expect() {  # expect <description> <expected exit: 0|nonzero> <regex> -- command
   echo "ok: $what"
 }
 
-for sub in demo pretrain info tokenizer; do
+for sub in demo pretrain info tokenizer convert; do
   expect "--help lists $sub" 0 "^ *$sub " -- "$tern" --help
   expect "$sub --help" 0 "Usage: .*$sub" -- "$tern" "$sub" --help
 done
@@ -39,6 +39,8 @@ expect "tokenizer needs a verb" 1 "subcommand is required" -- "$tern" tokenizer
 expect "tokenizer encode needs a vocab" 1 "vocab" -- "$tern" tokenizer encode hello
 expect "missing vocab file named" 1 "/nonexistent/v.gguf" -- "$tern" tokenizer encode --vocab /nonexistent/v.gguf hi
 expect "tiny vocab size rejected" 1 "vocab size 10" -- "$tern" tokenizer train --vocab-size 10 -o /tmp/tern_cli_tok.gguf
+expect "convert missing dir named" 1 "/nonexistent/hf" -- "$tern" convert /nonexistent/hf -o /tmp/tern_cli_x.gguf
+expect "convert bad ternary type" 1 "tq3" -- "$tern" convert /tmp -o /tmp/x.gguf --ternary-type tq3
 tmp="$(mktemp)"; printf 'tiny' > "$tmp"
 expect "text too short for a window" 1 "cannot fill a window" -- "$tern" pretrain --text "$tmp" --steps 1
 rm -f "$tmp"
