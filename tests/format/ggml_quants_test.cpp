@@ -17,7 +17,7 @@ float from_bits(uint32_t bits) {
   return std::bit_cast<float>(bits);
 }
 
-TEST(GgufQuantsTest, TypeTable) {
+TEST(ggufQuantsTest, TypeTable) {
   struct Row {
     GgmlType type;
     uint32_t id;
@@ -41,7 +41,7 @@ TEST(GgufQuantsTest, TypeTable) {
   }
 }
 
-TEST(GgufQuantsTest, UnsupportedTypeIdsAreNamed) {
+TEST(ggufQuantsTest, UnsupportedTypeIdsAreNamed) {
   const Result<GgmlType> q4k = parse_ggml_type(12);
   ASSERT_FALSE(q4k.ok());
   EXPECT_NE(q4k.status().message().find("12"), std::string::npos) << q4k.status().message();
@@ -54,7 +54,7 @@ TEST(GgufQuantsTest, UnsupportedTypeIdsAreNamed) {
   }
 }
 
-TEST(GgufQuantsTest, RowBytes) {
+TEST(ggufQuantsTest, RowBytes) {
   EXPECT_EQ(row_bytes(GgmlType::kF32, 10).value(), 40u);
   EXPECT_EQ(row_bytes(GgmlType::kF16, 7).value(), 14u);
   EXPECT_EQ(row_bytes(GgmlType::kBF16, 3).value(), 6u);
@@ -75,7 +75,7 @@ TEST(GgufQuantsTest, RowBytes) {
   EXPECT_TRUE(row_bytes(GgmlType::kF16, std::numeric_limits<int64_t>::max()).ok());
 }
 
-TEST(GgufQuantsTest, Fp16KnownBitPatterns) {
+TEST(ggufQuantsTest, Fp16KnownBitPatterns) {
   struct Case {
     float f;
     uint16_t h;
@@ -125,7 +125,7 @@ TEST(GgufQuantsTest, Fp16KnownBitPatterns) {
   EXPECT_EQ(std::bit_cast<uint32_t>(fp16_to_fp32(0x7c01)), 0x7f802000u);  // payload kept
 }
 
-TEST(GgufQuantsTest, Fp16AllHalvesRoundTrip) {
+TEST(ggufQuantsTest, Fp16AllHalvesRoundTrip) {
   for (uint32_t h = 0; h < 0x10000; ++h) {
     const float f = fp16_to_fp32(static_cast<uint16_t>(h));
     if (std::isnan(f)) continue;
@@ -135,7 +135,7 @@ TEST(GgufQuantsTest, Fp16AllHalvesRoundTrip) {
 
 #if defined(__FLT16_MAX__)
 // The compiler's _Float16 conversion is IEEE round-to-nearest-even: an independent oracle.
-TEST(GgufQuantsTest, Fp16MatchesCompilerConversion) {
+TEST(ggufQuantsTest, Fp16MatchesCompilerConversion) {
   std::mt19937 rng(1234);
   for (int i = 0; i < 2000000; ++i) {
     uint32_t bits = rng();
@@ -157,7 +157,7 @@ TEST(GgufQuantsTest, Fp16MatchesCompilerConversion) {
 }
 #endif
 
-TEST(GgufQuantsTest, Bf16KnownBitPatterns) {
+TEST(ggufQuantsTest, Bf16KnownBitPatterns) {
   EXPECT_EQ(fp32_to_bf16(1.0f), 0x3f80);
   EXPECT_EQ(fp32_to_bf16(-2.0f), 0xc000);
   EXPECT_EQ(fp32_to_bf16(3.14159265f), 0x4049);
@@ -178,7 +178,7 @@ TEST(GgufQuantsTest, Bf16KnownBitPatterns) {
   EXPECT_EQ(std::bit_cast<uint32_t>(bf16_to_fp32(0x8001)), 0x80010000u);
 }
 
-TEST(GgufQuantsTest, Q8_0KnownBlock) {
+TEST(ggufQuantsTest, Q8_0KnownBlock) {
   float x[32];
   for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j - 16);
   uint8_t block[34];
@@ -211,7 +211,7 @@ std::vector<int8_t> random_codes(std::mt19937* rng, int64_t n) {
   return codes;
 }
 
-TEST(GgufQuantsTest, Tq2_0ByteLayout) {
+TEST(ggufQuantsTest, Tq2_0ByteLayout) {
   std::vector<int8_t> codes(256, 0);
   codes[0] = 1;     // byte 0, bits 0-1
   codes[32] = -1;   // byte 0, bits 2-3
@@ -244,7 +244,7 @@ TEST(GgufQuantsTest, Tq2_0ByteLayout) {
   EXPECT_EQ(back[10 + 96], 2);
 }
 
-TEST(GgufQuantsTest, Tq1_0ByteLayout) {
+TEST(ggufQuantsTest, Tq1_0ByteLayout) {
   std::vector<int8_t> codes(256, 0);
   uint8_t block[54];
   pack_tq1_0(codes.data(), 256, 0.5f, block);
@@ -283,7 +283,7 @@ TEST(GgufQuantsTest, Tq1_0ByteLayout) {
   }
 }
 
-TEST(GgufQuantsTest, TernaryPackUnpackExactOnRandomCodes) {
+TEST(ggufQuantsTest, TernaryPackUnpackExactOnRandomCodes) {
   std::mt19937 rng(42);
   const int64_t n = 256 * 64;
   const std::vector<int8_t> codes = random_codes(&rng, n);
@@ -318,7 +318,7 @@ TEST(GgufQuantsTest, TernaryPackUnpackExactOnRandomCodes) {
   }
 }
 
-TEST(GgufQuantsTest, TernaryQuantizeOfZeroBlockIsZeroScale) {
+TEST(ggufQuantsTest, TernaryQuantizeOfZeroBlockIsZeroScale) {
   std::vector<float> zeros(256, 0.0f);
   for (const GgmlType type : {GgmlType::kTQ1_0, GgmlType::kTQ2_0}) {
     std::vector<uint8_t> packed(static_cast<size_t>(block_bytes(type)));
@@ -331,7 +331,7 @@ TEST(GgufQuantsTest, TernaryQuantizeOfZeroBlockIsZeroScale) {
   }
 }
 
-TEST(GgufQuantsTest, DequantizeOfQuantizeIsWithinBounds) {
+TEST(ggufQuantsTest, DequantizeOfQuantizeIsWithinBounds) {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t n = 256 * 8;
@@ -374,7 +374,7 @@ TEST(GgufQuantsTest, DequantizeOfQuantizeIsWithinBounds) {
   }
 }
 
-TEST(GgufQuantsTest, NonFiniteInputIsDeterministic) {
+TEST(ggufQuantsTest, NonFiniteInputIsDeterministic) {
   std::vector<float> x(256, 0.25f);
   x[3] = std::numeric_limits<float>::quiet_NaN();
   x[7] = -0.5f;

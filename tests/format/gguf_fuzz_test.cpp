@@ -214,7 +214,7 @@ class Mutator {
   std::mt19937_64 rng_;
 };
 
-TEST(GgufFuzzTest, SeedsAreValid) {
+TEST(ggufFuzzTest, SeedsAreValid) {
   for (const std::vector<uint8_t>& seed : tern_seeds()) {
     const Result<GgufFile> f = GgufFile::parse(seed);
     ASSERT_TRUE(f.ok()) << f.status().message();
@@ -222,7 +222,7 @@ TEST(GgufFuzzTest, SeedsAreValid) {
   }
 }
 
-TEST(GgufFuzzTest, TruncationAtEveryLength) {
+TEST(ggufFuzzTest, TruncationAtEveryLength) {
   Tally tally;
   for (const std::vector<uint8_t>& seed : tern_seeds()) {
     for (size_t n = 0; n < seed.size(); ++n) {
@@ -238,7 +238,7 @@ TEST(GgufFuzzTest, TruncationAtEveryLength) {
               tally.rejected);
 }
 
-TEST(GgufFuzzTest, RandomMutationsOfTernFiles) {
+TEST(ggufFuzzTest, RandomMutationsOfTernFiles) {
   Tally tally;
   Mutator mutator(20240611);
   for (const std::vector<uint8_t>& seed : tern_seeds()) {
@@ -256,7 +256,7 @@ TEST(GgufFuzzTest, RandomMutationsOfTernFiles) {
 }
 
 // The real files are large (≈1–2 MB), so fewer variants each; mutations still aim at the header.
-TEST(GgufFuzzTest, RandomMutationsOfSharedFiles) {
+TEST(ggufFuzzTest, RandomMutationsOfSharedFiles) {
 #ifdef TERN_SOURCE_DIR
   const fs::path data = fs::path(TERN_SOURCE_DIR) / ".." / "shared" / "data";
 #else

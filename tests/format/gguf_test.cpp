@@ -220,7 +220,7 @@ class TempDir {
 
 // ---- metadata and tensors ----
 
-TEST(GgufTest, MetadataRoundTripsEveryValueType) {
+TEST(ggufTest, MetadataRoundTripsEveryValueType) {
   const GgufFile f = parse_ok(sample_writer().serialize());
   const auto expected = sample_values();
   ASSERT_EQ(f.keys().size(), expected.size());
@@ -272,7 +272,7 @@ TEST(GgufTest, MetadataRoundTripsEveryValueType) {
   EXPECT_EQ(nested->arrays()[3].array_size(), 0u);
 }
 
-TEST(GgufTest, TypedGettersNameKeyAndActualType) {
+TEST(ggufTest, TypedGettersNameKeyAndActualType) {
   const GgufFile f = parse_ok(sample_writer().serialize());
   const std::string missing = f.get_string("no.such.key").status().message();
   EXPECT_NE(missing.find("no key 'no.such.key'"), std::string::npos) << missing;
@@ -304,7 +304,7 @@ TEST(GgufTest, TypedGettersNameKeyAndActualType) {
   EXPECT_NE(big_element.find("element 1"), std::string::npos) << big_element;
 }
 
-TEST(GgufTest, TensorsRoundTripEveryType) {
+TEST(ggufTest, TensorsRoundTripEveryType) {
   const GgufFile f = parse_ok(sample_writer().serialize());
   const std::vector<SampleTensor> expected = sample_tensors();
   ASSERT_EQ(f.tensors().size(), expected.size());
@@ -333,7 +333,7 @@ TEST(GgufTest, TensorsRoundTripEveryType) {
 }
 
 // Matches ggml's writer: tensors packed in order, each padded to the alignment with zeros.
-TEST(GgufTest, LayoutMatchesGgmlPacking) {
+TEST(ggufTest, LayoutMatchesGgmlPacking) {
   const std::vector<uint8_t> bytes = sample_writer().serialize();
   EXPECT_EQ(std::memcmp(bytes.data(), "GGUF\x03\0\0\0", 8), 0);
   uint64_t n_tensors = 0;
@@ -357,7 +357,7 @@ TEST(GgufTest, LayoutMatchesGgmlPacking) {
   EXPECT_EQ(bytes.size(), f.data_offset() + expected_offset);
 }
 
-TEST(GgufTest, ReserializeIsByteIdentical) {
+TEST(ggufTest, ReserializeIsByteIdentical) {
   for (const uint32_t alignment : {0u, 1u, 8u, 64u, 4096u}) {
     GgufWriter w = sample_writer();
     if (alignment != 0) w.set_u32(kAlignmentKey, alignment);
@@ -379,7 +379,7 @@ TEST(GgufTest, ReserializeIsByteIdentical) {
   EXPECT_TRUE(GgufFile::parse(GgufWriter().serialize()).ok());
 }
 
-TEST(GgufTest, AcceptsVersion2AndKeepsIt) {
+TEST(ggufTest, AcceptsVersion2AndKeepsIt) {
   std::vector<uint8_t> bytes = sample_writer().serialize();
   bytes[4] = 2;
   const GgufFile f = parse_ok(bytes);
@@ -387,7 +387,7 @@ TEST(GgufTest, AcceptsVersion2AndKeepsIt) {
   EXPECT_EQ(GgufWriter::from_file(f).serialize(), bytes);
 }
 
-TEST(GgufTest, SetValueReplacesInPlaceAndRemoveKey) {
+TEST(ggufTest, SetValueReplacesInPlaceAndRemoveKey) {
   GgufWriter w;
   w.set_u32("a", 1);
   w.set_string("b", "x");
@@ -418,7 +418,7 @@ TEST(GgufTest, SetValueReplacesInPlaceAndRemoveKey) {
   EXPECT_EQ(edited.get_int("t.u8").value(), 7);
 }
 
-TEST(GgufTest, WriterOutlivesSourceFileAndCopies) {
+TEST(ggufTest, WriterOutlivesSourceFileAndCopies) {
   std::vector<uint8_t> bytes = sample_writer().serialize();
   GgufWriter w;
   {
@@ -440,7 +440,7 @@ TEST(GgufTest, WriterOutlivesSourceFileAndCopies) {
 }
 
 // Misuse of the writer is a bug in tern, so it CHECKs instead of returning a Status.
-TEST(GgufTest, WriterMisuseIsACheckFailure) {
+TEST(ggufTest, WriterMisuseIsACheckFailure) {
   GgufWriter w;
   w.add_tensor("x", GgmlType::kF32, {2}, std::vector<uint8_t>(8));
   EXPECT_DEATH(w.add_tensor("x", GgmlType::kF32, {2}, std::vector<uint8_t>(8)), "duplicate");
@@ -459,7 +459,7 @@ TEST(GgufTest, WriterMisuseIsACheckFailure) {
 
 // ---- files on disk ----
 
-TEST(GgufTest, WriteThenOpenMapsTheSameBytes) {
+TEST(ggufTest, WriteThenOpenMapsTheSameBytes) {
   TempDir dir;
   const std::string path = dir.file("model.gguf");
   const GgufWriter w = sample_writer();
@@ -477,7 +477,7 @@ TEST(GgufTest, WriteThenOpenMapsTheSameBytes) {
   EXPECT_EQ(read_file(path), small.serialize());
 }
 
-TEST(GgufTest, FailedWriteLeavesOldFileUntouched) {
+TEST(ggufTest, FailedWriteLeavesOldFileUntouched) {
   TempDir dir;
   const std::string path = dir.file("model.gguf");
   GgufWriter old;
@@ -498,7 +498,7 @@ TEST(GgufTest, FailedWriteLeavesOldFileUntouched) {
   EXPECT_FALSE(fs::exists(dir.file("no")));
 }
 
-TEST(GgufTest, OpenErrorsNameThePath) {
+TEST(ggufTest, OpenErrorsNameThePath) {
   TempDir dir;
   const std::string missing = GgufFile::open(dir.file("absent.gguf")).status().message();
   EXPECT_NE(missing.find("absent.gguf"), std::string::npos) << missing;
@@ -598,7 +598,7 @@ std::vector<BadCase> bad_cases() {
   return cases;
 }
 
-TEST(GgufTest, RejectsInvalidFilesWithPreciseErrors) {
+TEST(ggufTest, RejectsInvalidFilesWithPreciseErrors) {
   for (BadCase& c : bad_cases()) {
     const std::string message = parse_error(c.bytes);
     EXPECT_NE(message.find(c.expected), std::string::npos)
@@ -607,7 +607,7 @@ TEST(GgufTest, RejectsInvalidFilesWithPreciseErrors) {
   }
 }
 
-TEST(GgufTest, AcceptsEdgeCasesThatAreValid) {
+TEST(ggufTest, AcceptsEdgeCasesThatAreValid) {
   // A 63-byte name (the longest ggml allows), tensors out of offset order with a gap, a 1-byte
   // alignment, and trailing bytes after the data.
   EXPECT_TRUE(GgufFile::parse(tensor_file({{std::string(63, 'n'), {4}, 0, 0}}, 16)).ok());
@@ -662,7 +662,7 @@ void expect_all_tensors_readable(const GgufFile& f) {
   }
 }
 
-TEST(GgufRealFileTest, Stories260K) {
+TEST(ggufRealFileTest, Stories260K) {
   OPEN_SHARED_OR_SKIP(f, "tiny-models/stories260K.gguf");
   EXPECT_EQ(f.version(), 3u);
   EXPECT_EQ(f.get_string("general.architecture").value(), "llama");
@@ -687,7 +687,7 @@ TEST(GgufRealFileTest, Stories260K) {
   expect_reserializes_identically(f);
 }
 
-TEST(GgufRealFileTest, Llama2TinyRandomF16) {
+TEST(ggufRealFileTest, Llama2TinyRandomF16) {
   OPEN_SHARED_OR_SKIP(f, "tiny-models/llama-2-tiny-random.gguf");
   EXPECT_EQ(f.get_string("general.architecture").value(), "llama");
   EXPECT_EQ(f.get_int("llama.embedding_length").value(), 8);
@@ -709,7 +709,7 @@ TEST(GgufRealFileTest, Llama2TinyRandomF16) {
   expect_reserializes_identically(f);
 }
 
-TEST(GgufRealFileTest, Gpt2VocabMetadata) {
+TEST(ggufRealFileTest, Gpt2VocabMetadata) {
   OPEN_SHARED_OR_SKIP(f, "llama.cpp-vocab/ggml-vocab-gpt-2.gguf");
   EXPECT_EQ(f.get_string("tokenizer.ggml.model").value(), "gpt2");
   EXPECT_EQ(f.get_string("tokenizer.ggml.pre").value(), "gpt-2");
@@ -724,7 +724,7 @@ TEST(GgufRealFileTest, Gpt2VocabMetadata) {
   expect_reserializes_identically(f);
 }
 
-TEST(GgufRealFileTest, LlamaSpmVocabMetadata) {
+TEST(ggufRealFileTest, LlamaSpmVocabMetadata) {
   OPEN_SHARED_OR_SKIP(f, "llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
   EXPECT_EQ(f.get_string("tokenizer.ggml.model").value(), "llama");
   EXPECT_EQ(f.get_string_array("tokenizer.ggml.tokens").value().size(), 32000u);

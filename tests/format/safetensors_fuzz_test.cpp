@@ -212,7 +212,7 @@ std::vector<uint8_t> mutate(const std::vector<uint8_t>& seed, std::mt19937_64& r
   return f;
 }
 
-TEST(SafetensorsFuzz, MutatedFilesAreRejectedOrFullyReadable) {
+TEST(safetensorsFuzz, MutatedFilesAreRejectedOrFullyReadable) {
   const std::vector<std::vector<uint8_t>> base = seeds();
   for (const auto& s : base) {
     const auto r = SafetensorsFile::parse(s);
@@ -250,7 +250,7 @@ TEST(SafetensorsFuzz, MutatedFilesAreRejectedOrFullyReadable) {
 }
 
 // Every prefix of a real file: all are rejected except the whole file.
-TEST(SafetensorsFuzz, EveryTruncationOfASeedIsRejected) {
+TEST(safetensorsFuzz, EveryTruncationOfASeedIsRejected) {
   const std::vector<uint8_t> seed = seeds()[0];
   for (size_t n = 0; n < seed.size(); ++n) {
     const std::vector<uint8_t> prefix(seed.begin(), seed.begin() + static_cast<std::ptrdiff_t>(n));

@@ -202,7 +202,7 @@ void check_against_expected(const std::string& name, bool bitnet_2b4t_names) {
                               << ::testing::PrintToString(unused);
 }
 
-TEST(SafetensorsFixtures, BitnetPackedLayout) {
+TEST(safetensorsFixtures, BitnetPackedLayout) {
   REQUIRE_FIXTURES();
   const Result<SafetensorsDir> r =
       SafetensorsDir::open((kFixtures / "bitnet_2b4t_packed").string());
@@ -252,12 +252,12 @@ TEST(SafetensorsFixtures, BitnetPackedLayout) {
   }
 }
 
-TEST(SafetensorsFixtures, BitnetPackedMatchesExpected) {
+TEST(safetensorsFixtures, BitnetPackedMatchesExpected) {
   REQUIRE_FIXTURES();
   check_against_expected("bitnet_2b4t_packed", /*bitnet_2b4t_names=*/true);
 }
 
-TEST(SafetensorsFixtures, BitnetBf16MatchesExpected) {
+TEST(safetensorsFixtures, BitnetBf16MatchesExpected) {
   REQUIRE_FIXTURES();
   check_against_expected("bitnet_2b4t_bf16", true);
   const Result<SafetensorsDir> dir =
@@ -271,7 +271,7 @@ TEST(SafetensorsFixtures, BitnetBf16MatchesExpected) {
   EXPECT_EQ(dir.value().config().at("quantization_config").at("quantization_mode"), "online");
 }
 
-TEST(SafetensorsFixtures, OneBitLlmMatchesExpected) {
+TEST(safetensorsFixtures, OneBitLlmMatchesExpected) {
   REQUIRE_FIXTURES();
   check_against_expected("1bitllm", /*bitnet_2b4t_names=*/false);
   const Result<SafetensorsDir> dir = SafetensorsDir::open((kFixtures / "1bitllm").string());
@@ -289,7 +289,7 @@ TEST(SafetensorsFixtures, OneBitLlmMatchesExpected) {
   EXPECT_EQ(v->shape, (std::vector<int64_t>{16, 16}));  // multi-head: kv heads = heads
 }
 
-TEST(SafetensorsFixtures, ShardedLlamaMatchesExpected) {
+TEST(safetensorsFixtures, ShardedLlamaMatchesExpected) {
   REQUIRE_FIXTURES();
   check_against_expected("llama", /*bitnet_2b4t_names=*/false);
   const Result<SafetensorsDir> dir = SafetensorsDir::open((kFixtures / "llama").string());
@@ -323,7 +323,7 @@ float reference_f16(uint16_t h) {
   return static_cast<float>(sign ? -v : v);
 }
 
-TEST(SafetensorsConvert, F16ExactForAll65536Values) {
+TEST(safetensorsConvert, F16ExactForAll65536Values) {
   std::vector<uint16_t> all(65536);
   for (uint32_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
   const auto r = SafetensorsFile::parse(build({{"h", "F16", {256, 256}, le_bytes(all)}}));
@@ -351,7 +351,7 @@ TEST(SafetensorsConvert, F16ExactForAll65536Values) {
   EXPECT_TRUE(std::signbit(v.value()[0x8000]));
 }
 
-TEST(SafetensorsConvert, Bf16ExactForAll65536Values) {
+TEST(safetensorsConvert, Bf16ExactForAll65536Values) {
   std::vector<uint16_t> all(65536);
   for (uint32_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i);
   const auto r = SafetensorsFile::parse(build({{"b", "BF16", {65536}, le_bytes(all)}}));
@@ -365,7 +365,7 @@ TEST(SafetensorsConvert, Bf16ExactForAll65536Values) {
   EXPECT_EQ(v.value()[0xbfc0], -1.5f);
 }
 
-TEST(SafetensorsConvert, F32AndF64) {
+TEST(safetensorsConvert, F32AndF64) {
   const std::vector<float> f = {1.5f, -0.0f, 3.0e38f, 1e-45f};
   const std::vector<double> d = {1.0 / 3.0, 1e300, -1e300, 1e-300, 0.1};
   const auto r = SafetensorsFile::parse(
@@ -384,7 +384,7 @@ TEST(SafetensorsConvert, F32AndF64) {
   EXPECT_EQ(dv.value()[4], 0.1f);
 }
 
-TEST(SafetensorsConvert, IntegerDtypesAreNotFloats) {
+TEST(safetensorsConvert, IntegerDtypesAreNotFloats) {
   const auto r = SafetensorsFile::parse(build({{"codes", "U8", {4}, {1, 2, 3, 4}},
                                                {"ids", "I64", {1}, le_bytes<int64_t>({7})},
                                                {"mask", "BOOL", {2}, {0, 1}}}));
@@ -402,7 +402,7 @@ TEST(SafetensorsConvert, IntegerDtypesAreNotFloats) {
   EXPECT_EQ(std::vector<uint8_t>(b.begin(), b.end()), (std::vector<uint8_t>{1, 2, 3, 4}));
 }
 
-TEST(SafetensorsConvert, OutputSizeMismatchIsAnError) {
+TEST(safetensorsConvert, OutputSizeMismatchIsAnError) {
   const auto r = SafetensorsFile::parse(build({{"w", "F32", {3}, le_bytes<float>({1, 2, 3})}}));
   ASSERT_TRUE(r.ok());
   std::vector<float> out(2);
@@ -412,7 +412,7 @@ TEST(SafetensorsConvert, OutputSizeMismatchIsAnError) {
 
 // ---- well-formed edge cases ----
 
-TEST(SafetensorsFile, AcceptsEdgeCases) {
+TEST(safetensorsFile, AcceptsEdgeCases) {
   // Empty header object, no data.
   ASSERT_TRUE(SafetensorsFile::parse(raw_file("{}")).ok());
   // Trailing space padding (writers pad to 8 bytes), metadata, a scalar, zero-size tensors at
@@ -442,7 +442,7 @@ TEST(SafetensorsFile, AcceptsEdgeCases) {
   EXPECT_EQ(f.source(), "safetensors <memory>");
 }
 
-TEST(SafetensorsFile, CopiesShareBytesAndReadConcurrently) {
+TEST(safetensorsFile, CopiesShareBytesAndReadConcurrently) {
   std::vector<float> values(4096);
   for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
   SafetensorsFile copy = [&] {
@@ -464,7 +464,7 @@ TEST(SafetensorsFile, CopiesShareBytesAndReadConcurrently) {
 
 // ---- validation errors: each names the bad value ----
 
-TEST(SafetensorsErrors, HeaderLength) {
+TEST(safetensorsErrors, HeaderLength) {
   EXPECT_CONTAINS(parse_error({1, 2, 3, 4, 5}), "file is 5 bytes");
   std::vector<uint8_t> one = raw_file("{");
   EXPECT_CONTAINS(parse_error(one), "header length 1 is too small");
@@ -484,7 +484,7 @@ TEST(SafetensorsErrors, HeaderLength) {
   EXPECT_CONTAINS(parse_error(max), "header length 18446744073709551615");
 }
 
-TEST(SafetensorsErrors, Json) {
+TEST(safetensorsErrors, Json) {
   EXPECT_CONTAINS(header_error(R"({"a":)"), "not valid JSON at header byte");
   EXPECT_CONTAINS(header_error(R"({"__metadata__":{}} x)"), "not valid JSON");
   EXPECT_CONTAINS(header_error("{\"\xff\":1}"), "not valid JSON");
@@ -495,7 +495,7 @@ TEST(SafetensorsErrors, Json) {
   EXPECT_CONTAINS(header_error(R"({"__metadata__":{} /*c*/})"), "not valid JSON");
 }
 
-TEST(SafetensorsErrors, Entries) {
+TEST(safetensorsErrors, Entries) {
   EXPECT_CONTAINS(header_error(R"({"w":5})"), "tensor 'w' is a number, not an object");
   EXPECT_CONTAINS(header_error(R"({"w":[1]})"), "tensor 'w' is an array, not an object");
   EXPECT_CONTAINS(header_error(R"({"w":null})"), "tensor 'w' is null");
@@ -519,14 +519,14 @@ TEST(SafetensorsErrors, Entries) {
                   "tensor 'w': shape is an object, expected an array");
 }
 
-TEST(SafetensorsErrors, Dtype) {
+TEST(safetensorsErrors, Dtype) {
   EXPECT_CONTAINS(header_error(R"({"w":{"dtype":"F8_E4M3","shape":[1],"data_offsets":[0,1]}})", 1),
                   "tensor 'w': unsupported dtype 'F8_E4M3'");
   EXPECT_CONTAINS(header_error(R"({"w":{"dtype":"f32","shape":[1],"data_offsets":[0,4]}})", 4),
                   "unsupported dtype 'f32'");
 }
 
-TEST(SafetensorsErrors, Shape) {
+TEST(safetensorsErrors, Shape) {
   EXPECT_CONTAINS(header_error(R"({"w":{"dtype":"F32","shape":[2,-3],"data_offsets":[0,4]}})", 4),
                   "tensor 'w': shape dim -3 is negative");
   EXPECT_CONTAINS(header_error(R"({"w":{"dtype":"F32","shape":[2.5],"data_offsets":[0,4]}})", 4),
@@ -554,7 +554,7 @@ TEST(SafetensorsErrors, Shape) {
                   "F32 [4611686018427387904] needs more than 2^64");
 }
 
-TEST(SafetensorsErrors, Offsets) {
+TEST(safetensorsErrors, Offsets) {
   const auto one = [](const std::string& offsets, size_t data, const std::string& shape = "[2]") {
     return header_error(
         R"({"w":{"dtype":"F16","shape":)" + shape + R"(,"data_offsets":)" + offsets + "}}", data);
@@ -572,7 +572,7 @@ TEST(SafetensorsErrors, Offsets) {
   EXPECT_CONTAINS(one("[0,18446744073709551615]", 4), "extend past the 4-byte");
 }
 
-TEST(SafetensorsErrors, DuplicateNames) {
+TEST(safetensorsErrors, DuplicateNames) {
   EXPECT_CONTAINS(header_error(R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
                                R"("w":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
                                2),
@@ -588,7 +588,7 @@ TEST(SafetensorsErrors, DuplicateNames) {
                   "tensor 'w' appears twice");
 }
 
-TEST(SafetensorsErrors, TensorsMustTileTheDataSection) {
+TEST(safetensorsErrors, TensorsMustTileTheDataSection) {
   const std::string a = R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
   EXPECT_CONTAINS(
       header_error("{" + a + R"(,"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
@@ -612,7 +612,7 @@ TEST(SafetensorsErrors, TensorsMustTileTheDataSection) {
       "overlap");
 }
 
-TEST(SafetensorsErrors, NamesAreQuotedSafely) {
+TEST(safetensorsErrors, NamesAreQuotedSafely) {
   const std::string msg = header_error("{\"bad\\nname\\u0001\":7}");
   EXPECT_CONTAINS(msg, "tensor 'bad\\x0aname\\x01' is a number");
   const std::string long_name(500, 'x');
@@ -648,7 +648,7 @@ class TempDir {
   fs::path path_;
 };
 
-TEST(SafetensorsFile, OpenErrorsNameThePath) {
+TEST(safetensorsFile, OpenErrorsNameThePath) {
   TempDir tmp;
   const std::string missing = (tmp.path() / "missing.safetensors").string();
   EXPECT_CONTAINS(SafetensorsFile::open(missing).status().message(), "missing.safetensors");
@@ -679,7 +679,7 @@ std::string dir_error(const TempDir& tmp) {
   return r.ok() ? std::string() : r.status().message();
 }
 
-TEST(SafetensorsDir, Errors) {
+TEST(safetensorsDir, Errors) {
   TempDir tmp;
   EXPECT_CONTAINS(SafetensorsDir::open((tmp.path() / "nope").string()).status().message(),
                   "not a directory");
@@ -738,7 +738,7 @@ TEST(SafetensorsDir, Errors) {
   EXPECT_EQ(r.value().config().at("hidden_size"), 8);
 }
 
-TEST(SafetensorsDir, SingleFile) {
+TEST(safetensorsDir, SingleFile) {
   TempDir tmp;
   tmp.write("config.json", std::string(R"({"model_type": "llama"})"));
   tmp.write("model.safetensors", build({{"y", "BF16", {2}, le_bytes<uint16_t>({0x3f80, 0x4000})},

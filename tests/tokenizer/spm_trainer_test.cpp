@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "data/gcide.h"
+#include "format/gguf.h"
 #include "tokenizer/spm_trainer.h"
 #include "tokenizer/tokenizer.h"
 
@@ -40,7 +41,12 @@ TEST(SpmTrainerTest, tokenizer_trained_vocab_matches_sentencepiece_on_held_out_l
   Result<Vocab> vocab = vocab_from_sentencepiece(model.value());
   ASSERT_TRUE(vocab.ok()) << vocab.status().message();
   EXPECT_EQ(vocab.value().size(), 2000);
-  const Tokenizer tokenizer = Tokenizer::create(vocab.value()).value();
+  // Through the GGUF metadata `tern tokenizer train` writes, as the runtime sees it.
+  gguf::GgufWriter writer;
+  writer.set_string("general.architecture", "llama");
+  add_vocab_to_gguf(vocab.value(), writer);
+  const gguf::GgufFile file = gguf::GgufFile::parse(writer.serialize()).value();
+  const Tokenizer tokenizer = Tokenizer::create(vocab_from_gguf(file).value()).value();
 
   sentencepiece::SentencePieceProcessor sp;
   ASSERT_TRUE(sp.LoadFromSerializedProto(model.value()).ok());
