@@ -1,5 +1,7 @@
 #include "data/gcide.h"
 
+#include "core/text.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -23,29 +25,8 @@ std::string join_path(const std::string& dir, const char* name) {
   return (std::filesystem::path(dir) / name).string();
 }
 
-// Quotes a value for an error message: bad input can hold control bytes or be huge.
 std::string quote_value(std::string_view value) {
-  constexpr size_t kMaxShown = 60;
-  std::string out = "'";
-  const std::string_view shown = value.substr(0, kMaxShown);
-  for (const char c : shown) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7f) {
-      out += c;
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  if (shown.size() < value.size()) out += "...";
-  out += "'";
-  return out;
-}
-
-std::string errno_text(int err) {
-  return std::error_code(err, std::generic_category()).message();
+  return quote_for_message(value, 60);
 }
 
 int base64_digit(char c) {

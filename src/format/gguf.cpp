@@ -1,7 +1,9 @@
 #include "format/gguf.h"
 
+#include "core/mapped_file.h"
+#include "core/text.h"
+
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -110,27 +112,8 @@ int64_t load_int(ValueType type, const uint8_t* p) {
   }
 }
 
-std::string errno_text(int err) {
-  return std::error_code(err, std::generic_category()).message();
-}
-
-// Quotes untrusted text for a message: control bytes escaped, long text cut.
 std::string quote(std::string_view text) {
-  constexpr size_t kMaxShown = 80;
-  std::string out = "'";
-  for (const char c : text.substr(0, kMaxShown)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7f && c != '\'') {
-      out += c;
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  if (text.size() > kMaxShown) out += "...";
-  return out + "'";
+  return quote_for_message(text);
 }
 
 std::string dims_text(const std::vector<int64_t>& dims) {
@@ -490,19 +473,10 @@ int64_t TensorInfo::elements() const {
 // Reader
 
 struct GgufFile::Storage {
-  Storage() = default;
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
-  ~Storage() {
-    if (map != nullptr) munmap(map, map_size);
-  }
-
   std::string source;  // "gguf '<path>'" or "gguf <memory>", the prefix of every error
+  std::shared_ptr<const MappedFile> file;
   const uint8_t* data = nullptr;
   uint64_t size = 0;
-  std::vector<uint8_t> buffer;  // parse()
-  void* map = nullptr;          // open()
-  size_t map_size = 0;
 };
 
 // A bounds-checked cursor over the file plus the parsing steps.
@@ -813,40 +787,21 @@ struct Parser {
 Result<GgufFile> GgufFile::open(const std::string& path) {
   auto storage = std::make_shared<Storage>();
   storage->source = "gguf " + quote(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Error(storage->source + ": open: " + errno_text(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Status::Error(storage->source + ": stat: " + errno_text(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::Error(storage->source + ": not a regular file");
-  }
-  if (st.st_size == 0) {
-    ::close(fd);
+  TERN_ASSIGN_OR_RETURN(storage->file, MappedFile::open(path, storage->source));
+  storage->data = storage->file->bytes().data();
+  storage->size = storage->file->bytes().size();
+  if (storage->size == 0) {
     return Status::Error(storage->source + ": file is empty (0 bytes), not GGUF");
   }
-  const auto size = static_cast<size_t>(st.st_size);
-  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) return Status::Error(storage->source + ": mmap: " + errno_text(map_err));
-  storage->map = map;
-  storage->map_size = size;
-  storage->data = static_cast<const uint8_t*>(map);
-  storage->size = size;
   return parse_storage(std::move(storage));
 }
 
 Result<GgufFile> GgufFile::parse(std::vector<uint8_t> bytes) {
   auto storage = std::make_shared<Storage>();
   storage->source = "gguf <memory>";
-  storage->buffer = std::move(bytes);
-  storage->data = storage->buffer.data();
-  storage->size = storage->buffer.size();
+  storage->file = MappedFile::from_buffer(std::move(bytes));
+  storage->data = storage->file->bytes().data();
+  storage->size = storage->file->bytes().size();
   return parse_storage(std::move(storage));
 }
 

@@ -1,7 +1,9 @@
 #include "format/safetensors.h"
 
+#include "core/mapped_file.h"
+#include "core/text.h"
+
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,30 +31,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Quotes a value for an error message: names come from untrusted bytes and can hold control
-// bytes or be huge.
 std::string quote(std::string_view value) {
-  constexpr size_t kMaxShown = 80;
-  std::string out = "'";
-  const std::string_view shown = value.substr(0, kMaxShown);
-  for (const char c : shown) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u >= 0x20 && u < 0x7f && c != '\'') {
-      out += c;
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    }
-  }
-  if (shown.size() < value.size()) out += "...";
-  out += "'";
-  return out;
-}
-
-std::string errno_text(int err) {
-  return std::error_code(err, std::generic_category()).message();
+  return quote_for_message(value);
 }
 
 std::string shape_text(const std::vector<int64_t>& shape) {
@@ -464,60 +444,26 @@ int64_t TensorInfo::elements() const {
 // The file's bytes: an mmap (open) or an owned buffer (parse).
 struct SafetensorsFile::Storage {
   std::string source;
-  void* map = nullptr;
-  size_t map_size = 0;
-  std::vector<uint8_t> buffer;
+  std::shared_ptr<const MappedFile> file;
   const uint8_t* data = nullptr;
   uint64_t size = 0;
-
-  Storage() = default;
-  Storage(const Storage&) = delete;
-  Storage& operator=(const Storage&) = delete;
-  ~Storage() {
-    if (map != nullptr) munmap(map, map_size);
-  }
 };
 
 Result<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   auto storage = std::make_shared<Storage>();
   storage->source = "safetensors " + quote(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::Error(storage->source + ": open: " + errno_text(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Status::Error(storage->source + ": stat: " + errno_text(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return Status::Error(storage->source + ": not a regular file");
-  }
-  const auto size = static_cast<uint64_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    return Status::Error(storage->source + ": file is " + std::to_string(size) +
-                         " bytes, too short for the 8-byte header length");
-  }
-  void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file alive
-  if (map == MAP_FAILED) {
-    return Status::Error(storage->source + ": mmap: " + errno_text(map_err));
-  }
-  storage->map = map;
-  storage->map_size = size;
-  storage->data = static_cast<const uint8_t*>(map);
-  storage->size = size;
+  TERN_ASSIGN_OR_RETURN(storage->file, MappedFile::open(path, storage->source));
+  storage->data = storage->file->bytes().data();
+  storage->size = storage->file->bytes().size();
   return parse_storage(std::move(storage));
 }
 
 Result<SafetensorsFile> SafetensorsFile::parse(std::vector<uint8_t> bytes) {
   auto storage = std::make_shared<Storage>();
   storage->source = "safetensors <memory>";
-  storage->buffer = std::move(bytes);
-  storage->data = storage->buffer.data();
-  storage->size = storage->buffer.size();
+  storage->file = MappedFile::from_buffer(std::move(bytes));
+  storage->data = storage->file->bytes().data();
+  storage->size = storage->file->bytes().size();
   return parse_storage(std::move(storage));
 }
 
