@@ -23,6 +23,15 @@ std::string quote_for_message(std::string_view value, size_t max_shown) {
   return out;
 }
 
+int base64_digit(char c) {
+  if (c >= 'A' && c <= 'Z') return c - 'A';
+  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+  if (c >= '0' && c <= '9') return c - '0' + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return -1;
+}
+
 std::string errno_text(int err) {
   return std::error_code(err, std::generic_category()).message();
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "core/text.h"
 #include "tokenizer/string_map.h"
 #include "tokenizer/unicode.h"
 #include "tokenizer/vocab.h"
@@ -13,15 +14,6 @@ namespace tern {
 namespace {
 
 using tokenizer_detail::bytes_to_unicode;
-
-int base64_value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
 
 // Standard base64 with '=' padding; false on any malformed input.
 bool decode_base64(std::string_view in, std::string& out) {
@@ -33,7 +25,7 @@ bool decode_base64(std::string_view in, std::string& out) {
   uint32_t acc = 0;
   int bits = 0;
   for (size_t i = 0; i < in.size() - pad; ++i) {
-    const int v = base64_value(in[i]);
+    const int v = base64_digit(in[i]);
     if (v < 0) return false;
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
