@@ -9,7 +9,8 @@ kind="${1:-release}"
 shift || true
 case "$kind" in
   release) flags=(-DCMAKE_BUILD_TYPE=Release -DTERN_WERROR=ON) ;;
-  asan) flags=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DTERN_WERROR=ON -DTERN_SANITIZE=ON) ;;
+  asan) flags=(-DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" -DTERN_WERROR=ON
+              -DTERN_SANITIZE=ON) ;;
   *) echo "build.sh: unknown build kind '$kind' (expected release or asan)" >&2; exit 2 ;;
 esac
 cmake -S . -B "build/$kind" -G Ninja "${flags[@]}" > /dev/null
