@@ -176,7 +176,7 @@ Status HfWeightSource::read(std::string_view name, std::span<const int64_t> shap
   TERN_ASSIGN_OR_RETURN(const safetensors::TensorInfo* t, tensor(hf, &file));
   if (t->dtype == safetensors::DType::kU8 && shape.size() == 2) {  // packed ternary
     TERN_ASSIGN_OR_RETURN(ref::TernaryMatrix m, unpack(hf, shape[0], shape[1]));
-    ref::dequantize_weights(out.data(), m);
+    ternary_latents(m, out);  // full training starts exactly at the packed weights
     return Status::Ok();
   }
   if (t->shape != std::vector<int64_t>(shape.begin(), shape.end())) {

@@ -101,6 +101,16 @@ Result<double> get_float_or(const gguf::GgufFile& f, const std::string& key, dou
   return f.get_float(key);
 }
 
+bool is_linear_weight(std::string_view name) {
+  if (!name.starts_with("blk.")) return false;
+  for (int i = 0; i < kNumLinears; ++i) {
+    const std::string example = linear_tensor_name(0, static_cast<LinearId>(i));
+    const std::string_view stem = std::string_view(example).substr(5);  // ".attn_q.weight"
+    if (name.ends_with(stem)) return true;
+  }
+  return false;
+}
+
 // If every value is 0 or ±m for one m > 0, the codes and m; used to take back
 // exact ternary weights stored in a float type.
 bool exact_ternary(std::span<const float> values, std::vector<int8_t>* codes, float* magnitude) {
@@ -187,7 +197,17 @@ Result<const gguf::TensorInfo*> GgufModelSource::find(std::string_view name,
 
 Status GgufModelSource::read(std::string_view name, std::span<const int64_t> shape,
                              std::span<float> out) {
-  return read_f32(file_, path_, name, shape, out);
+  TERN_RETURN_IF_ERROR(read_f32(file_, path_, name, shape, out));
+  // Full training from a file of ternary weights: start from latents that
+  // quantize back to the stored codes and scale exactly. Genuine latents (any
+  // other values) are returned as they are.
+  if (config_.linear != LinearKind::kTernary || !is_linear_weight(name)) return Status::Ok();
+  std::vector<int8_t> codes;
+  float magnitude = 0.0f;
+  if (exact_ternary(out, &codes, &magnitude)) {
+    ternary_latents(ref::pack_ternary(codes.data(), shape[0], shape[1], magnitude), out);
+  }
+  return Status::Ok();
 }
 
 Result<ref::TernaryMatrix> GgufModelSource::read_ternary(std::string_view name, int64_t rows,
@@ -222,7 +242,7 @@ Result<ref::TernaryMatrix> GgufModelSource::read_ternary(std::string_view name, 
   // Any other layout: decode to fp32 (one tensor at a time), take exact ternary
   // values back as they are, requantize anything else with absmean.
   std::vector<float> values(static_cast<size_t>(rows * cols));
-  TERN_RETURN_IF_ERROR(read(name, shape, values));
+  TERN_RETURN_IF_ERROR(read_f32(file_, path_, name, shape, values));
   float magnitude = 0.0f;
   if (exact_ternary(values, &codes, &magnitude)) {
     return ref::pack_ternary(codes.data(), rows, cols, magnitude);

@@ -31,6 +31,13 @@ class WeightSource {
                                                   int64_t cols);
 };
 
+// fp32 latent weights for full training that start at a ternary matrix: q·γ/f
+// with f the fraction of non-zero codes, so absmean quantization of the result
+// gives back the same codes and γ (the plain q·γ would come back as γ·f). γ is
+// hit exactly when some float magnitude rounds to it, else to within one ulp
+// (near a power of two there may be none). out has rows·cols elements.
+void ternary_latents(const ref::TernaryMatrix& m, std::span<float> out);
+
 // Seeded initialization in the GPT-2/Llama style: norm weights 1, every other
 // tensor N(0, stddev²). Each tensor draws from its own stream derived from
 // (seed, name), so values do not depend on creation order.

@@ -249,3 +249,42 @@ TEST(ModelGgufFileTest, gguf_stories260k_predicts_story_text) {
 
 }  // namespace
 }  // namespace tern
+
+namespace tern {
+namespace {
+
+// Continued pretraining from a ternary file: the fp32 latents tern derives must
+// quantize back to the stored codes and scale, so the full model computes what
+// the file holds (the packed, frozen model's logits, to γ's last ulp).
+TEST(ModelGgufFileTest, gguf_full_training_from_ternary_file_starts_exactly) {
+  const ModelConfig config = config_with_hidden(256, 512);
+  RandomInitSource init(13, 0.05f);
+  BitNetModel original = BitNetModel::create_full(config, init).value();
+  const std::string path = temp_path("latents.gguf");
+  ASSERT_TRUE(write_model_gguf(path, original).ok());
+  auto source = GgufModelSource::open(path).value();
+  BitNetModel frozen = BitNetModel::create_frozen(source->config(), *source).value();
+  BitNetModel full = BitNetModel::create_full(source->config(), *source).value();
+  const std::vector<float> a = logits_of(frozen, config.vocab), b = logits_of(full, config.vocab);
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    norm += a[i] * a[i];
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 1e-6);
+  // Without the latent correction every scale would shrink by the non-zero fraction.
+  RandomInitSource unused(0);
+  for (const BitNetModel::BaseTensor& t : frozen.base_tensors()) {
+    if (!t.ternary) continue;
+    std::vector<float> latents(static_cast<size_t>(t.shape[0] * t.shape[1]));
+    ASSERT_TRUE(source->read(t.name, t.shape, latents).ok());
+    ref::TernaryMatrix q;
+    ref::quantize_weights_absmean(&q, latents.data(), t.shape[0], t.shape[1]);
+    EXPECT_EQ(q.packed, t.packed->packed) << t.name;
+    EXPECT_LE(std::fabs(q.scale - t.packed->scale), 1e-6f * t.packed->scale) << t.name;
+  }
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace tern
