@@ -186,6 +186,16 @@ Result<std::unique_ptr<GgufModelSource>> GgufModelSource::open(const std::string
   if (!file.ok()) return file.status().with_context("open model");
   Result<ModelConfig> config = model_config_from_gguf(file.value());
   if (!config.ok()) return config.status().with_context("model file '" + path + "'");
+  // Metadata alone must not make tern allocate a huge model: the file has to be
+  // big enough to hold the weights it describes (TQ1_0, the densest type tern
+  // reads, needs 54 bytes per 256 weights).
+  const double needed = static_cast<double>(config.value().num_params()) * 54.0 / 256.0;
+  if (static_cast<double>(file.value().bytes().size()) < needed) {
+    return Status::Error("model file '" + path +
+                         "': " + std::to_string(file.value().bytes().size()) +
+                         " bytes cannot hold the " + std::to_string(config.value().num_params()) +
+                         " parameters its metadata describes");
+  }
   return std::unique_ptr<GgufModelSource>(
       new GgufModelSource(std::move(file).value(), config.value(), path));
 }
@@ -231,6 +241,14 @@ Result<ref::TernaryMatrix> GgufModelSource::read_ternary(std::string_view name, 
         unpack_tq2_0(row, cols, out, block_scales.data());
       } else {
         unpack_tq1_0(row, cols, out, block_scales.data());
+      }
+      for (int64_t c = 0; c < cols; ++c) {
+        if (out[c] < -1 || out[c] > 1) {  // TQ2_0's unused field value 3
+          return Status::Error("model file '" + path_ + "': tensor '" + std::string(name) +
+                               "' holds code " + std::to_string(out[c]) + " at row " +
+                               std::to_string(r) + ", column " + std::to_string(c) +
+                               " (not ternary)");
+        }
       }
       if (r == 0) first = block_scales[0];
       for (float s : block_scales) uniform &= s == first;

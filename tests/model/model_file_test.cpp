@@ -173,6 +173,15 @@ TEST(ModelGgufFileTest, gguf_bad_model_files_are_named_errors) {
   ASSERT_TRUE(w.write(path).ok());
   EXPECT_NE(GgufModelSource::open(path).status().message().find("bitnet.block_count"),
             std::string::npos);
+  // Metadata claiming a huge model in a tiny file is refused before any allocation.
+  w.set_u32("bitnet.block_count", 4096);
+  w.set_u32("bitnet.feed_forward_length", 1 << 20);
+  w.set_u32("bitnet.attention.head_count", 4);
+  w.set_u32("bitnet.context_length", 64);
+  w.add_tensor("token_embd.weight", GgmlType::kF32, {32, 10}, std::vector<uint8_t>(32 * 10 * 4));
+  ASSERT_TRUE(w.write(path).ok());
+  EXPECT_NE(GgufModelSource::open(path).status().message().find("cannot hold"), std::string::npos)
+      << GgufModelSource::open(path).status().message();
   std::remove(path.c_str());
   EXPECT_FALSE(GgufModelSource::open(temp_path("missing.gguf")).ok());
 }
@@ -283,6 +292,44 @@ TEST(ModelGgufFileTest, gguf_full_training_from_ternary_file_starts_exactly) {
     EXPECT_EQ(q.packed, t.packed->packed) << t.name;
     EXPECT_LE(std::fabs(q.scale - t.packed->scale), 1e-6f * t.packed->scale) << t.name;
   }
+  std::remove(path.c_str());
+}
+
+}  // namespace
+}  // namespace tern
+
+namespace tern {
+namespace {
+
+// A TQ2_0 byte with the unused field value 3 decodes to +2 in ggml; tern must
+// refuse it as input instead of tripping its own ternary invariants.
+TEST(ModelGgufFileTest, gguf_non_ternary_tq2_code_is_an_error) {
+  const ModelConfig config = config_with_hidden(256, 512);
+  RandomInitSource init(3, 0.05f);
+  BitNetModel model = BitNetModel::create_full(config, init).value();
+  const std::string path = temp_path("bad_code.gguf");
+  ASSERT_TRUE(write_model_gguf(path, model).ok());
+  std::vector<uint8_t> bytes;
+  {
+    const gguf::GgufFile f = gguf::GgufFile::open(path).value();
+    const gguf::TensorInfo* q = f.find_tensor("blk.0.attn_q.weight");
+    ASSERT_EQ(q->type, GgmlType::kTQ2_0);
+    bytes.assign(f.bytes().begin(), f.bytes().end());
+    bytes[f.data_offset() + q->offset + 5] = 0xFF;  // four fields of value 3
+  }
+  {
+    std::FILE* out = std::fopen(path.c_str(), "wb");
+    std::fwrite(bytes.data(), 1, bytes.size(), out);
+    std::fclose(out);
+  }
+  auto source = GgufModelSource::open(path);
+  ASSERT_TRUE(source.ok());
+  LoraConfig lora;
+  const Result<BitNetModel> loaded =
+      BitNetModel::create_lora(source.value()->config(), lora, *source.value(), 1);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("not ternary"), std::string::npos)
+      << loaded.status().message();
   std::remove(path.c_str());
 }
 
