@@ -8,28 +8,16 @@
 #include <string>
 #include <vector>
 
+#include "support/micro_model.h"
 #include "train/checkpoint.h"
 
 namespace tern {
 namespace {
 
-ModelConfig micro_config() {
-  ModelConfig c;
-  c.hidden = 16;
-  c.layers = 1;
-  c.heads = 2;
-  c.kv_heads = 1;
-  c.head_dim = 8;
-  c.ffn = 24;
-  c.vocab = 256;
-  c.max_seq = 16;
-  return c;
-}
+using testing::micro_config;
 
 TokenDataset corpus() {
-  std::string text;
-  for (int i = 0; i < 200; ++i) text += "pack my box with five dozen liquor jugs. ";
-  return TokenDataset::from_bytes(text, 0.1).value();
+  return testing::repeated_corpus("pack my box with five dozen liquor jugs. ");
 }
 
 TrainConfig train_config() {
