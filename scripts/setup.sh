@@ -13,6 +13,7 @@ packages=(
   zlib1g-dev                         # reading the dictzip demo corpus; checkpoint CRC
   libpcre2-dev                       # tokenizer pre-tokenizer regexes (Unicode classes)
   libsentencepiece-dev               # tokenizer training (tern tokenizer train)
+  libsodium-dev                      # BLAKE2b content hashes (shards, tokenizers)
   dict-gcide                         # demo corpus: GCIDE English dictionary
   clang-format                       # format check
 )

@@ -19,5 +19,10 @@ Command add_pretrain_command(CLI::App& root);
 Command add_demo_command(CLI::App& root);
 Command add_tokenizer_command(CLI::App& root);
 Command add_convert_command(CLI::App& root);
+Command add_data_command(CLI::App& root);
+Command add_finetune_command(CLI::App& root);
+Command add_generate_command(CLI::App& root);
+Command add_eval_command(CLI::App& root);
+Command add_bench_command(CLI::App& root);
 
 }  // namespace tern::cli

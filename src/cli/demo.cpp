@@ -1,80 +1,416 @@
-// `tern demo`: the whole story on one machine in minutes. For now: pretrain the
-// `tiny` ternary preset on the GCIDE dictionary and show the loss falling.
+// `tern demo`: the single-device story end to end on the GCIDE dictionary:
+// train a tokenizer, prepare token shards, pretrain a small BitNet on general
+// definitions, LoRA-fine-tune it on medical definitions, compare held-out
+// medical perplexity before and after, generate a few definitions, and write
+// an HTML report. Every artifact lands in --out so each step can be repeated
+// with the individual commands.
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <memory>
-#include <optional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
 
 #include "cli/commands.h"
-#include "cli/train_flags.h"
+#include "data/demo_corpus.h"
 #include "data/gcide.h"
+#include "data/prepare.h"
+#include "format/gguf.h"
+#include "model/model_file.h"
+#include "tokenizer/spm_trainer.h"
+#include "train/eval.h"
+#include "train/generate.h"
+#include "train/load_model.h"
+#include "train/run.h"
 
 namespace tern::cli {
 
 namespace {
 
 struct DemoArgs {
-  TrainFlags train;
+  std::string out = "tern-demo";
   std::string gcide_dir = kDefaultGcideDir;
-  size_t max_bytes = 4 << 20;
   bool quick = false;
+  bool json = false;
+  uint64_t seed = 1;
 };
+
+// Sizes of the two variants: the full demo (≤ 10 minutes on two cores) and
+// --quick (≤ 2 minutes, for tests).
+struct DemoPlan {
+  size_t general_bytes;
+  int vocab_size;
+  int64_t pretrain_steps;
+  int64_t finetune_steps;
+  int64_t eval_every;
+};
+
+constexpr DemoPlan kFull{6 << 20, 1024, 400, 150, 50};
+constexpr DemoPlan kQuick{1 << 20, 512, 80, 40, 20};
+constexpr size_t kMedicalDocs = 350;     // ~300 for fine-tuning, ~50 held out
+constexpr double kHeldOutFraction = 50.0 / 350.0;
+constexpr size_t kMaxMedicalBytes = 600;  // one definition, not a multi-sense entry
+
+// The demo model: BitNet b1.58 2B-4T's shape in miniature (ternary, ReLU²,
+// sub-norms, GQA), sized so pretraining fits the time budget on two cores.
+ModelConfig demo_model(int64_t vocab) {
+  ModelConfig c;
+  c.hidden = 128;
+  c.layers = 3;
+  c.heads = 4;
+  c.kv_heads = 2;
+  c.head_dim = 32;
+  c.ffn = 320;
+  c.vocab = vocab;
+  c.max_seq = 256;
+  return c;
+}
+
+class Phase {
+ public:
+  Phase(bool quiet, const char* title) : quiet_(quiet), start_(std::chrono::steady_clock::now()) {
+    if (!quiet_) std::printf("\n== %s\n", title);
+    std::fflush(stdout);
+  }
+  double seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+ private:
+  bool quiet_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+Status write_jsonl(const std::string& path, const std::vector<std::string>& docs) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  for (const std::string& d : docs) out << nlohmann::json{{"text", d}}.dump() << "\n";
+  out.flush();
+  if (!out) return Status::Error("demo: cannot write '" + path + "'");
+  return Status::Ok();
+}
+
+Result<Tokenizer> train_demo_tokenizer(const std::vector<std::string>& general, int vocab_size,
+                                       const std::string& path) {
+  std::vector<std::string> lines;
+  for (const std::string& doc : general) {
+    std::istringstream in(doc);
+    for (std::string line; std::getline(in, line) && lines.size() < 40000;) {
+      if (!line.empty()) lines.push_back(line);
+    }
+  }
+  SpmTrainOptions options;
+  options.vocab_size = vocab_size;
+  TERN_ASSIGN_OR_RETURN(std::string model, train_sentencepiece(lines, options));
+  TERN_ASSIGN_OR_RETURN(Vocab vocab, vocab_from_sentencepiece(model));
+  gguf::GgufWriter writer;
+  writer.set_string("general.architecture", "llama");
+  writer.set_string("general.name", "tern demo tokenizer");
+  add_vocab_to_gguf(vocab, writer);
+  TERN_RETURN_IF_ERROR(writer.write(path));
+  return Tokenizer::create(std::move(vocab));
+}
+
+// Perplexity of a model file (plus an optional adapter) on the held-out split.
+Result<EvalResult> held_out_perplexity(const std::string& model, const std::string& adapter,
+                                       const ShardSet& medical) {
+  TERN_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(model, adapter));
+  EvalOptions options;
+  options.seq = 128;
+  options.batch = 4;
+  return evaluate_stream(loaded.model, medical.dataset().val(), options);
+}
+
+// Greedy-ish continuations of `prompts` by a model file (plus adapter).
+Result<std::vector<std::string>> generations(const std::string& model, const std::string& adapter,
+                                             const std::vector<std::string>& prompts,
+                                             uint64_t seed) {
+  TERN_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(model, adapter));
+  TERN_ASSIGN_OR_RETURN(Tokenizer tokenizer, require_tokenizer(loaded, model));
+  std::vector<std::string> out;
+  for (const std::string& prompt : prompts) {
+    TERN_ASSIGN_OR_RETURN(KvDecoder decoder, KvDecoder::create(loaded.model));
+    SamplerConfig sampling;
+    sampling.temperature = 0.5f;
+    sampling.top_k = 20;
+    sampling.seed = seed;
+    Sampler sampler(sampling, loaded.model.config().vocab);
+    GenerateOptions options;
+    options.max_tokens = 60;
+    std::string text;
+    const std::vector<int32_t> ids = tokenizer.encode(prompt, true, false);
+    TERN_RETURN_IF_ERROR(generate(decoder, sampler, &tokenizer, ids, options,
+                                  [&](std::string_view piece) { text += piece; })
+                             .status());
+    out.push_back(prompt + text);
+  }
+  return out;
+}
+
+// The first `n` characters of a definition up to its first field label, as a prompt.
+std::string prompt_of(const std::string& definition) {
+  const size_t label = definition.find(") ");
+  size_t cut = label != std::string::npos && label < 80 ? label + 2 : std::min<size_t>(40, definition.size());
+  return definition.substr(0, cut);
+}
 
 int fail(const Status& status) {
   std::fprintf(stderr, "tern demo: %s\n", status.message().c_str());
   return 1;
 }
 
+int run(const DemoArgs& a) {
+  const DemoPlan plan = a.quick ? kQuick : kFull;
+  const bool quiet = a.json;
+  const auto started = std::chrono::steady_clock::now();
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(a.out, ec);
+  if (ec) return fail(Status::Error("cannot create output directory '" + a.out + "': " + ec.message()));
+  auto path = [&](const char* name) { return (fs::path(a.out) / name).string(); };
+
+  // 1. Corpora.
+  Phase corpus_phase(quiet, "1. corpora from the GCIDE dictionary");
+  Result<DemoCorpus> corpus =
+      demo_corpus(a.gcide_dir, plan.general_bytes, kMedicalDocs, kMaxMedicalBytes, a.seed);
+  if (!corpus.ok()) return fail(corpus.status());
+  if (Status s = write_jsonl(path("general.jsonl"), corpus.value().general); !s.ok()) return fail(s);
+  if (Status s = write_jsonl(path("medical.jsonl"), corpus.value().medical); !s.ok()) return fail(s);
+  if (!quiet) {
+    std::printf("%zu general definitions (pretraining), %zu medical definitions (fine-tuning + "
+                "held out)\n",
+                corpus.value().general.size(), corpus.value().medical.size());
+  }
+
+  // 2. Tokenizer and shards.
+  Phase data_phase(quiet, "2. tokenizer (SentencePiece BPE) and token shards");
+  Result<Tokenizer> tokenizer =
+      train_demo_tokenizer(corpus.value().general, plan.vocab_size, path("tokenizer.gguf"));
+  if (!tokenizer.ok()) return fail(tokenizer.status());
+  PrepareOptions general_prep;
+  general_prep.val_fraction = 0.02;
+  general_prep.seed = a.seed;
+  Result<ShardManifest> general_manifest = prepare_shards(
+      {path("general.jsonl")}, tokenizer.value(), path("general-shards"), general_prep);
+  if (!general_manifest.ok()) return fail(general_manifest.status());
+  PrepareOptions medical_prep;
+  medical_prep.val_fraction = kHeldOutFraction;
+  medical_prep.seed = a.seed;
+  Result<ShardManifest> medical_manifest = prepare_shards(
+      {path("medical.jsonl")}, tokenizer.value(), path("medical-shards"), medical_prep);
+  if (!medical_manifest.ok()) return fail(medical_manifest.status());
+  Result<ShardSet> general = ShardSet::open(path("general-shards"));
+  if (!general.ok()) return fail(general.status());
+  Result<ShardSet> medical = ShardSet::open(path("medical-shards"));
+  if (!medical.ok()) return fail(medical.status());
+  const ShardManifest& mm = medical.value().manifest();
+  if (!quiet) {
+    std::printf("vocabulary %d tokens; general: %lld training tokens; medical: %lld documents "
+                "(%lld tokens) for fine-tuning, %lld held out (%lld tokens)\n",
+                tokenizer.value().n_tokens(),
+                static_cast<long long>(general.value().manifest().train_tokens),
+                static_cast<long long>(mm.train_documents), static_cast<long long>(mm.train_tokens),
+                static_cast<long long>(mm.val_documents), static_cast<long long>(mm.val_tokens));
+  }
+
+  // 3. Pretraining.
+  Phase pretrain_phase(quiet, "3. pretraining a ternary BitNet on general definitions");
+  const ModelConfig config = demo_model(tokenizer.value().n_tokens());
+  TrainConfig pretrain;
+  pretrain.steps = plan.pretrain_steps;
+  pretrain.batch = 8;
+  pretrain.seq = 128;
+  pretrain.eval_batches = 4;
+  pretrain.seed = a.seed;
+  pretrain.schedule.peak_lr = 1e-2;
+  pretrain.schedule.min_lr = 1e-3;
+  pretrain.schedule.warmup_steps = 20;
+  RandomInitSource init(a.seed);
+  Result<BitNetModel> model = BitNetModel::create_full(config, init);
+  if (!model.ok()) return fail(model.status());
+  Result<Trainer> trainer = Trainer::create(model.value(), general.value().dataset(), pretrain);
+  if (!trainer.ok()) return fail(trainer.status());
+  RunOptions pretrain_run;
+  pretrain_run.eval_every = plan.eval_every;
+  pretrain_run.log_every = plan.eval_every;
+  pretrain_run.quiet = quiet;
+  pretrain_run.metrics_path = path("pretrain-metrics.jsonl");
+  pretrain_run.title = "pretraining";
+  if (!quiet) {
+    std::printf("model: %lld parameters (hidden %lld, %lld layers, ternary, ReLU², GQA); %lld steps "
+                "of %lld x %lld tokens\n",
+                static_cast<long long>(config.num_params()), static_cast<long long>(config.hidden),
+                static_cast<long long>(config.layers), static_cast<long long>(pretrain.steps),
+                static_cast<long long>(pretrain.batch), static_cast<long long>(pretrain.seq));
+  }
+  Result<RunResult> pretrained =
+      run_training(model.value(), trainer.value(), pretrain, pretrain_run);
+  if (!pretrained.ok()) return fail(pretrained.status());
+  if (pretrained.value().interrupted) return fail(Status::Error("interrupted"));
+  ModelWriteOptions write_options;
+  write_options.name = "tern demo base";
+  {
+    Result<gguf::GgufFile> vocab_file = gguf::GgufFile::open(path("tokenizer.gguf"));
+    if (!vocab_file.ok()) return fail(vocab_file.status());
+    write_options.extra_metadata = tokenizer_metadata(vocab_file.value());
+  }
+  if (Status s = write_model_gguf(path("base.gguf"), model.value(), write_options); !s.ok()) {
+    return fail(s);
+  }
+  const double pretrain_seconds = pretrain_phase.seconds();
+
+  // 4. Fine-tuning on the medical definitions, the base frozen at 2 bits.
+  Phase finetune_phase(quiet, "4. LoRA fine-tuning on medical definitions (base frozen, TQ2_0)");
+  Result<EvalResult> before = held_out_perplexity(path("base.gguf"), "", medical.value());
+  if (!before.ok()) return fail(before.status());
+  Result<std::unique_ptr<GgufModelSource>> base = GgufModelSource::open(path("base.gguf"));
+  if (!base.ok()) return fail(base.status());
+  LoraConfig lora;
+  lora.rank = 16;
+  lora.alpha = 32.0f;
+  lora.targets = {LinearId::kQ,    LinearId::kK,  LinearId::kV,   LinearId::kO,
+                  LinearId::kGate, LinearId::kUp, LinearId::kDown};
+  Result<BitNetModel> tuned = BitNetModel::create_lora(config, lora, *base.value(), a.seed);
+  if (!tuned.ok()) return fail(tuned.status());
+  TrainConfig finetune = pretrain;
+  finetune.steps = plan.finetune_steps;
+  finetune.schedule.peak_lr = 3e-3;
+  finetune.schedule.min_lr = 3e-4;
+  finetune.schedule.warmup_steps = 10;
+  finetune.adamw.weight_decay = 0.0;
+  Result<Trainer> tuner = Trainer::create(tuned.value(), medical.value().dataset(), finetune);
+  if (!tuner.ok()) return fail(tuner.status());
+  RunOptions finetune_run = pretrain_run;
+  finetune_run.eval_every = std::max<int64_t>(10, plan.eval_every / 2);
+  finetune_run.log_every = finetune_run.eval_every;
+  finetune_run.metrics_path = path("finetune-metrics.jsonl");
+  finetune_run.title = "fine-tuning";
+  Result<RunResult> finetuned =
+      run_training(tuned.value(), tuner.value(), finetune, finetune_run);
+  if (!finetuned.ok()) return fail(finetuned.status());
+  if (finetuned.value().interrupted) return fail(Status::Error("interrupted"));
+  if (Status s = write_lora_adapter(path("medical-lora.gguf"), tuned.value()); !s.ok()) {
+    return fail(s);
+  }
+  const double finetune_seconds = finetune_phase.seconds();
+
+  // 5. Held-out perplexity and generations, from the files just written.
+  Phase eval_phase(quiet, "5. held-out medical perplexity and generations");
+  Result<EvalResult> after =
+      held_out_perplexity(path("base.gguf"), path("medical-lora.gguf"), medical.value());
+  if (!after.ok()) return fail(after.status());
+  const double drop = 1.0 - after.value().perplexity / before.value().perplexity;
+  if (!quiet) {
+    std::printf("held-out medical perplexity: %.2f before fine-tuning, %.2f after (%.1f%% lower; "
+                "%lld tokens)\n",
+                before.value().perplexity, after.value().perplexity, 100.0 * drop,
+                static_cast<long long>(after.value().tokens));
+  }
+  std::vector<std::string> prompts;
+  {
+    // Prompts: the headword parts of the first three held-out definitions.
+    std::ifstream in(path("medical.jsonl"));
+    std::vector<std::string> docs;
+    for (std::string line; std::getline(in, line);) {
+      docs.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
+    }
+    for (size_t i = docs.size(); i-- > 0 && prompts.size() < 3;) {
+      if (split_draw(a.seed, i) < kHeldOutFraction) prompts.push_back(prompt_of(docs[i]));
+    }
+  }
+  Result<std::vector<std::string>> base_text = generations(path("base.gguf"), "", prompts, a.seed);
+  if (!base_text.ok()) return fail(base_text.status());
+  Result<std::vector<std::string>> tuned_text =
+      generations(path("base.gguf"), path("medical-lora.gguf"), prompts, a.seed);
+  if (!tuned_text.ok()) return fail(tuned_text.status());
+  if (!quiet) {
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      std::printf("\n-- base:       %s\n-- fine-tuned: %s\n", base_text.value()[i].c_str(),
+                  tuned_text.value()[i].c_str());
+    }
+  }
+
+  // 6. Report.
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  RunReport report = make_run_report(pretrained.value(), pretrain_run);
+  report.title = "tern demo: pretrain, fine-tune, evaluate";
+  report.subtitle = "GCIDE dictionary; ternary BitNet b1.58 on " +
+                    std::to_string(std::thread::hardware_concurrency()) + " threads";
+  auto fmt = [](const char* f, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, f, v);
+    return std::string(buf);
+  };
+  report.summary = {
+      {"held-out medical perplexity, base", fmt("%.2f", before.value().perplexity)},
+      {"held-out medical perplexity, fine-tuned", fmt("%.2f", after.value().perplexity)},
+      {"perplexity reduction", fmt("%.1f%%", 100.0 * drop)},
+      {"pretraining", fmt("%.0f s", pretrain_seconds) + ", " +
+                          fmt("%.0f tokens/s", pretrained.value().tokens_per_second)},
+      {"fine-tuning", fmt("%.0f s", finetune_seconds) + ", " +
+                          fmt("%.0f tokens/s", finetuned.value().tokens_per_second)},
+      {"peak resident memory", fmt("%.1f MiB", static_cast<double>(peak_rss_bytes()) / 1048576.0)},
+      {"total time", fmt("%.0f s", total)}};
+  RunReport tuned_report = make_run_report(finetuned.value(), finetune_run);
+  for (Chart& c : report.charts) c.title = "Pretraining: " + c.title;
+  for (Chart& c : tuned_report.charts) {
+    c.title = "Fine-tuning: " + c.title;
+    report.charts.push_back(std::move(c));
+  }
+  report.tables.push_back({"Held-out medical definitions",
+                           {"model", "perplexity", "mean loss (nats/token)", "tokens"},
+                           {{"base", fmt("%.2f", before.value().perplexity),
+                             fmt("%.4f", before.value().mean_nll),
+                             std::to_string(before.value().tokens)},
+                            {"base + LoRA", fmt("%.2f", after.value().perplexity),
+                             fmt("%.4f", after.value().mean_nll),
+                             std::to_string(after.value().tokens)}}});
+  report.config = {{"model", model_config_to_json(config)},
+                   {"LoRA", "rank 16, alpha 32, all linears"},
+                   {"pretraining", std::to_string(pretrain.steps) + " steps of 8 x 128 tokens"},
+                   {"fine-tuning", std::to_string(finetune.steps) + " steps of 8 x 128 tokens"},
+                   {"files", a.out}};
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    report.texts.push_back({"Generation " + std::to_string(i + 1),
+                            "base:       " + base_text.value()[i] + "\n\nfine-tuned: " +
+                                tuned_text.value()[i]});
+  }
+  if (Status s = write_html_report(path("report.html"), report); !s.ok()) return fail(s);
+  if (a.json) {
+    std::printf("%s\n", nlohmann::json{{"perplexity_before", before.value().perplexity},
+                                       {"perplexity_after", after.value().perplexity},
+                                       {"perplexity_reduction", drop},
+                                       {"pretrain_val_loss", pretrained.value().curve.back().val_loss},
+                                       {"seconds", total},
+                                       {"report", path("report.html")}}
+                            .dump()
+                            .c_str());
+  } else {
+    std::printf("\nreport: %s (%.0f s in all)\n", path("report.html").c_str(), total);
+  }
+  return after.value().perplexity < before.value().perplexity ? 0 : 1;
+}
+
 }  // namespace
 
 Command add_demo_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
-      "demo", "Pretrain the tiny ternary preset on the GCIDE dictionary and show it learn");
+      "demo",
+      "Train a tokenizer, pretrain a small BitNet, LoRA-fine-tune it on medical definitions, "
+      "evaluate and report (GCIDE dictionary)");
   auto args = std::make_shared<DemoArgs>();
-  // The tiny ternary model tolerates (and profits from) a higher rate than the
-  // pretrain default: 2.18 vs 2.27 validation loss after 300 steps.
-  args->train.lr = 1e-2;
-  args->train.min_lr = 1e-3;
-  add_train_flags(app, &args->train);
+  app->add_option("--out", args->out, "Directory for every file the demo writes")
+      ->capture_default_str();
   app->add_option("--gcide-dir", args->gcide_dir, "Where dict-gcide installed its files")
       ->capture_default_str();
-  app->add_option("--max-bytes", args->max_bytes, "Bytes of dictionary text to use")
+  app->add_option("--seed", args->seed, "Seed for data selection, initialization and sampling")
       ->capture_default_str();
-  app->add_flag("--quick", args->quick, "A short run (60 steps) for smoke tests");
-  return {app, [args]() -> int {
-            TrainFlags flags = args->train;
-            if (args->quick) {
-              flags.steps = 60;
-              flags.eval_every = 20;
-            }
-            Result<PretrainOptions> options = make_pretrain_options(flags);
-            if (!options.ok()) return fail(options.status());
-            std::printf(
-                "tern demo: pretraining the '%s' ternary model (%lld parameters) on the GCIDE "
-                "dictionary, byte-level, %lld steps of %lld x %lld tokens\n",
-                flags.preset.c_str(), static_cast<long long>(options.value().model.num_params()),
-                static_cast<long long>(flags.steps), static_cast<long long>(flags.batch),
-                static_cast<long long>(flags.seq));
-            Result<std::string> text = gcide_corpus(args->gcide_dir, args->max_bytes);
-            if (!text.ok()) return fail(text.status());
-            Result<TokenDataset> data = TokenDataset::from_bytes(text.value(), 0.05);
-            if (!data.ok()) return fail(data.status());
-            std::printf("corpus: %lld training bytes, %lld validation bytes\n\n",
-                        static_cast<long long>(data.value().train_tokens()),
-                        static_cast<long long>(data.value().val_tokens()));
-            std::optional<BitNetModel> model;
-            Result<PretrainSummary> summary =
-                run_pretraining(options.value(), data.value(), &model);
-            if (!summary.ok()) return fail(summary.status());
-            const std::vector<EvalPoint>& curve = summary.value().curve;
-            const float first = curve.front().val_loss, last = curve.back().val_loss;
-            std::printf("\nvalidation loss %.4f -> %.4f (%.1f%% lower) in %.1f s, %.0f tokens/s\n",
-                        first, last, 100.0 * (1.0 - last / first), summary.value().seconds,
-                        summary.value().tokens_per_second);
-            const std::string prompt = "Water \\Wa\"ter\\, n.\n   1. ";
-            std::printf("\nsample (temperature 0.7):\n%s%s\n", prompt.c_str(),
-                        sample_bytes(*model, prompt, 160, 0.7f, flags.seed).c_str());
-            return last < first ? 0 : 1;
-          }};
+  app->add_flag("--quick", args->quick, "A short run (under 2 minutes) for smoke tests");
+  app->add_flag("--json", args->json, "No progress; print one JSON summary line");
+  return {app, [args]() -> int { return run(*args); }};
 }
 
 }  // namespace tern::cli

@@ -1,6 +1,7 @@
 #include "cli/train_flags.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 
@@ -9,14 +10,16 @@
 namespace tern::cli {
 
 void add_train_flags(CLI::App* app, TrainFlags* f) {
-  app->add_option("--preset", f->preset, "Model preset (see `tern info`)")->capture_default_str();
   app->add_option("--steps", f->steps, "Optimizer steps")->capture_default_str();
+  app->add_option("--epochs", f->epochs,
+                  "Passes over the training tokens (overrides --steps when > 0)");
   app->add_option("--batch", f->batch, "Sequences per micro-batch")->capture_default_str();
   app->add_option("--seq", f->seq, "Tokens per sequence")->capture_default_str();
   app->add_option("--grad-accum", f->grad_accum, "Micro-batches per step")->capture_default_str();
   app->add_option("--lr", f->lr, "Peak learning rate")->capture_default_str();
   app->add_option("--min-lr", f->min_lr, "Final learning rate")->capture_default_str();
-  app->add_option("--warmup", f->warmup, "Warmup steps (capped at --steps)")->capture_default_str();
+  app->add_option("--warmup", f->warmup, "Warmup steps (capped at the run's steps)")
+      ->capture_default_str();
   app->add_option("--schedule", f->schedule, "constant | cosine | wsd")->capture_default_str();
   app->add_option("--weight-decay", f->weight_decay, "AdamW decoupled weight decay")
       ->capture_default_str();
@@ -25,30 +28,63 @@ void add_train_flags(CLI::App* app, TrainFlags* f) {
       ->capture_default_str();
   app->add_option("--eval-batches", f->eval_batches, "Validation batches per evaluation")
       ->capture_default_str();
-  app->add_option("--seed", f->seed, "Seed for init and data order")->capture_default_str();
+  app->add_option("--seed", f->seed, "Seed for initialization and data order")
+      ->capture_default_str();
   app->add_flag("--json", f->json, "Progress as JSON lines");
 }
 
-Result<PretrainOptions> make_pretrain_options(const TrainFlags& f) {
-  PretrainOptions o;
-  TERN_ASSIGN_OR_RETURN(o.model, preset_config(f.preset));
-  o.model.max_seq = std::max(o.model.max_seq, f.seq);
-  o.train.steps = f.steps;
-  o.train.batch = f.batch;
-  o.train.seq = f.seq;
-  o.train.grad_accum = f.grad_accum;
-  o.train.clip = f.clip;
-  o.train.eval_batches = f.eval_batches;
-  o.train.seed = f.seed;
-  TERN_ASSIGN_OR_RETURN(o.train.schedule.kind, parse_schedule_kind(f.schedule));
-  o.train.schedule.peak_lr = f.lr;
-  o.train.schedule.min_lr = f.min_lr;
-  o.train.schedule.warmup_steps = std::min(f.warmup, f.steps);
-  o.train.adamw.weight_decay = f.weight_decay;
-  o.eval_every = f.eval_every;
-  o.init_seed = f.seed;
-  o.json = f.json;
-  TERN_RETURN_IF_ERROR(o.train.validate());
+void add_run_flags(CLI::App* app, RunFlags* f) {
+  app->add_option("--checkpoint", f->checkpoint,
+                  "Checkpoint file: written every --checkpoint-every steps, at the end and on "
+                  "Ctrl-C");
+  app->add_option("--checkpoint-every", f->checkpoint_every, "Checkpoint interval (0 = end only)")
+      ->capture_default_str();
+  app->add_flag("--resume", f->resume, "Continue from --checkpoint (bit-identical trajectory)");
+  app->add_option("--stop-at", f->stop_at,
+                  "Stop after this step as if interrupted (checkpoint, then --resume later)");
+  app->add_option("--metrics", f->metrics, "JSONL metrics log (one line per step and evaluation)");
+  app->add_option("--report", f->report, "Self-contained HTML report of the run");
+  app->add_option("--log-every", f->log_every, "Progress line interval in steps")
+      ->capture_default_str();
+}
+
+Result<TrainConfig> make_train_config(const TrainFlags& f, int64_t train_tokens) {
+  TrainConfig c;
+  c.steps = f.steps;
+  if (f.epochs < 0.0 || !std::isfinite(f.epochs)) {
+    return Status::Error("--epochs " + std::to_string(f.epochs) + " must be ≥ 0");
+  }
+  if (f.epochs > 0.0) {
+    const double per_step = static_cast<double>(std::max<int64_t>(1, f.batch * f.seq * f.grad_accum));
+    c.steps = std::max<int64_t>(
+        1, static_cast<int64_t>(std::ceil(f.epochs * static_cast<double>(train_tokens) / per_step)));
+  }
+  c.batch = f.batch;
+  c.seq = f.seq;
+  c.grad_accum = f.grad_accum;
+  c.clip = f.clip;
+  c.eval_batches = f.eval_batches;
+  c.seed = f.seed;
+  TERN_ASSIGN_OR_RETURN(c.schedule.kind, parse_schedule_kind(f.schedule));
+  c.schedule.peak_lr = f.lr;
+  c.schedule.min_lr = f.min_lr;
+  c.schedule.warmup_steps = std::min(f.warmup, c.steps);
+  c.adamw.weight_decay = f.weight_decay;
+  TERN_RETURN_IF_ERROR(c.validate());
+  return c;
+}
+
+RunOptions make_run_options(const TrainFlags& t, const RunFlags& r) {
+  RunOptions o;
+  o.eval_every = t.eval_every;
+  o.json = t.json;
+  o.checkpoint_path = r.checkpoint;
+  o.checkpoint_every = r.checkpoint_every;
+  o.resume = r.resume;
+  o.stop_at_step = r.stop_at;
+  o.metrics_path = r.metrics;
+  o.report_path = r.report;
+  o.log_every = r.log_every;
   return o;
 }
 

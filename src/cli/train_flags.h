@@ -1,18 +1,21 @@
-// Training flags shared by `tern pretrain` and `tern demo`, and the corpus
-// loader they both use (a text file, or the GCIDE dictionary from dict-gcide).
+// Flags shared by the training commands (`tern pretrain`, `tern finetune`):
+// batch shape, optimizer and schedule, run length (steps or epochs), and the
+// run's files (checkpoint, metrics log, report); plus the byte-level corpus
+// loader `tern pretrain --text` and `tern tokenizer train` use.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <string>
 
 #include "core/status.h"
-#include "train/pretrain_run.h"
+#include "train/run.h"
+#include "train/trainer.h"
 
 namespace tern::cli {
 
 struct TrainFlags {
-  std::string preset = "tiny";
   int64_t steps = 300;
+  double epochs = 0.0;  // > 0: steps = epochs × training tokens / tokens per step
   int64_t batch = 8;
   int64_t seq = 128;
   int64_t grad_accum = 1;
@@ -28,9 +31,23 @@ struct TrainFlags {
   bool json = false;
 };
 
+struct RunFlags {
+  std::string checkpoint;
+  int64_t checkpoint_every = 0;
+  bool resume = false;
+  int64_t stop_at = 0;
+  std::string metrics;
+  std::string report;
+  int64_t log_every = 10;
+};
+
 void add_train_flags(CLI::App* app, TrainFlags* flags);
-// Turns flags into options; errors name the bad flag value.
-Result<PretrainOptions> make_pretrain_options(const TrainFlags& flags);
+void add_run_flags(CLI::App* app, RunFlags* flags);
+
+// The trainer configuration; with --epochs, steps cover that many passes over
+// `train_tokens`. Errors name the bad flag value.
+Result<TrainConfig> make_train_config(const TrainFlags& flags, int64_t train_tokens);
+RunOptions make_run_options(const TrainFlags& train, const RunFlags& run);
 
 // Byte-level text: the file's bytes, or the GCIDE corpus (first max_bytes).
 Result<std::string> load_corpus(const std::string& text_file, const std::string& gcide_dir,

@@ -1,9 +1,52 @@
 #include "data/token_dataset.h"
 
 #include <cmath>
+#include <cstring>
 #include <string>
 
 namespace tern {
+
+TokenStream TokenStream::owned(std::vector<int32_t> tokens, std::vector<uint8_t> mask) {
+  TERN_CHECK(mask.empty() || mask.size() == tokens.size(), "mask and tokens differ in length");
+  struct Storage {
+    std::vector<int32_t> tokens;
+    std::vector<uint8_t> mask;
+  };
+  auto storage = std::make_shared<Storage>(Storage{std::move(tokens), std::move(mask)});
+  TokenStream s;
+  s.data_ = reinterpret_cast<const uint8_t*>(storage->tokens.data());
+  s.mask_ = storage->mask.empty() ? nullptr : storage->mask.data();
+  s.width_ = 4;
+  s.count_ = static_cast<int64_t>(storage->tokens.size());
+  s.owner_ = std::move(storage);
+  return s;
+}
+
+TokenStream TokenStream::borrowed(std::shared_ptr<const void> owner, const uint8_t* data,
+                                  int width, int64_t count, const uint8_t* mask) {
+  TERN_CHECK(width == 2 || width == 4, "token width must be 2 or 4 bytes");
+  TERN_CHECK(count >= 0 && (count == 0 || data != nullptr));
+  TokenStream s;
+  s.owner_ = std::move(owner);
+  s.data_ = data;
+  s.mask_ = mask;
+  s.width_ = width;
+  s.count_ = count;
+  return s;
+}
+
+int32_t TokenStream::token(int64_t i) const {
+  TERN_CHECK(i >= 0 && i < count_);
+  // Little-endian storage; tern's targets (x86-64, AArch64) are little-endian hosts.
+  if (width_ == 2) {
+    uint16_t v;
+    std::memcpy(&v, data_ + 2 * i, 2);
+    return v;
+  }
+  int32_t v;
+  std::memcpy(&v, data_ + 4 * i, 4);
+  return v;
+}
 
 Result<TokenDataset> TokenDataset::from_bytes(std::string_view text, double val_fraction) {
   std::vector<int32_t> tokens(text.size());
@@ -17,16 +60,32 @@ Result<TokenDataset> TokenDataset::from_tokens(std::vector<int32_t> tokens, int6
     return Status::Error("dataset: validation fraction " + std::to_string(val_fraction) +
                          " must be in (0, 1)");
   }
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= vocab) {
-      return Status::Error("dataset: token " + std::to_string(tokens[i]) + " at position " +
-                           std::to_string(i) + " outside vocab of " + std::to_string(vocab));
+  const auto n = static_cast<int64_t>(tokens.size());
+  const int64_t split = n - static_cast<int64_t>(std::ceil(static_cast<double>(n) * val_fraction));
+  std::vector<int32_t> val(tokens.begin() + split, tokens.end());
+  tokens.resize(static_cast<size_t>(split));
+  return from_streams(TokenStream::owned(std::move(tokens)), TokenStream::owned(std::move(val)),
+                      vocab);
+}
+
+Result<TokenDataset> TokenDataset::from_streams(TokenStream train, TokenStream val,
+                                                int64_t vocab) {
+  if (vocab < 1) return Status::Error("dataset: vocab " + std::to_string(vocab) + " must be ≥ 1");
+  int64_t offset = 0;
+  for (const TokenStream* s : {&train, &val}) {
+    for (int64_t i = 0; i < s->size(); ++i) {
+      const int32_t t = s->token(i);
+      if (t < 0 || t >= vocab) {
+        return Status::Error("dataset: token " + std::to_string(t) + " at position " +
+                             std::to_string(offset + i) + " outside vocab of " +
+                             std::to_string(vocab));
+      }
     }
+    offset += s->size();
   }
   TokenDataset d;
-  const auto n = static_cast<int64_t>(tokens.size());
-  d.split_ = n - static_cast<int64_t>(std::ceil(static_cast<double>(n) * val_fraction));
-  d.tokens_ = std::move(tokens);
+  d.train_ = std::move(train);
+  d.val_ = std::move(val);
   d.vocab_ = vocab;
   return d;
 }
@@ -41,11 +100,12 @@ Status TokenDataset::check_window(int64_t seq) const {
   return Status::Ok();
 }
 
-void TokenDataset::copy_window(int64_t start, int64_t seq, int32_t* tokens, int32_t* labels) const {
-  TERN_CHECK(start >= 0 && start + seq + 1 <= static_cast<int64_t>(tokens_.size()));
+void copy_window(const TokenStream& s, int64_t start, int64_t seq, int32_t* tokens,
+                 int32_t* labels) {
+  TERN_CHECK(start >= 0 && start + seq + 1 <= s.size());
   for (int64_t t = 0; t < seq; ++t) {
-    tokens[t] = tokens_[static_cast<size_t>(start + t)];
-    labels[t] = tokens_[static_cast<size_t>(start + t + 1)];
+    tokens[t] = s.token(start + t);
+    labels[t] = s.label(start + t + 1);
   }
 }
 
@@ -56,7 +116,7 @@ void TokenDataset::sample_train(Rng& rng, int64_t batch, int64_t seq, std::span<
   const auto starts = static_cast<uint64_t>(train_tokens() - seq);  // window must end in train
   for (int64_t b = 0; b < batch; ++b) {
     const auto start = static_cast<int64_t>(rng.below(starts));
-    copy_window(start, seq, tokens.data() + b * seq, labels.data() + b * seq);
+    copy_window(train_, start, seq, tokens.data() + b * seq, labels.data() + b * seq);
   }
 }
 
@@ -70,7 +130,7 @@ void TokenDataset::val_batch(int64_t index, int64_t count, int64_t batch, int64_
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t w = index * batch + b;
     const int64_t offset = windows == 1 ? 0 : last_start * w / (windows - 1);
-    copy_window(split_ + offset, seq, tokens.data() + b * seq, labels.data() + b * seq);
+    copy_window(val_, offset, seq, tokens.data() + b * seq, labels.data() + b * seq);
   }
 }
 

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <string>
 #include <tuple>
 
 #include "core/rng.h"
+#include "core/thread_pool.h"
 #include "kernels/ref/attention.h"
+#include "kernels/ref/attention_recompute.h"
 #include "kernels/ref/cross_entropy.h"
 #include "kernels/ref/embedding.h"
+#include "kernels/ref/f16_linear.h"
 #include "kernels/ref/gated_activation.h"
 #include "kernels/ref/linear.h"
 #include "kernels/ref/rmsnorm.h"
@@ -38,10 +42,22 @@ InputGroup input_group(LinearId id) {
   return kNumGroups;
 }
 
+// Tokens per chunk of the per-token work in kRecompute mode: small enough that
+// [chunk, ffn] and [chunk, vocab] scratch stays a few MB, large enough that each
+// decoded weight row serves many tokens.
+constexpr int64_t kChunkTokens = 32;
+
 // A tensor of the model: where it lives and, when trainable, its gradient.
 struct Tensor {
-  float* data = nullptr;
-  float* grad = nullptr;  // nullptr when frozen
+  float* data = nullptr;           // fp32 values; null when stored as F16
+  float* grad = nullptr;           // nullptr when frozen
+  const uint16_t* half = nullptr;  // frozen F16 values (binary16 bits), or null
+};
+
+// A frozen tensor kept as F16.
+struct HalfTensor {
+  std::vector<int64_t> shape;
+  std::vector<uint16_t> bits;
 };
 
 struct Linear {
@@ -94,32 +110,82 @@ struct LayerCache {
 };
 
 // Bump allocator over one FlatBuffer (floats) and one int8 arena; sized by a
-// dry run that only counts.
+// dry run that only counts. rewind() lets buffers that are never live at the
+// same time share bytes; the sizes reported are the high-water marks.
 class Arena {
  public:
+  struct Mark {
+    int64_t floats = 0, bytes = 0;
+  };
   float* floats(int64_t count) {
     float* p = float_base_ == nullptr ? nullptr : float_base_ + float_used_;
     float_used_ += (count + 15) / 16 * 16;
+    float_peak_ = std::max(float_peak_, float_used_);
     return p;
   }
   int8_t* bytes(int64_t count) {
     int8_t* p = byte_base_ == nullptr ? nullptr : byte_base_ + byte_used_;
     byte_used_ += (count + 63) / 64 * 64;
+    byte_peak_ = std::max(byte_peak_, byte_used_);
     return p;
+  }
+  Mark mark() const { return {float_used_, byte_used_}; }
+  void rewind(Mark mark) {
+    float_used_ = mark.floats;
+    byte_used_ = mark.bytes;
   }
   void reset(float* float_base, int8_t* byte_base) {
     float_base_ = float_base;
     byte_base_ = byte_base;
-    float_used_ = byte_used_ = 0;
+    float_used_ = byte_used_ = float_peak_ = byte_peak_ = 0;
   }
-  int64_t float_used() const { return float_used_; }
-  int64_t byte_used() const { return byte_used_; }
+  int64_t float_used() const { return float_peak_; }
+  int64_t byte_used() const { return byte_peak_; }
 
  private:
   float* float_base_ = nullptr;
   int8_t* byte_base_ = nullptr;
   int64_t float_used_ = 0;
   int64_t byte_used_ = 0;
+  int64_t float_peak_ = 0;
+  int64_t byte_peak_ = 0;
+};
+
+// Backward scratch for n rows (all N with kCache, one chunk with kRecompute).
+struct Scratch {
+  float* dresid = nullptr;   // [N, H] gradient of the residual stream (always all N)
+  float* dtmp_h = nullptr;   // [n, H]
+  float* dinput = nullptr;   // [n, max_dim] gradient of a group input
+  float* dlinear = nullptr;  // [n, max_dim] one linear's input gradient
+  float* dgate = nullptr;    // [n, F]
+  float* dup = nullptr;      // [n, F]
+  float* dpre = nullptr;     // [n, max_dim] gradient before a sub-norm
+  float* x_tilde = nullptr;  // [n, max_dim] dequantized activations (full ternary only)
+  float* lora_du = nullptr;  // [n, max_dim] (alpha/r)·dy; LoRA's B·t during forward
+  float* lora_dt = nullptr;  // [n, rank]
+  float* discard = nullptr;  // [max_dim] gradient sink for frozen norm weights
+  float* y_tmp = nullptr;    // [n, max_dim] linear output before a residual add
+};
+
+// kRecompute: what stays for backward, and the whole-sequence buffers of one block.
+struct Recompute {
+  int64_t segment = 1;              // blocks per checkpoint segment
+  std::vector<float*> checkpoints;  // [ceil(layers/segment)] × [N, H]: input of block s·segment
+  std::vector<float*> slots;        // [max(segment−1, 1)] × [N, H]: recomputed block inputs
+  float* q = nullptr;               // [N, heads·hd] after RoPE
+  float* k = nullptr;               // [N, kv·hd] after RoPE
+  float* v = nullptr;               // [N, kv·hd]
+  float* att = nullptr;             // [N, heads·hd] attention output, then its gradient
+  float* dq = nullptr;              // [N, heads·hd]
+  float* dk = nullptr;              // [N, kv·hd]
+  float* dv = nullptr;              // [N, kv·hd]
+  LayerCache chunk;                 // one chunk's per-token activations (resid_in, q, k, v,
+                                    // probs and att unused)
+  float* head_logits = nullptr;     // [chunk, V] logits, then their gradient
+  float* head_dfinal = nullptr;     // [chunk, H] gradient of the final norm's output
+  std::vector<double> row_loss;     // [N]
+  FlatBuffer logits;                // [N, V] only when logits() is asked for
+  bool logits_ready = false;
 };
 
 }  // namespace
@@ -131,33 +197,25 @@ struct BitNetModel::Impl {
   std::vector<Layer> layers;
   float lora_scale = 0.0f;
   int64_t lora_rank = 0;
+  std::map<std::string, HalfTensor, std::less<>> half;  // frozen F16 tensors by name
 
-  // Shape of the cached activations.
+  // Shape and mode of the workspace.
   int64_t batch = 0;
   int64_t seq = 0;
+  ActivationMemory memory = ActivationMemory::kCache;
   FlatBuffer act_floats;
   std::vector<int8_t> act_bytes;
-  std::vector<LayerCache> caches;
-  float* resid_final = nullptr;  // [N, H] output of the last block
-  float* final_n = nullptr;      // [N, H]
-  float* inv_final = nullptr;    // [N]
-  float* logits = nullptr;       // [N, V]
-  // Backward scratch.
-  float* dresid = nullptr;   // [N, H] gradient of the residual stream
-  float* dtmp_h = nullptr;   // [N, H]
-  float* dinput = nullptr;   // [N, max_dim] gradient of a group input
-  float* dlinear = nullptr;  // [N, max_dim] one linear's input gradient
-  float* dq = nullptr;       // [N, heads·hd]
-  float* dk = nullptr;       // [N, kv·hd]
-  float* dv = nullptr;       // [N, kv·hd]
-  float* dgate = nullptr;    // [N, F]
-  float* dup = nullptr;      // [N, F]
-  float* dpre = nullptr;     // [N, max_dim] gradient before a sub-norm
-  float* x_tilde = nullptr;  // [N, max_dim] dequantized activations
-  float* lora_du = nullptr;  // [N, max_dim] (alpha/r)·dy
-  float* lora_dt = nullptr;  // [N, rank]
-  float* discard = nullptr;  // [max_dim] gradient sink for frozen norm weights
-  float* y_tmp = nullptr;    // [N, max_dim] linear output before a residual add
+  std::vector<LayerCache> caches;  // kCache: one per layer
+  Recompute re;                    // kRecompute
+  float* resid_final = nullptr;    // [N, H] output of the last block
+  float* final_n = nullptr;        // [N, H]
+  float* inv_final = nullptr;      // [N]
+  float* logits = nullptr;         // [N, V] (kCache)
+  Scratch sc;
+  // kCache only.
+  float* dq = nullptr;  // [N, heads·hd]
+  float* dk = nullptr;  // [N, kv·hd]
+  float* dv = nullptr;  // [N, kv·hd]
   ref::RopeTable<float> rope;
 
   std::vector<int32_t> tokens;
@@ -167,7 +225,10 @@ struct BitNetModel::Impl {
 };
 
 BitNetModel::BitNetModel(const ModelConfig& config, bool frozen_base)
-    : config_(config), frozen_base_(frozen_base), impl_(std::make_unique<Impl>()) {}
+    : config_(config),
+      frozen_base_(frozen_base),
+      memory_(frozen_base ? ActivationMemory::kRecompute : ActivationMemory::kCache),
+      impl_(std::make_unique<Impl>()) {}
 BitNetModel::BitNetModel(BitNetModel&&) noexcept = default;
 BitNetModel& BitNetModel::operator=(BitNetModel&&) noexcept = default;
 BitNetModel::~BitNetModel() = default;
@@ -204,10 +265,18 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
   m.layers.resize(static_cast<size_t>(c.layers));
 
   // Pass 1: decide where each tensor lives. In full mode everything is trainable;
-  // in LoRA mode fp32 base tensors are frozen and ternary linears are packed.
+  // in LoRA mode fp32 base tensors are frozen, ternary linears are packed, and the
+  // embedding, head and dense linears stay F16 when the source stores them so.
   TensorLayout& base_layout = frozen_base_ ? frozen_layout_ : layout_;
-  base_layout.add("token_embd.weight", {c.vocab, c.hidden});
-  if (!c.tied_embeddings) base_layout.add("output.weight", {c.vocab, c.hidden});
+  auto add_big = [&](const std::string& name, std::vector<int64_t> shape) {
+    if (frozen_base_ && source.stored_type(name) == StoredType::kF16) {
+      m.half[name].shape = std::move(shape);
+    } else {
+      base_layout.add(name, std::move(shape));
+    }
+  };
+  add_big("token_embd.weight", {c.vocab, c.hidden});
+  if (!c.tied_embeddings) add_big("output.weight", {c.vocab, c.hidden});
   base_layout.add("output_norm.weight", {c.hidden});
   auto linear_dims = [&](LinearId id) -> std::pair<int64_t, int64_t> {  // {out, in}
     switch (id) {
@@ -237,7 +306,11 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
       const auto id = static_cast<LinearId>(i);
       const auto [out, in] = linear_dims(id);
       // Packed ternary bases take no fp32 slot at all.
-      if (!(frozen_base_ && ternary)) base_layout.add(linear_tensor_name(l, id), {out, in});
+      if (!ternary) {
+        add_big(linear_tensor_name(l, id), {out, in});
+      } else if (!frozen_base_) {
+        base_layout.add(linear_tensor_name(l, id), {out, in});
+      }
       if (lora != nullptr && lora->targets_linear(id)) {
         layout_.add(linear_tensor_name(l, id) + ".lora_a", {lora->rank, in});
         layout_.add(linear_tensor_name(l, id) + ".lora_b", {out, lora->rank});
@@ -251,6 +324,16 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
   // Pass 2: load base tensors and wire up the views.
   FlatBuffer& base_buffer = frozen_base_ ? frozen_ : params_;
   auto bind = [&](const std::string& name) -> Result<Tensor> {
+    if (auto it = m.half.find(name); it != m.half.end()) {
+      HalfTensor& h = it->second;
+      int64_t count = 1;
+      for (int64_t d : h.shape) count *= d;
+      h.bits.resize(static_cast<size_t>(count));
+      TERN_RETURN_IF_ERROR(source.read_f16(name, h.shape, h.bits));
+      Tensor t;
+      t.half = h.bits.data();
+      return t;
+    }
     const TensorInfo& info = base_layout.get(name);
     TERN_RETURN_IF_ERROR(source.read(name, info.shape, base_buffer.view(info)));
     Tensor t;
@@ -321,8 +404,12 @@ std::vector<BitNetModel::BaseTensor> BitNetModel::base_tensors() const {
   const bool ternary = config_.linear == LinearKind::kTernary;
   std::vector<BaseTensor> out;
   auto add_fp32 = [&](const std::string& name, bool is_linear) {
+    if (auto it = impl_->half.find(name); it != impl_->half.end()) {
+      out.push_back({name, it->second.shape, {}, nullptr, false, it->second.bits});
+      return;
+    }
     const TensorInfo& info = fp32_layout.get(name);
-    out.push_back({name, info.shape, fp32_buffer.view(info), nullptr, is_linear && ternary});
+    out.push_back({name, info.shape, fp32_buffer.view(info), nullptr, is_linear && ternary, {}});
   };
   add_fp32("token_embd.weight", false);
   add_fp32("output_norm.weight", false);
@@ -338,7 +425,7 @@ std::vector<BitNetModel::BaseTensor> BitNetModel::base_tensors() const {
       const std::string name = linear_tensor_name(l, id);
       if (frozen_base_ && ternary) {
         const ref::TernaryMatrix& m = packed_weights(l, id);
-        out.push_back({name, {m.rows, m.cols}, {}, &m, true});
+        out.push_back({name, {m.rows, m.cols}, {}, &m, true, {}});
       } else {
         add_fp32(name, true);
       }
@@ -387,96 +474,212 @@ Status BitNetModel::check_batch(std::span<const int32_t> tokens, std::span<const
 
 namespace {
 
-// Carves the activation cache and backward scratch for N = batch·seq tokens.
-void carve(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora, Arena& a) {
-  const int64_t B = m.batch, T = m.seq, N = B * T, H = c.hidden, F = c.ffn;
+struct Dims {
+  int64_t N, H, F, q_dim, kv_dim, max_dim;
+  bool ternary;
+};
+
+Dims dims_of(const BitNetModel::Impl& m, const ModelConfig& c) {
   const int64_t q_dim = c.heads * c.head_dim, kv_dim = c.kv_heads * c.head_dim;
-  const int64_t max_dim = std::max({H, q_dim, F});
-  const bool ternary = c.linear == LinearKind::kTernary;
-  m.caches.resize(static_cast<size_t>(c.layers));
-  for (size_t l = 0; l < m.caches.size(); ++l) {
-    LayerCache& k = m.caches[l];
-    k.resid_in = a.floats(N * H);
-    k.h_attn = a.floats(N * H);
-    k.inv_attn = a.floats(N);
-    k.q = a.floats(N * q_dim);
-    k.k = a.floats(N * kv_dim);
-    k.v = a.floats(N * kv_dim);
-    k.probs = a.floats(B * c.heads * T * T);
-    k.att = a.floats(N * q_dim);
-    k.att_n = c.sub_norms ? a.floats(N * q_dim) : nullptr;
-    k.inv_att_sub = a.floats(N);
-    k.resid_mid = a.floats(N * H);
-    k.h_ffn = a.floats(N * H);
-    k.inv_ffn = a.floats(N);
-    k.gate = a.floats(N * F);
-    k.up = a.floats(N * F);
-    k.m = a.floats(N * F);
-    k.m_n = c.sub_norms ? a.floats(N * F) : nullptr;
-    k.inv_m = a.floats(N);
-    k.inputs[kAttnIn] = {k.h_attn, nullptr, nullptr, H};
-    k.inputs[kAttnOut] = {c.sub_norms ? k.att_n : k.att, nullptr, nullptr, q_dim};
-    k.inputs[kFfnIn] = {k.h_ffn, nullptr, nullptr, H};
-    k.inputs[kFfnOut] = {c.sub_norms ? k.m_n : k.m, nullptr, nullptr, F};
-    for (LinearInput& in : k.inputs) {
-      if (ternary) {
-        in.codes = a.bytes(N * in.dim);
-        in.scales = a.floats(N);
-      }
-    }
-    for (int i = 0; i < kNumLinears; ++i) {
-      const bool lora_here = has_lora && m.layers[l].linears[static_cast<size_t>(i)].has_lora;
-      k.lora_t[static_cast<size_t>(i)] = lora_here ? a.floats(N * m.lora_rank) : nullptr;
-    }
-  }
-  m.resid_final = a.floats(N * H);
-  m.final_n = a.floats(N * H);
-  m.inv_final = a.floats(N);
-  m.logits = a.floats(N * c.vocab);
-  m.dresid = a.floats(N * H);
-  m.dtmp_h = a.floats(N * H);
-  m.dinput = a.floats(N * max_dim);
-  m.dlinear = a.floats(N * max_dim);
-  m.dq = a.floats(N * q_dim);
-  m.dk = a.floats(N * kv_dim);
-  m.dv = a.floats(N * kv_dim);
-  m.dgate = a.floats(N * F);
-  m.dup = a.floats(N * F);
-  m.dpre = a.floats(N * max_dim);
-  m.x_tilde = ternary ? a.floats(N * max_dim) : nullptr;
-  m.lora_du = has_lora ? a.floats(N * max_dim) : nullptr;
-  m.lora_dt = has_lora ? a.floats(N * m.lora_rank) : nullptr;
-  m.discard = a.floats(max_dim);
-  m.y_tmp = a.floats(N * max_dim);
+  return {m.batch * m.seq,
+          c.hidden,
+          c.ffn,
+          q_dim,
+          kv_dim,
+          std::max({c.hidden, q_dim, c.ffn}),
+          c.linear == LinearKind::kTernary};
 }
 
-void ensure_workspace(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora, int64_t batch,
-                      int64_t seq) {
-  if (m.batch == batch && m.seq == seq) return;
+// Carves the per-token activations of one block for n rows. Buffers that hold
+// whole sequences (resid_in, q, k, v, probs, att) only when `whole_block`.
+void carve_layer(LayerCache& k, const BitNetModel::Impl& m, const ModelConfig& c, const Dims& d,
+                 size_t layer, bool has_lora, bool whole_block, int64_t n, Arena& a) {
+  const int64_t H = d.H, F = d.F, q_dim = d.q_dim;
+  k = LayerCache{};
+  if (whole_block) {
+    k.resid_in = a.floats(n * H);
+    k.q = a.floats(n * q_dim);
+    k.k = a.floats(n * d.kv_dim);
+    k.v = a.floats(n * d.kv_dim);
+    k.probs = a.floats(m.batch * c.heads * m.seq * m.seq);
+    k.att = a.floats(n * q_dim);
+  }
+  k.h_attn = a.floats(n * H);
+  k.inv_attn = a.floats(n);
+  k.att_n = c.sub_norms ? a.floats(n * q_dim) : nullptr;
+  k.inv_att_sub = a.floats(n);
+  k.resid_mid = a.floats(n * H);
+  k.h_ffn = a.floats(n * H);
+  k.inv_ffn = a.floats(n);
+  k.gate = a.floats(n * F);
+  k.up = a.floats(n * F);
+  k.m = a.floats(n * F);
+  k.m_n = c.sub_norms ? a.floats(n * F) : nullptr;
+  k.inv_m = a.floats(n);
+  k.inputs[kAttnIn] = {k.h_attn, nullptr, nullptr, H};
+  k.inputs[kAttnOut] = {c.sub_norms ? k.att_n : k.att, nullptr, nullptr, q_dim};
+  k.inputs[kFfnIn] = {k.h_ffn, nullptr, nullptr, H};
+  k.inputs[kFfnOut] = {c.sub_norms ? k.m_n : k.m, nullptr, nullptr, F};
+  for (LinearInput& in : k.inputs) {
+    if (d.ternary) {
+      in.codes = a.bytes(n * in.dim);
+      in.scales = a.floats(n);
+    }
+  }
+  for (int i = 0; i < kNumLinears; ++i) {
+    const bool lora_here = has_lora && m.layers[layer].linears[static_cast<size_t>(i)].has_lora;
+    k.lora_t[static_cast<size_t>(i)] = lora_here ? a.floats(n * m.lora_rank) : nullptr;
+  }
+}
+
+// Backward scratch for n rows (dresid and discard are carved by the caller).
+void carve_scratch(Scratch& s, const Dims& d, bool has_lora, bool weight_grads, int64_t rank,
+                   int64_t n, Arena& a) {
+  s.dtmp_h = a.floats(n * d.H);
+  s.dinput = a.floats(n * d.max_dim);
+  s.dlinear = a.floats(n * d.max_dim);
+  s.dgate = a.floats(n * d.F);
+  s.dup = a.floats(n * d.F);
+  s.dpre = a.floats(n * d.max_dim);
+  s.x_tilde = d.ternary && weight_grads ? a.floats(n * d.max_dim) : nullptr;
+  s.lora_du = has_lora ? a.floats(n * d.max_dim) : nullptr;
+  s.lora_dt = has_lora ? a.floats(n * rank) : nullptr;
+  s.y_tmp = a.floats(n * d.max_dim);
+}
+
+// kCache: the activations of every layer and backward scratch for all N tokens.
+void carve_cache(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora, bool weight_grads,
+                 Arena& a) {
+  const Dims d = dims_of(m, c);
+  m.caches.resize(static_cast<size_t>(c.layers));
+  for (size_t l = 0; l < m.caches.size(); ++l) {
+    carve_layer(m.caches[l], m, c, d, l, has_lora, /*whole_block=*/true, d.N, a);
+  }
+  m.resid_final = a.floats(d.N * d.H);
+  m.final_n = a.floats(d.N * d.H);
+  m.inv_final = a.floats(d.N);
+  m.logits = a.floats(d.N * c.vocab);
+  m.sc.dresid = a.floats(d.N * d.H);
+  m.sc.discard = a.floats(d.max_dim);
+  carve_scratch(m.sc, d, has_lora, weight_grads, m.lora_rank, d.N, a);
+  m.dq = a.floats(d.N * d.q_dim);
+  m.dk = a.floats(d.N * d.kv_dim);
+  m.dv = a.floats(d.N * d.kv_dim);
+}
+
+// Blocks per checkpoint segment: minimizes the [N, H] buffers kept,
+// ceil(layers/S) checkpoints plus max(S−1, 1) slots; ties go to shorter segments
+// (less recomputation).
+int64_t segment_length(int64_t layers) {
+  int64_t best = 1, best_count = layers + 1;
+  for (int64_t s = 1; s <= layers; ++s) {
+    const int64_t count = (layers + s - 1) / s + std::max<int64_t>(s - 1, 1);
+    if (count < best_count) {
+      best = s;
+      best_count = count;
+    }
+  }
+  return best;
+}
+
+// kRecompute: checkpoints, one block's whole-sequence buffers, one chunk's
+// activations and scratch; the head's [chunk, V] logits share bytes with the
+// chunk buffers (never live together).
+void carve_recompute(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora, Arena& a) {
+  const Dims d = dims_of(m, c);
+  Recompute& re = m.re;
+  const int64_t chunk = std::min(kChunkTokens, d.N);
+  re.segment = segment_length(c.layers);
+  re.checkpoints.resize(static_cast<size_t>((c.layers + re.segment - 1) / re.segment));
+  for (float*& p : re.checkpoints) p = a.floats(d.N * d.H);
+  re.slots.resize(static_cast<size_t>(std::max<int64_t>(re.segment - 1, 1)));
+  for (float*& p : re.slots) p = a.floats(d.N * d.H);
+  m.resid_final = nullptr;  // set by forward: the slot the last block wrote
+  m.final_n = a.floats(d.N * d.H);
+  m.inv_final = a.floats(d.N);
+  m.logits = nullptr;
+  re.q = a.floats(d.N * d.q_dim);
+  re.k = a.floats(d.N * d.kv_dim);
+  re.v = a.floats(d.N * d.kv_dim);
+  re.att = a.floats(d.N * d.q_dim);
+  re.dq = a.floats(d.N * d.q_dim);
+  re.dk = a.floats(d.N * d.kv_dim);
+  re.dv = a.floats(d.N * d.kv_dim);
+  m.sc.dresid = a.floats(d.N * d.H);
+  m.sc.discard = a.floats(d.max_dim);
+  const Arena::Mark shared = a.mark();
+  carve_scratch(m.sc, d, has_lora, /*weight_grads=*/false, m.lora_rank, chunk, a);
+  carve_layer(re.chunk, m, c, d, 0, /*has_lora=*/false, /*whole_block=*/false, chunk, a);
+  for (int i = 0; i < kNumLinears; ++i) {  // any layer's LoRA targets: the same linears
+    bool any = false;
+    for (const Layer& layer : m.layers)
+      any |= has_lora && layer.linears[static_cast<size_t>(i)].has_lora;
+    re.chunk.lora_t[static_cast<size_t>(i)] = any ? a.floats(chunk * m.lora_rank) : nullptr;
+  }
+  a.rewind(shared);
+  re.head_logits = a.floats(chunk * c.vocab);
+  re.head_dfinal = a.floats(chunk * d.H);
+  re.row_loss.assign(static_cast<size_t>(d.N), 0.0);
+}
+
+void ensure_workspace(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora, bool weight_grads,
+                      ActivationMemory memory, int64_t batch, int64_t seq) {
+  if (m.batch == batch && m.seq == seq && m.memory == memory) return;
   m.batch = batch;
   m.seq = seq;
+  m.memory = memory;
+  m.act_floats = FlatBuffer();  // release the old workspace before sizing the new one
+  m.act_bytes = {};
+  m.caches.clear();
+  m.re = Recompute{};
+  auto carve = [&](Arena& arena) {
+    if (memory == ActivationMemory::kCache) {
+      carve_cache(m, c, has_lora, weight_grads, arena);
+    } else {
+      carve_recompute(m, c, has_lora, arena);
+    }
+  };
   Arena arena;
-  carve(m, c, has_lora, arena);  // dry run: sizes only
+  carve(arena);  // dry run: sizes only
   m.act_floats = FlatBuffer(arena.float_used());
   m.act_bytes.assign(static_cast<size_t>(arena.byte_used()), 0);
   arena.reset(m.act_floats.data(), m.act_bytes.data());
-  carve(m, c, has_lora, arena);
+  carve(arena);
 }
 
-// y[N, out] = lin(x); t caches x·Aᵀ for LoRA.
-void apply_linear(BitNetModel::Impl& m, const Linear& lin, const LinearInput& in, float* y,
-                  float* lora_t, int64_t n) {
+// y[n, out] = x[n, in] · Wᵀ for the stored form of a frozen or trainable tensor.
+void dense_forward(float* y, const float* x, const Tensor& w, int64_t n, int64_t in, int64_t out) {
+  if (w.half != nullptr) {
+    ref::linear_f16_forward(y, x, w.half, n, in, out);
+  } else {
+    ref::linear_forward(y, x, w.data, n, in, out);
+  }
+}
+
+// dx[n, in] = dy[n, out] · W.
+void dense_backward_input(float* dx, const float* dy, const Tensor& w, int64_t n, int64_t in,
+                          int64_t out) {
+  if (w.half != nullptr) {
+    ref::linear_f16_backward_input(dx, dy, w.half, n, in, out);
+  } else {
+    ref::linear_backward_input(dx, dy, w.data, n, in, out);
+  }
+}
+
+// y[n, out] = lin(x); lora_t caches x·Aᵀ for LoRA. Scratch: s.lora_du.
+void apply_linear(const BitNetModel::Impl& m, const Scratch& s, const Linear& lin,
+                  const LinearInput& in, float* y, float* lora_t, int64_t n) {
   if (lin.ternary) {
     ref::bitlinear_forward(y, in.codes, in.scales, lin.packed, n);
   } else {
-    ref::linear_forward(y, in.x, lin.weight.data, n, lin.in, lin.out);
+    dense_forward(y, in.x, lin.weight, n, lin.in, lin.out);
   }
   if (lin.has_lora) {
     ref::linear_forward(lora_t, in.x, lin.lora_a.data, n, lin.in, m.lora_rank);
-    float* u = m.lora_du;  // free during forward: [N, out]
+    float* u = s.lora_du;  // free during forward: [n, out]
     ref::linear_forward(u, lora_t, lin.lora_b.data, n, m.lora_rank, lin.out);
-    const float s = m.lora_scale;
-    for (int64_t i = 0; i < n * lin.out; ++i) y[i] += s * u[i];
+    const float scale = m.lora_scale;
+    for (int64_t i = 0; i < n * lin.out; ++i) y[i] += scale * u[i];
   }
 }
 
@@ -484,93 +687,11 @@ void quantize_input(LinearInput& in, int64_t n, bool ternary) {
   if (ternary) ref::quantize_activations_absmax(in.codes, in.scales, in.x, n, in.dim);
 }
 
-}  // namespace
-
-float BitNetModel::forward(std::span<const int32_t> tokens, std::span<const int32_t> labels,
-                           int64_t batch, int64_t seq) {
-  const Status valid = check_batch(tokens, labels, batch, seq);
-  TERN_CHECK(valid.ok(), valid.message());
-  const ModelConfig& c = config_;
-  Impl& m = *impl_;
-  ensure_workspace(m, c, is_lora(), batch, seq);
-  m.tokens.assign(tokens.begin(), tokens.end());
-  m.labels.assign(labels.begin(), labels.end());
-  const int64_t N = batch * seq, H = c.hidden, F = c.ffn;
-  const int64_t q_dim = c.heads * c.head_dim;
-  const bool ternary = c.linear == LinearKind::kTernary;
-  const ref::AttentionShape shape{batch, seq, c.heads, c.kv_heads, c.head_dim};
-
-  // Full training re-quantizes the latent weights (they changed since last step).
-  if (ternary && !frozen_base_) {
-    for (Layer& layer : m.layers) {
-      for (Linear& lin : layer.linears) {
-        ref::quantize_weights_absmean(&lin.packed, lin.weight.data, lin.out, lin.in);
-      }
-    }
-  }
-
-  ref::embedding_forward(m.caches[0].resid_in, m.token_embd.data, m.tokens.data(), N, c.vocab, H);
-  for (int64_t l = 0; l < c.layers; ++l) {
-    Layer& layer = m.layers[static_cast<size_t>(l)];
-    LayerCache& k = m.caches[static_cast<size_t>(l)];
-    auto run = [&](LinearId id, float* y) {
-      apply_linear(m, layer.at(id), k.inputs[input_group(id)], y, k.lora_t[static_cast<size_t>(id)],
-                   N);
-    };
-    // Attention half.
-    ref::rmsnorm_forward(k.h_attn, k.inv_attn, k.resid_in, layer.attn_norm.data, N, H, c.norm_eps);
-    quantize_input(k.inputs[kAttnIn], N, ternary);
-    run(LinearId::kQ, k.q);
-    run(LinearId::kK, k.k);
-    run(LinearId::kV, k.v);
-    ref::rope_forward(k.q, m.rope, c.rope_style, batch, seq, c.heads, c.head_dim);
-    ref::rope_forward(k.k, m.rope, c.rope_style, batch, seq, c.kv_heads, c.head_dim);
-    ref::attention_forward(k.att, k.probs, k.q, k.k, k.v, shape);
-    if (c.sub_norms) {
-      ref::rmsnorm_forward(k.att_n, k.inv_att_sub, k.att, layer.attn_sub_norm.data, N, q_dim,
-                           c.norm_eps);
-    }
-    quantize_input(k.inputs[kAttnOut], N, ternary);
-    run(LinearId::kO, m.y_tmp);
-    for (int64_t i = 0; i < N * H; ++i) k.resid_mid[i] = k.resid_in[i] + m.y_tmp[i];
-    // FFN half.
-    ref::rmsnorm_forward(k.h_ffn, k.inv_ffn, k.resid_mid, layer.ffn_norm.data, N, H, c.norm_eps);
-    quantize_input(k.inputs[kFfnIn], N, ternary);
-    run(LinearId::kGate, k.gate);
-    run(LinearId::kUp, k.up);
-    ref::gated_activation_forward(k.m, k.gate, k.up, N * F, c.activation);
-    if (c.sub_norms) {
-      ref::rmsnorm_forward(k.m_n, k.inv_m, k.m, layer.ffn_sub_norm.data, N, F, c.norm_eps);
-    }
-    quantize_input(k.inputs[kFfnOut], N, ternary);
-    run(LinearId::kDown, m.y_tmp);
-    float* next = l + 1 < c.layers ? m.caches[static_cast<size_t>(l + 1)].resid_in : m.resid_final;
-    for (int64_t i = 0; i < N * H; ++i) next[i] = k.resid_mid[i] + m.y_tmp[i];
-  }
-  ref::rmsnorm_forward(m.final_n, m.inv_final, m.resid_final, m.output_norm.data, N, H, c.norm_eps);
-  ref::linear_forward(m.logits, m.final_n, m.output.data, N, H, c.vocab);
-  m.has_forward = true;
-  if (labels.empty()) {
-    m.label_count = 0;
-    return 0.0f;
-  }
-  const ref::CrossEntropyTotals totals =
-      ref::cross_entropy_forward(m.logits, m.labels.data(), N, c.vocab);
-  m.label_count = totals.count;
-  return totals.count == 0 ? 0.0f : static_cast<float>(totals.loss_sum / totals.count);
-}
-
-std::span<const float> BitNetModel::logits() const {
-  TERN_CHECK(impl_->has_forward, "logits() before forward()");
-  return {impl_->logits, static_cast<size_t>(impl_->batch * impl_->seq * config_.vocab)};
-}
-
-namespace {
-
-// Backward of the linears that read one input: accumulates into dx[N, in] the sum
-// of every linear's input gradient, and into the trainable tensors their grads.
-// dys[i] is the output gradient of linears[i].
-void linear_group_backward(BitNetModel::Impl& m, const LayerCache& k,
+// Backward of the linears that read one input: overwrites dx[n, in] with the sum
+// of every linear's input gradient, and accumulates the trainable tensors' grads.
+// dys[i] is the output gradient of linears[i]; lora_t[id] = x·Aᵀ of its forward.
+void linear_group_backward(const BitNetModel::Impl& m, const Scratch& s,
+                           const std::array<float*, kNumLinears>& lora_t,
                            std::span<Linear* const> linears, std::span<float* const> dys,
                            const LinearInput& in, float* dx, int64_t n) {
   const int64_t dim = in.dim;
@@ -581,69 +702,136 @@ void linear_group_backward(BitNetModel::Impl& m, const LayerCache& k,
     const Linear& lin = *linears[j];
     const float* dy = dys[j];
     if (lin.ternary) {
-      ref::bitlinear_backward_input(m.dlinear, dy, lin.packed, n);
+      ref::bitlinear_backward_input(s.dlinear, dy, lin.packed, n);
     } else {
-      ref::linear_backward_input(m.dlinear, dy, lin.weight.data, n, lin.in, lin.out);
+      dense_backward_input(s.dlinear, dy, lin.weight, n, lin.in, lin.out);
     }
     if (lin.weight.grad != nullptr) {
       const float* x = in.x;
       if (lin.ternary) {
         if (!x_tilde_ready) {
-          ref::dequantize_activations(m.x_tilde, in.codes, in.scales, n, dim);
+          ref::dequantize_activations(s.x_tilde, in.codes, in.scales, n, dim);
           x_tilde_ready = true;
         }
-        x = m.x_tilde;
+        x = s.x_tilde;
       }
       ref::linear_backward_weight(lin.weight.grad, dy, x, n, lin.in, lin.out);
     }
-    for (int64_t i = 0; i < n * dim; ++i) dx[i] += m.dlinear[i];
+    for (int64_t i = 0; i < n * dim; ++i) dx[i] += s.dlinear[i];
     if (lin.has_lora) {
-      const float* t = k.lora_t[static_cast<size_t>(lin.id)];
+      const float* t = lora_t[static_cast<size_t>(lin.id)];
       const int64_t r = m.lora_rank;
-      float* du = m.lora_du;  // [N, out] = (alpha/r)·dy
+      float* du = s.lora_du;  // [n, out] = (alpha/r)·dy
       for (int64_t i = 0; i < n * lin.out; ++i) du[i] = m.lora_scale * dy[i];
       ref::linear_backward_weight(lin.lora_b.grad, du, t, n, r, lin.out);
-      ref::linear_backward_input(m.lora_dt, du, lin.lora_b.data, n, r, lin.out);
-      ref::linear_backward_weight(lin.lora_a.grad, m.lora_dt, in.x, n, lin.in, r);
-      ref::linear_backward_input(m.dlinear, m.lora_dt, lin.lora_a.data, n, lin.in, r);
-      for (int64_t i = 0; i < n * dim; ++i) dx[i] += m.dlinear[i];
+      ref::linear_backward_input(s.lora_dt, du, lin.lora_b.data, n, r, lin.out);
+      ref::linear_backward_weight(lin.lora_a.grad, s.lora_dt, in.x, n, lin.in, r);
+      ref::linear_backward_input(s.dlinear, s.lora_dt, lin.lora_a.data, n, lin.in, r);
+      for (int64_t i = 0; i < n * dim; ++i) dx[i] += s.dlinear[i];
     }
   }
 }
 
 // dx (overwritten) from dy through y = rmsnorm(x)·w; frozen weights send dw to a sink.
-void norm_backward(BitNetModel::Impl& m, float* dx, const Tensor& w, const float* dy,
-                   const float* x, const float* inv, int64_t n, int64_t d) {
+void norm_backward(const Scratch& s, float* dx, const Tensor& w, const float* dy, const float* x,
+                   const float* inv, int64_t n, int64_t d) {
   float* dw = w.grad;
   if (dw == nullptr) {
-    dw = m.discard;
+    dw = s.discard;
     for (int64_t i = 0; i < d; ++i) dw[i] = 0.0f;
   }
   ref::rmsnorm_backward(dx, dw, dy, x, w.data, inv, n, d);
 }
 
-}  // namespace
+void embed(const BitNetModel::Impl& m, float* out, int64_t n, int64_t vocab, int64_t dim) {
+  if (m.token_embd.half != nullptr) {
+    ref::embedding_f16_forward(out, m.token_embd.half, m.tokens.data(), n, vocab, dim);
+  } else {
+    ref::embedding_forward(out, m.token_embd.data, m.tokens.data(), n, vocab, dim);
+  }
+}
 
-void BitNetModel::backward(float loss_scale) {
-  Impl& m = *impl_;
-  TERN_CHECK(m.has_forward, "backward() without forward()");
-  TERN_CHECK(m.labels.size() == m.tokens.size(), "backward() after a forward without labels");
-  const ModelConfig& c = config_;
-  const int64_t N = m.batch * m.seq, H = c.hidden, F = c.ffn;
-  const int64_t q_dim = c.heads * c.head_dim;
+// ---- kCache: every activation of the batch kept for backward. ----
+
+float forward_cached(BitNetModel::Impl& m, const ModelConfig& c, bool requantize, bool has_labels) {
+  const Dims d = dims_of(m, c);
+  const int64_t N = d.N, H = d.H, F = d.F, q_dim = d.q_dim;
+  const bool ternary = d.ternary;
   const ref::AttentionShape shape{m.batch, m.seq, c.heads, c.kv_heads, c.head_dim};
-  m.has_forward = false;  // logits become gradients below
-  if (m.label_count == 0) return;
+
+  // Full training re-quantizes the latent weights (they changed since last step).
+  if (requantize) {
+    for (Layer& layer : m.layers) {
+      for (Linear& lin : layer.linears) {
+        ref::quantize_weights_absmean(&lin.packed, lin.weight.data, lin.out, lin.in);
+      }
+    }
+  }
+
+  embed(m, m.caches[0].resid_in, N, c.vocab, H);
+  for (int64_t l = 0; l < c.layers; ++l) {
+    Layer& layer = m.layers[static_cast<size_t>(l)];
+    LayerCache& k = m.caches[static_cast<size_t>(l)];
+    auto run = [&](LinearId id, float* y) {
+      apply_linear(m, m.sc, layer.at(id), k.inputs[input_group(id)], y,
+                   k.lora_t[static_cast<size_t>(id)], N);
+    };
+    // Attention half.
+    ref::rmsnorm_forward(k.h_attn, k.inv_attn, k.resid_in, layer.attn_norm.data, N, H, c.norm_eps);
+    quantize_input(k.inputs[kAttnIn], N, ternary);
+    run(LinearId::kQ, k.q);
+    run(LinearId::kK, k.k);
+    run(LinearId::kV, k.v);
+    ref::rope_forward(k.q, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
+    ref::rope_forward(k.k, m.rope, c.rope_style, m.batch, m.seq, c.kv_heads, c.head_dim);
+    ref::attention_forward(k.att, k.probs, k.q, k.k, k.v, shape);
+    if (c.sub_norms) {
+      ref::rmsnorm_forward(k.att_n, k.inv_att_sub, k.att, layer.attn_sub_norm.data, N, q_dim,
+                           c.norm_eps);
+    }
+    quantize_input(k.inputs[kAttnOut], N, ternary);
+    run(LinearId::kO, m.sc.y_tmp);
+    for (int64_t i = 0; i < N * H; ++i) k.resid_mid[i] = k.resid_in[i] + m.sc.y_tmp[i];
+    // FFN half.
+    ref::rmsnorm_forward(k.h_ffn, k.inv_ffn, k.resid_mid, layer.ffn_norm.data, N, H, c.norm_eps);
+    quantize_input(k.inputs[kFfnIn], N, ternary);
+    run(LinearId::kGate, k.gate);
+    run(LinearId::kUp, k.up);
+    ref::gated_activation_forward(k.m, k.gate, k.up, N * F, c.activation);
+    if (c.sub_norms) {
+      ref::rmsnorm_forward(k.m_n, k.inv_m, k.m, layer.ffn_sub_norm.data, N, F, c.norm_eps);
+    }
+    quantize_input(k.inputs[kFfnOut], N, ternary);
+    run(LinearId::kDown, m.sc.y_tmp);
+    float* next = l + 1 < c.layers ? m.caches[static_cast<size_t>(l + 1)].resid_in : m.resid_final;
+    for (int64_t i = 0; i < N * H; ++i) next[i] = k.resid_mid[i] + m.sc.y_tmp[i];
+  }
+  ref::rmsnorm_forward(m.final_n, m.inv_final, m.resid_final, m.output_norm.data, N, H, c.norm_eps);
+  dense_forward(m.logits, m.final_n, m.output, N, H, c.vocab);
+  if (!has_labels) {
+    m.label_count = 0;
+    return 0.0f;
+  }
+  const ref::CrossEntropyTotals totals =
+      ref::cross_entropy_forward(m.logits, m.labels.data(), N, c.vocab);
+  m.label_count = totals.count;
+  return totals.count == 0 ? 0.0f : static_cast<float>(totals.loss_sum / totals.count);
+}
+
+void backward_cached(BitNetModel::Impl& m, const ModelConfig& c, float per_label) {
+  const Dims d = dims_of(m, c);
+  const int64_t N = d.N, H = d.H, F = d.F, q_dim = d.q_dim;
+  const ref::AttentionShape shape{m.batch, m.seq, c.heads, c.kv_heads, c.head_dim};
+  const Scratch& s = m.sc;
 
   // Loss → logits (in place) → final norm → residual stream.
-  const float per_label = loss_scale / static_cast<float>(m.label_count);
   ref::cross_entropy_backward(m.logits, m.logits, m.labels.data(), N, c.vocab, per_label);
-  float* dfinal_n = m.dtmp_h;  // [N, H]
-  ref::linear_backward_input(dfinal_n, m.logits, m.output.data, N, H, c.vocab);
+  float* dfinal_n = s.dtmp_h;  // [N, H]
+  dense_backward_input(dfinal_n, m.logits, m.output, N, H, c.vocab);
   if (m.output.grad != nullptr) {
     ref::linear_backward_weight(m.output.grad, m.logits, m.final_n, N, H, c.vocab);
   }
-  norm_backward(m, m.dresid, m.output_norm, dfinal_n, m.resid_final, m.inv_final, N, H);
+  norm_backward(s, s.dresid, m.output_norm, dfinal_n, m.resid_final, m.inv_final, N, H);
 
   for (int64_t l = c.layers - 1; l >= 0; --l) {
     Layer& layer = m.layers[static_cast<size_t>(l)];
@@ -651,33 +839,33 @@ void BitNetModel::backward(float loss_scale) {
     // FFN half: resid_out = resid_mid + down(m_in). dresid is d(resid_out).
     {
       Linear* down[] = {&layer.at(LinearId::kDown)};
-      float* dys[] = {m.dresid};
-      linear_group_backward(m, k, down, dys, k.inputs[kFfnOut], m.dinput, N);
+      float* dys[] = {s.dresid};
+      linear_group_backward(m, s, k.lora_t, down, dys, k.inputs[kFfnOut], s.dinput, N);
     }
-    float* dm = m.dinput;  // [N, F]
+    float* dm = s.dinput;  // [N, F]
     if (c.sub_norms) {
-      norm_backward(m, m.dpre, layer.ffn_sub_norm, m.dinput, k.m, k.inv_m, N, F);
-      dm = m.dpre;
+      norm_backward(s, s.dpre, layer.ffn_sub_norm, s.dinput, k.m, k.inv_m, N, F);
+      dm = s.dpre;
     }
-    ref::gated_activation_backward(m.dgate, m.dup, dm, k.gate, k.up, N * F, c.activation);
+    ref::gated_activation_backward(s.dgate, s.dup, dm, k.gate, k.up, N * F, c.activation);
     {
       Linear* gate_up[] = {&layer.at(LinearId::kGate), &layer.at(LinearId::kUp)};
-      float* dys[] = {m.dgate, m.dup};
-      linear_group_backward(m, k, gate_up, dys, k.inputs[kFfnIn], m.dinput, N);
+      float* dys[] = {s.dgate, s.dup};
+      linear_group_backward(m, s, k.lora_t, gate_up, dys, k.inputs[kFfnIn], s.dinput, N);
     }
-    norm_backward(m, m.dtmp_h, layer.ffn_norm, m.dinput, k.resid_mid, k.inv_ffn, N, H);
-    for (int64_t i = 0; i < N * H; ++i) m.dresid[i] += m.dtmp_h[i];  // now d(resid_mid)
+    norm_backward(s, s.dtmp_h, layer.ffn_norm, s.dinput, k.resid_mid, k.inv_ffn, N, H);
+    for (int64_t i = 0; i < N * H; ++i) s.dresid[i] += s.dtmp_h[i];  // now d(resid_mid)
 
     // Attention half: resid_mid = resid_in + o(a_in).
     {
       Linear* o[] = {&layer.at(LinearId::kO)};
-      float* dys[] = {m.dresid};
-      linear_group_backward(m, k, o, dys, k.inputs[kAttnOut], m.dinput, N);
+      float* dys[] = {s.dresid};
+      linear_group_backward(m, s, k.lora_t, o, dys, k.inputs[kAttnOut], s.dinput, N);
     }
-    float* datt = m.dinput;  // [N, heads·hd]
+    float* datt = s.dinput;  // [N, heads·hd]
     if (c.sub_norms) {
-      norm_backward(m, m.dpre, layer.attn_sub_norm, m.dinput, k.att, k.inv_att_sub, N, q_dim);
-      datt = m.dpre;
+      norm_backward(s, s.dpre, layer.attn_sub_norm, s.dinput, k.att, k.inv_att_sub, N, q_dim);
+      datt = s.dpre;
     }
     ref::attention_backward(m.dq, m.dk, m.dv, datt, k.probs, k.q, k.k, k.v, shape);
     ref::rope_backward(m.dq, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
@@ -685,19 +873,337 @@ void BitNetModel::backward(float loss_scale) {
     {
       Linear* qkv[] = {&layer.at(LinearId::kQ), &layer.at(LinearId::kK), &layer.at(LinearId::kV)};
       float* dys[] = {m.dq, m.dk, m.dv};
-      linear_group_backward(m, k, qkv, dys, k.inputs[kAttnIn], m.dinput, N);
+      linear_group_backward(m, s, k.lora_t, qkv, dys, k.inputs[kAttnIn], s.dinput, N);
     }
-    norm_backward(m, m.dtmp_h, layer.attn_norm, m.dinput, k.resid_in, k.inv_attn, N, H);
-    for (int64_t i = 0; i < N * H; ++i) m.dresid[i] += m.dtmp_h[i];  // now d(resid_in)
+    norm_backward(s, s.dtmp_h, layer.attn_norm, s.dinput, k.resid_in, k.inv_attn, N, H);
+    for (int64_t i = 0; i < N * H; ++i) s.dresid[i] += s.dtmp_h[i];  // now d(resid_in)
   }
   if (m.token_embd.grad != nullptr) {
-    ref::embedding_backward(m.token_embd.grad, m.dresid, m.tokens.data(), N, c.vocab, H);
+    ref::embedding_backward(m.token_embd.grad, s.dresid, m.tokens.data(), N, c.vocab, H);
   }
+}
+
+// ---- kRecompute: a frozen base, blocks recomputed during backward. ----
+//
+// Every kernel below is per token (row) except attention, so running rows
+// [r0, r0+n) at a time gives the same bits as running all N rows, and weight
+// gradients, which add rows in order, see the chunks in row order. Attention
+// runs on whole sequences from the block's q, k, v.
+
+// Calls fn(r0, n) for consecutive chunks of rows covering [0, N).
+template <typename Fn>
+void for_chunks(int64_t N, Fn&& fn) {
+  for (int64_t r0 = 0; r0 < N; r0 += kChunkTokens) fn(r0, std::min(kChunkTokens, N - r0));
+}
+
+// x·Aᵀ of a LoRA linear for n rows (the t that forward would have cached).
+void lora_project(const BitNetModel::Impl& m, const Linear& lin, const float* x, float* t,
+                  int64_t n) {
+  if (lin.has_lora) ref::linear_forward(t, x, lin.lora_a.data, n, lin.in, m.lora_rank);
+}
+
+// attn_norm of rows [r0, r0+n) of the block input x [N, H] into the chunk.
+void attn_norm_rows(BitNetModel::Impl& m, const ModelConfig& c, const Layer& layer, const float* x,
+                    int64_t r0, int64_t n) {
+  LayerCache& k = m.re.chunk;
+  ref::rmsnorm_forward(k.h_attn, k.inv_attn, x + r0 * c.hidden, layer.attn_norm.data, n, c.hidden,
+                       c.norm_eps);
+}
+
+// q, k, v [N, ·] (after RoPE) and the attention output re.att [N, heads·hd] of
+// a block whose input is x [N, H].
+void attention_recompute(BitNetModel::Impl& m, const ModelConfig& c, Layer& layer, const float* x) {
+  const Dims d = dims_of(m, c);
+  Recompute& re = m.re;
+  LayerCache& k = re.chunk;
+  for_chunks(d.N, [&](int64_t r0, int64_t n) {
+    attn_norm_rows(m, c, layer, x, r0, n);
+    quantize_input(k.inputs[kAttnIn], n, d.ternary);
+    auto run = [&](LinearId id, float* y) {
+      apply_linear(m, m.sc, layer.at(id), k.inputs[kAttnIn], y, k.lora_t[static_cast<size_t>(id)],
+                   n);
+    };
+    run(LinearId::kQ, re.q + r0 * d.q_dim);
+    run(LinearId::kK, re.k + r0 * d.kv_dim);
+    run(LinearId::kV, re.v + r0 * d.kv_dim);
+  });
+  ref::rope_forward(re.q, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
+  ref::rope_forward(re.k, m.rope, c.rope_style, m.batch, m.seq, c.kv_heads, c.head_dim);
+  const ref::AttentionShape shape{m.batch, m.seq, c.heads, c.kv_heads, c.head_dim};
+  ref::attention_forward_nocache(re.att, re.q, re.k, re.v, shape);
+}
+
+// The rest of the block for rows [r0, r0+n): o, residual, FFN. Reads x and
+// re.att rows; fills the chunk's activations. With y, writes the block output
+// rows (y may alias x); without, stops at down's input (backward needs no more).
+void block_tail_rows(BitNetModel::Impl& m, const ModelConfig& c, Layer& layer, const float* x,
+                     float* y, int64_t r0, int64_t n) {
+  const Dims d = dims_of(m, c);
+  LayerCache& k = m.re.chunk;
+  const Scratch& s = m.sc;
+  auto run = [&](LinearId id, float* out) {
+    apply_linear(m, s, layer.at(id), k.inputs[input_group(id)], out,
+                 k.lora_t[static_cast<size_t>(id)], n);
+  };
+  float* att = m.re.att + r0 * d.q_dim;  // [n, heads·hd]
+  const float* x_rows = x + r0 * d.H;
+  if (c.sub_norms) {
+    ref::rmsnorm_forward(k.att_n, k.inv_att_sub, att, layer.attn_sub_norm.data, n, d.q_dim,
+                         c.norm_eps);
+  } else {
+    k.inputs[kAttnOut].x = att;
+  }
+  quantize_input(k.inputs[kAttnOut], n, d.ternary);
+  run(LinearId::kO, s.y_tmp);
+  for (int64_t i = 0; i < n * d.H; ++i) k.resid_mid[i] = x_rows[i] + s.y_tmp[i];
+  ref::rmsnorm_forward(k.h_ffn, k.inv_ffn, k.resid_mid, layer.ffn_norm.data, n, d.H, c.norm_eps);
+  quantize_input(k.inputs[kFfnIn], n, d.ternary);
+  run(LinearId::kGate, k.gate);
+  run(LinearId::kUp, k.up);
+  ref::gated_activation_forward(k.m, k.gate, k.up, n * d.F, c.activation);
+  if (c.sub_norms) {
+    ref::rmsnorm_forward(k.m_n, k.inv_m, k.m, layer.ffn_sub_norm.data, n, d.F, c.norm_eps);
+  }
+  if (y == nullptr) {
+    lora_project(m, layer.at(LinearId::kDown), k.inputs[kFfnOut].x,
+                 k.lora_t[static_cast<size_t>(LinearId::kDown)], n);
+    return;
+  }
+  quantize_input(k.inputs[kFfnOut], n, d.ternary);
+  run(LinearId::kDown, s.y_tmp);
+  float* y_rows = y + r0 * d.H;
+  for (int64_t i = 0; i < n * d.H; ++i) y_rows[i] = k.resid_mid[i] + s.y_tmp[i];
+}
+
+// y[N, H] = block(x); y may alias x.
+void block_forward(BitNetModel::Impl& m, const ModelConfig& c, Layer& layer, const float* x,
+                   float* y) {
+  attention_recompute(m, c, layer, x);
+  for_chunks(m.batch * m.seq,
+             [&](int64_t r0, int64_t n) { block_tail_rows(m, c, layer, x, y, r0, n); });
+}
+
+// dresid [N, H]: d(block output) in, d(x) out, for the block with input x.
+void block_backward(BitNetModel::Impl& m, const ModelConfig& c, Layer& layer, const float* x) {
+  const Dims d = dims_of(m, c);
+  Recompute& re = m.re;
+  LayerCache& k = re.chunk;
+  const Scratch& s = m.sc;
+  attention_recompute(m, c, layer, x);
+  // o and FFN, chunk by chunk; re.att rows turn into their gradient once used.
+  for_chunks(d.N, [&](int64_t r0, int64_t n) {
+    block_tail_rows(m, c, layer, x, nullptr, r0, n);
+    float* dresid = s.dresid + r0 * d.H;  // [n, H] d(block output) → d(resid_mid)
+    float* att = re.att + r0 * d.q_dim;   // [n, heads·hd]
+    {
+      Linear* down[] = {&layer.at(LinearId::kDown)};
+      float* dys[] = {dresid};
+      linear_group_backward(m, s, k.lora_t, down, dys, k.inputs[kFfnOut], s.dinput, n);
+    }
+    float* dm = s.dinput;  // [n, F]
+    if (c.sub_norms) {
+      norm_backward(s, s.dpre, layer.ffn_sub_norm, s.dinput, k.m, k.inv_m, n, d.F);
+      dm = s.dpre;
+    }
+    ref::gated_activation_backward(s.dgate, s.dup, dm, k.gate, k.up, n * d.F, c.activation);
+    {
+      Linear* gate_up[] = {&layer.at(LinearId::kGate), &layer.at(LinearId::kUp)};
+      float* dys[] = {s.dgate, s.dup};
+      linear_group_backward(m, s, k.lora_t, gate_up, dys, k.inputs[kFfnIn], s.dinput, n);
+    }
+    norm_backward(s, s.dtmp_h, layer.ffn_norm, s.dinput, k.resid_mid, k.inv_ffn, n, d.H);
+    for (int64_t i = 0; i < n * d.H; ++i) dresid[i] += s.dtmp_h[i];
+    {
+      Linear* o[] = {&layer.at(LinearId::kO)};
+      float* dys[] = {dresid};
+      linear_group_backward(m, s, k.lora_t, o, dys, k.inputs[kAttnOut], s.dinput, n);
+    }
+    float* datt = s.dinput;  // [n, heads·hd]
+    if (c.sub_norms) {
+      norm_backward(s, s.dpre, layer.attn_sub_norm, s.dinput, att, k.inv_att_sub, n, d.q_dim);
+      datt = s.dpre;
+    }
+    std::copy(datt, datt + n * d.q_dim, att);
+  });
+  const ref::AttentionShape shape{m.batch, m.seq, c.heads, c.kv_heads, c.head_dim};
+  ref::attention_backward_recompute(re.dq, re.dk, re.dv, re.att, re.q, re.k, re.v, shape);
+  ref::rope_backward(re.dq, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
+  ref::rope_backward(re.dk, m.rope, c.rope_style, m.batch, m.seq, c.kv_heads, c.head_dim);
+  // q, k, v and attn_norm, chunk by chunk.
+  for_chunks(d.N, [&](int64_t r0, int64_t n) {
+    attn_norm_rows(m, c, layer, x, r0, n);
+    for (LinearId id : {LinearId::kQ, LinearId::kK, LinearId::kV}) {
+      lora_project(m, layer.at(id), k.h_attn, k.lora_t[static_cast<size_t>(id)], n);
+    }
+    float* dresid = s.dresid + r0 * d.H;
+    Linear* qkv[] = {&layer.at(LinearId::kQ), &layer.at(LinearId::kK), &layer.at(LinearId::kV)};
+    float* dys[] = {re.dq + r0 * d.q_dim, re.dk + r0 * d.kv_dim, re.dv + r0 * d.kv_dim};
+    linear_group_backward(m, s, k.lora_t, qkv, dys, k.inputs[kAttnIn], s.dinput, n);
+    norm_backward(s, s.dtmp_h, layer.attn_norm, s.dinput, x + r0 * d.H, k.inv_attn, n, d.H);
+    for (int64_t i = 0; i < n * d.H; ++i) dresid[i] += s.dtmp_h[i];
+  });
+}
+
+// The block input buffer of layer l's segment start, or the output buffer of layer l.
+float* segment_output(Recompute& re, int64_t l, int64_t layers) {
+  const int64_t next = l + 1;
+  if (next < layers && next % re.segment == 0)
+    return re.checkpoints[static_cast<size_t>(next / re.segment)];
+  return re.slots[0];
+}
+
+float forward_recompute(BitNetModel::Impl& m, const ModelConfig& c, bool has_labels) {
+  const Dims d = dims_of(m, c);
+  Recompute& re = m.re;
+  re.logits_ready = false;
+  embed(m, re.checkpoints[0], d.N, c.vocab, d.H);
+  float* x = re.checkpoints[0];
+  for (int64_t l = 0; l < c.layers; ++l) {
+    float* y = segment_output(re, l, c.layers);
+    block_forward(m, c, m.layers[static_cast<size_t>(l)], x, y);
+    x = y;
+  }
+  m.resid_final = x;
+  ref::rmsnorm_forward(m.final_n, m.inv_final, m.resid_final, m.output_norm.data, d.N, d.H,
+                       c.norm_eps);
+  if (!has_labels) {
+    m.label_count = 0;
+    return 0.0f;
+  }
+  // Head and loss a chunk of tokens at a time; per-row losses are folded in row
+  // order in double, as cross_entropy_forward does for the whole batch.
+  for_chunks(d.N, [&](int64_t r0, int64_t n) {
+    dense_forward(re.head_logits, m.final_n + r0 * d.H, m.output, n, d.H, c.vocab);
+    parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        re.row_loss[static_cast<size_t>(r0 + i)] =
+            ref::cross_entropy_forward(re.head_logits + i * c.vocab, m.labels.data() + r0 + i, 1,
+                                       c.vocab)
+                .loss_sum;
+      }
+    });
+  });
+  ref::CrossEntropyTotals totals;
+  for (int64_t i = 0; i < d.N; ++i) {
+    if (m.labels[static_cast<size_t>(i)] < 0) continue;
+    totals.loss_sum += re.row_loss[static_cast<size_t>(i)];
+    ++totals.count;
+  }
+  m.label_count = totals.count;
+  return totals.count == 0 ? 0.0f : static_cast<float>(totals.loss_sum / totals.count);
+}
+
+void backward_recompute(BitNetModel::Impl& m, const ModelConfig& c, float per_label) {
+  const Dims d = dims_of(m, c);
+  Recompute& re = m.re;
+  const Scratch& s = m.sc;
+  TERN_CHECK(m.output.grad == nullptr && m.token_embd.grad == nullptr,
+             "kRecompute with a trainable embedding or head");
+  // Head: logits recomputed per chunk, turned into their gradient in place.
+  for_chunks(d.N, [&](int64_t r0, int64_t n) {
+    dense_forward(re.head_logits, m.final_n + r0 * d.H, m.output, n, d.H, c.vocab);
+    ref::cross_entropy_backward(re.head_logits, re.head_logits, m.labels.data() + r0, n, c.vocab,
+                                per_label);
+    dense_backward_input(re.head_dfinal, re.head_logits, m.output, n, d.H, c.vocab);
+    norm_backward(s, s.dresid + r0 * d.H, m.output_norm, re.head_dfinal, m.resid_final + r0 * d.H,
+                  m.inv_final + r0, n, d.H);
+  });
+  // Segments last to first: rebuild the inputs of the segment's blocks from its
+  // checkpoint, then run the blocks backward.
+  const int64_t segments = static_cast<int64_t>(re.checkpoints.size());
+  std::vector<const float*> inputs(static_cast<size_t>(re.segment));
+  for (int64_t seg = segments - 1; seg >= 0; --seg) {
+    const int64_t first = seg * re.segment;
+    const int64_t last = std::min(first + re.segment, c.layers);  // exclusive
+    inputs[0] = re.checkpoints[static_cast<size_t>(seg)];
+    for (int64_t l = first + 1; l < last; ++l) {
+      float* y = re.slots[static_cast<size_t>(l - first - 1)];
+      block_forward(m, c, m.layers[static_cast<size_t>(l - 1)],
+                    inputs[static_cast<size_t>(l - first - 1)], y);
+      inputs[static_cast<size_t>(l - first)] = y;
+    }
+    for (int64_t l = last - 1; l >= first; --l) {
+      block_backward(m, c, m.layers[static_cast<size_t>(l)],
+                     inputs[static_cast<size_t>(l - first)]);
+    }
+  }
+}
+
+}  // namespace
+
+float BitNetModel::forward(std::span<const int32_t> tokens, std::span<const int32_t> labels,
+                           int64_t batch, int64_t seq) {
+  const Status valid = check_batch(tokens, labels, batch, seq);
+  TERN_CHECK(valid.ok(), valid.message());
+  Impl& m = *impl_;
+  ensure_workspace(m, config_, is_lora(), !frozen_base_, memory_, batch, seq);
+  m.tokens.assign(tokens.begin(), tokens.end());
+  m.labels.assign(labels.begin(), labels.end());
+  const bool requantize = config_.linear == LinearKind::kTernary && !frozen_base_;
+  const float loss = memory_ == ActivationMemory::kCache
+                         ? forward_cached(m, config_, requantize, !labels.empty())
+                         : forward_recompute(m, config_, !labels.empty());
+  m.has_forward = true;
+  return loss;
+}
+
+std::span<const float> BitNetModel::logits() const {
+  Impl& m = *impl_;
+  TERN_CHECK(m.has_forward, "logits() before forward()");
+  const int64_t N = m.batch * m.seq, V = config_.vocab;
+  if (m.memory == ActivationMemory::kRecompute) {
+    if (!m.re.logits_ready) {
+      if (m.re.logits.size() != N * V) m.re.logits = FlatBuffer(N * V);
+      dense_forward(m.re.logits.data(), m.final_n, m.output, N, config_.hidden, V);
+      m.re.logits_ready = true;
+    }
+    return {m.re.logits.data(), static_cast<size_t>(N * V)};
+  }
+  return {m.logits, static_cast<size_t>(N * V)};
+}
+
+void BitNetModel::backward(float loss_scale) {
+  Impl& m = *impl_;
+  TERN_CHECK(m.has_forward, "backward() without forward()");
+  TERN_CHECK(m.labels.size() == m.tokens.size(), "backward() after a forward without labels");
+  m.has_forward = false;  // logits become gradients below
+  if (m.label_count == 0) return;
+  const float per_label = loss_scale / static_cast<float>(m.label_count);
+  if (m.memory == ActivationMemory::kCache) {
+    backward_cached(m, config_, per_label);
+  } else {
+    backward_recompute(m, config_, per_label);
+  }
+}
+
+void BitNetModel::set_activation_memory(ActivationMemory memory) {
+  TERN_CHECK(memory == ActivationMemory::kCache || frozen_base_, "kRecompute needs a frozen base");
+  memory_ = memory;
+  impl_->has_forward = false;
+}
+
+BitNetModel::MemoryUse BitNetModel::memory_use() const {
+  const Impl& m = *impl_;
+  MemoryUse use;
+  for (const Layer& layer : m.layers) {
+    for (const Linear& lin : layer.linears) {
+      if (frozen_base_ && lin.ternary)
+        use.packed_linear_bytes += static_cast<int64_t>(lin.packed.byte_size());
+    }
+  }
+  for (const auto& [name, h] : m.half)
+    use.f16_bytes += static_cast<int64_t>(h.bits.size() * sizeof(uint16_t));
+  use.frozen_f32_bytes = frozen_.size() * static_cast<int64_t>(sizeof(float));
+  use.trainable_bytes = (params_.size() + grads_.size()) * static_cast<int64_t>(sizeof(float));
+  use.workspace_bytes = m.act_floats.size() * static_cast<int64_t>(sizeof(float)) +
+                        static_cast<int64_t>(m.act_bytes.size());
+  return use;
 }
 
 BitNetModel::Quantization BitNetModel::quantization(int64_t layer, LinearId id) const {
   const Impl& m = *impl_;
   TERN_CHECK(config_.linear == LinearKind::kTernary, "quantization() of a dense model");
+  TERN_CHECK(m.memory == ActivationMemory::kCache, "quantization() needs ActivationMemory::kCache");
   TERN_CHECK(layer >= 0 && layer < config_.layers && !m.caches.empty());
   const LinearInput& in = m.caches[static_cast<size_t>(layer)].inputs[input_group(id)];
   const int64_t n = m.batch * m.seq;

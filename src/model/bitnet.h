@@ -15,7 +15,13 @@
 //
 // Trainable parameters and their gradients are FlatBuffers sharing one layout
 // (GGUF tensor names; LoRA tensors are "<linear>.weight.lora_a|lora_b").
-// forward() caches what backward() needs. One thread drives a model at a time;
+// A frozen base keeps the tensors its source stores as F16 (StoredType::kF16:
+// embedding, untied head, dense linears) at 2 bytes per value, computing in fp32.
+//
+// Activation memory (see ActivationMemory): forward() either caches every
+// layer's activations for backward() (kCache), or keeps only a few block inputs
+// and recomputes the rest one block, and one chunk of tokens, at a time
+// (kRecompute). Both give the same bits. One thread drives a model at a time;
 // kernels fan out over the default thread pool.
 #pragma once
 
@@ -34,6 +40,19 @@
 #include "model/weight_source.h"
 
 namespace tern {
+
+// What forward() keeps for backward().
+//  - kCache: every layer's activations (~N·(10H + 5F)·4 bytes per layer plus the
+//    [batch, heads, seq, seq] attention probabilities) and the [N, vocab] logits.
+//    Needed by full training (and the default there).
+//  - kRecompute: frozen bases only (the default for LoRA and frozen models). The
+//    inputs of every S-th block are kept (S ≈ √layers); backward recomputes a
+//    segment's block inputs, then each block's activations, in chunks of tokens
+//    for everything that is per token; attention probabilities are recomputed per
+//    query row, and the head and cross-entropy run in chunks of tokens, so
+//    [N, vocab] logits only exist if logits() asks for them. Costs about one
+//    extra forward pass per step.
+enum class ActivationMemory { kCache, kRecompute };
 
 class BitNetModel {
  public:
@@ -66,6 +85,21 @@ class BitNetModel {
   const TensorLayout& frozen_layout() const { return frozen_layout_; }
   const FlatBuffer& frozen() const { return frozen_; }
 
+  ActivationMemory activation_memory() const { return memory_; }
+  // kRecompute requires has_frozen_base() (CHECKed). Takes effect at the next
+  // forward(), which then re-sizes the workspace.
+  void set_activation_memory(ActivationMemory memory);
+
+  // Bytes held by the model, for memory reports.
+  struct MemoryUse {
+    int64_t packed_linear_bytes = 0;  // ternary frozen base, 2 bits per weight
+    int64_t f16_bytes = 0;            // F16 frozen tensors (dense linears, embedding, head)
+    int64_t frozen_f32_bytes = 0;     // frozen() (norms, and fp32-stored frozen tensors)
+    int64_t trainable_bytes = 0;      // params() + grads()
+    int64_t workspace_bytes = 0;      // activations and scratch of the last forward's shape
+  };
+  MemoryUse memory_use() const;
+
   // Replaces trainable parameters with the tensors of the same names in `source`.
   Status load_trainable(WeightSource& source);
 
@@ -78,13 +112,15 @@ class BitNetModel {
   // Inputs must pass check_batch (CHECKed).
   float forward(std::span<const int32_t> tokens, std::span<const int32_t> labels, int64_t batch,
                 int64_t seq);
-  // Logits [batch·seq, vocab] of the last forward; overwritten by backward().
+  // Logits [batch·seq, vocab] of the last forward; invalid after backward().
+  // With kRecompute and labels they are computed (and allocated) on this call.
   std::span<const float> logits() const;
   // Accumulates d(loss_scale · mean loss)/dθ into grads() for the last forward
   // (which must have had labels).
   void backward(float loss_scale);
 
-  // What the last forward quantized for one ternary linear (for parity tests).
+  // What the last forward quantized for one ternary linear (for parity tests;
+  // kCache only).
   struct Quantization {
     const ref::TernaryMatrix* weights;
     std::span<const int8_t> activation_codes;  // [batch·seq, in]
@@ -97,14 +133,17 @@ class BitNetModel {
 
   // One tensor of the base model (LoRA tensors excluded), in GGUF order, for
   // writing model files. Exactly one of `values` (fp32: norms, embeddings, dense
-  // linears, and latent ternary weights in full mode) and `packed` (the frozen
-  // ternary base in LoRA mode) is set; `ternary` says the tensor is a ternary linear.
+  // linears, and latent ternary weights in full mode), `packed` (the frozen
+  // ternary base in LoRA mode) and `f16` (frozen tensors the source stored as F16,
+  // binary16 bits; widen with ref::f16_to_f32) is set; `ternary` says the tensor
+  // is a ternary linear.
   struct BaseTensor {
     std::string name;
     std::vector<int64_t> shape;  // row-major
     std::span<const float> values;
     const ref::TernaryMatrix* packed = nullptr;
     bool ternary = false;
+    std::span<const uint16_t> f16;
   };
   std::vector<BaseTensor> base_tensors() const;
 
@@ -116,6 +155,7 @@ class BitNetModel {
 
   ModelConfig config_;
   bool frozen_base_ = false;
+  ActivationMemory memory_ = ActivationMemory::kCache;
   std::optional<LoraConfig> lora_;
   TensorLayout layout_;
   FlatBuffer params_;

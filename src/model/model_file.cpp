@@ -275,6 +275,14 @@ std::string gguf_architecture(const ModelConfig& c) {
   return c.activation == ref::Activation::kSiLU ? "bitnet" : "bitnet-b1.58";
 }
 
+std::vector<std::pair<std::string, gguf::Value>> tokenizer_metadata(const gguf::GgufFile& file) {
+  std::vector<std::pair<std::string, gguf::Value>> out;
+  for (const auto& [key, value] : file.metadata()) {
+    if (key.starts_with("tokenizer.")) out.emplace_back(key, value);
+  }
+  return out;
+}
+
 Status write_model_gguf(const std::string& path, const BitNetModel& model,
                         const ModelWriteOptions& options) {
   const ModelConfig& c = model.config();

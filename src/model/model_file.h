@@ -64,6 +64,10 @@ struct ModelWriteOptions {
   std::vector<std::pair<std::string, gguf::Value>> extra_metadata;
 };
 
+// The tokenizer.* metadata of a GGUF file (a vocabulary from `tern tokenizer
+// train`, or a model), in file order, for ModelWriteOptions::extra_metadata.
+std::vector<std::pair<std::string, gguf::Value>> tokenizer_metadata(const gguf::GgufFile& file);
+
 // Writes the model's base (LoRA adapters excluded) atomically.
 Status write_model_gguf(const std::string& path, const BitNetModel& model,
                         const ModelWriteOptions& options = {});

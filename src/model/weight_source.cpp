@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "format/ggml_quants.h"
 
 namespace tern {
 
@@ -17,6 +18,26 @@ Result<ref::TernaryMatrix> WeightSource::read_ternary(std::string_view name, int
   ref::TernaryMatrix packed;
   ref::quantize_weights_absmean(&packed, weights.data(), rows, cols);
   return packed;
+}
+
+StoredType WeightSource::stored_type(std::string_view) const {
+  return StoredType::kF32;
+}
+
+Status WeightSource::read_f16(std::string_view name, std::span<const int64_t> shape,
+                              std::span<uint16_t> out) {
+  std::vector<float> values(out.size());
+  TERN_RETURN_IF_ERROR(read(name, shape, values));
+  for (size_t i = 0; i < values.size(); ++i) {
+    out[i] = fp32_to_fp16(values[i]);
+    const float back = fp16_to_fp32(out[i]);
+    if (back != values[i] && !(std::isnan(back) && std::isnan(values[i]))) {
+      return Status::Error("read '" + std::string(name) + "' as F16: value " +
+                           std::to_string(values[i]) + " at index " + std::to_string(i) +
+                           " is not representable");
+    }
+  }
+  return Status::Ok();
 }
 
 void ternary_latents(const ref::TernaryMatrix& m, std::span<float> out) {
@@ -46,18 +67,87 @@ void ternary_latents(const ref::TernaryMatrix& m, std::span<float> out) {
   for (float& v : out) v *= magnitude;
 }
 
-Status RandomInitSource::read(std::string_view name, std::span<const int64_t> shape,
-                              std::span<float> out) {
+namespace {
+
+int64_t element_count(std::string_view name, std::span<const int64_t> shape, size_t out_size) {
   int64_t size = 1;
   for (int64_t d : shape) size *= d;
-  TERN_CHECK(static_cast<int64_t>(out.size()) == size, "buffer for '", name, "' has wrong size");
-  const bool is_norm = name.ends_with("norm.weight");
-  if (is_norm) {
+  TERN_CHECK(static_cast<int64_t>(out_size) == size, "buffer for '", name, "' has wrong size");
+  return size;
+}
+
+bool is_norm(std::string_view name) {
+  return name.ends_with("norm.weight");
+}
+
+}  // namespace
+
+class RandomInitSource::Stream {
+ public:
+  Stream(const RandomInitSource& source, std::string_view name)
+      : rng_(derive_seed(source.seed_, name)), stddev_(source.stddev_), f16_(source.f16_) {}
+  float next() {
+    const auto v = static_cast<float>(rng_.normal() * stddev_);
+    return f16_ ? fp16_to_fp32(fp32_to_fp16(v)) : v;
+  }
+
+ private:
+  Rng rng_;
+  float stddev_;
+  bool f16_;
+};
+
+Status RandomInitSource::read(std::string_view name, std::span<const int64_t> shape,
+                              std::span<float> out) {
+  element_count(name, shape, out.size());
+  if (is_norm(name)) {
     for (float& v : out) v = 1.0f;
     return Status::Ok();
   }
-  Rng rng(derive_seed(seed_, name));
-  for (float& v : out) v = static_cast<float>(rng.normal() * stddev_);
+  Stream stream(*this, name);
+  for (float& v : out) v = stream.next();
+  return Status::Ok();
+}
+
+Result<ref::TernaryMatrix> RandomInitSource::read_ternary(std::string_view name, int64_t rows,
+                                                          int64_t cols) {
+  TERN_CHECK(rows > 0 && cols > 0 && !is_norm(name));
+  // The absmean rule of ref::quantize_weights_absmean, streamed: pass 1 sums |w|
+  // in double in storage order, pass 2 replays the stream and packs row by row.
+  // ModelTest/RandomSourceTernaryMatchesQuantizer pins the equality.
+  const int64_t count = rows * cols;
+  double abs_sum = 0.0;
+  {
+    Stream stream(*this, name);
+    for (int64_t i = 0; i < count; ++i) abs_sum += std::fabs(static_cast<double>(stream.next()));
+  }
+  ref::TernaryMatrix m;
+  m.rows = rows;
+  m.cols = cols;
+  m.scale =
+      std::max(static_cast<float>(abs_sum / static_cast<double>(count)), ref::kWeightScaleEps);
+  m.packed.assign(static_cast<size_t>(rows * m.row_bytes()), 0);
+  Stream stream(*this, name);
+  for (int64_t r = 0; r < rows; ++r) {
+    uint8_t* dst = m.packed.data() + r * m.row_bytes();
+    for (int64_t c = 0; c < cols; ++c) {
+      const float q = std::clamp(std::nearbyint(stream.next() / m.scale), -1.0f, 1.0f);
+      dst[c / 4] = static_cast<uint8_t>(dst[c / 4] | ((static_cast<int>(q) + 1) << (2 * (c % 4))));
+    }
+  }
+  return m;
+}
+
+StoredType RandomInitSource::stored_type(std::string_view name) const {
+  return f16_ && !is_norm(name) ? StoredType::kF16 : StoredType::kF32;
+}
+
+Status RandomInitSource::read_f16(std::string_view name, std::span<const int64_t> shape,
+                                  std::span<uint16_t> out) {
+  element_count(name, shape, out.size());
+  TERN_CHECK(stored_type(name) == StoredType::kF16, "'", name, "' is not an F16 tensor");
+  Stream stream(*this, name);
+  for (uint16_t& v : out) v = fp32_to_fp16(stream.next());
   return Status::Ok();
 }
 

@@ -21,7 +21,7 @@ expect() {  # expect <description> <expected exit: 0|nonzero> <regex> -- command
   echo "ok: $what"
 }
 
-for sub in demo pretrain info tokenizer convert; do
+for sub in demo data pretrain finetune generate eval info tokenizer convert bench; do
   expect "--help lists $sub" 0 "^ *$sub " -- "$tern" --help
   expect "$sub --help" 0 "Usage: .*$sub" -- "$tern" "$sub" --help
 done
@@ -33,7 +33,13 @@ expect "preset table" 0 "bitnet-125m +ternary" -- "$tern" info
 expect "zero steps rejected" 1 "steps = 0" -- "$tern" pretrain --steps 0
 expect "bad schedule named" 1 "'linear'" -- "$tern" pretrain --schedule linear
 expect "missing text file named" 1 "cannot open '/nonexistent/x.txt'" -- "$tern" pretrain --text /nonexistent/x.txt
-expect "missing gcide dir named" 1 "/nonexistent" -- "$tern" demo --gcide-dir /nonexistent
+expect "missing gcide dir named" 1 "/nonexistent" -- "$tern" demo --gcide-dir /nonexistent --out "$(mktemp -d)"
+expect "finetune needs a model" 1 "model" -- "$tern" finetune --shards /nonexistent
+expect "finetune missing model named" 1 "/nonexistent/m.gguf" -- "$tern" finetune --model /nonexistent/m.gguf --shards /nonexistent/s -o /tmp/x.gguf
+expect "finetune bad target named" 1 "'frob'" -- "$tern" finetune --model /nonexistent/m.gguf --shards /nonexistent/s -o /tmp/x.gguf --targets q,frob
+expect "finetune needs an output" 1 "adapter" -- "$tern" finetune --model /nonexistent/m.gguf --shards /nonexistent/s
+expect "pretrain shards need a vocab" 1 "--vocab" -- "$tern" pretrain --shards /nonexistent/s
+expect "resume without checkpoint" 1 "checkpoint" -- "$tern" pretrain --steps 1 --resume --max-bytes 100000
 expect "thread count range" 1 "threads" -- "$tern" --threads 0 info
 expect "tokenizer needs a verb" 1 "subcommand is required" -- "$tern" tokenizer
 expect "tokenizer encode needs a vocab" 1 "vocab" -- "$tern" tokenizer encode hello

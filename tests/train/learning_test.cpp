@@ -7,7 +7,7 @@
 #include <iostream>
 
 #include "data/gcide.h"
-#include "train/pretrain_run.h"
+#include "train/run.h"
 
 namespace tern {
 namespace {
@@ -22,20 +22,24 @@ TEST(LearningTest, TinyPresetLearnsDictionaryText) {
   Result<TokenDataset> data = TokenDataset::from_bytes(text.value(), 0.05);
   ASSERT_TRUE(data.ok()) << data.status().message();
 
-  PretrainOptions options;
-  options.model = preset_config("tiny").value();
-  options.train.steps = 300;
-  options.train.batch = 4;
-  options.train.seq = 64;
-  options.train.eval_batches = 8;
-  options.train.seed = 7;
-  options.train.schedule.peak_lr = 3e-3;
-  options.train.schedule.min_lr = 3e-4;
-  options.train.schedule.warmup_steps = 20;
+  TrainConfig train;
+  train.steps = 300;
+  train.batch = 4;
+  train.seq = 64;
+  train.eval_batches = 8;
+  train.seed = 7;
+  train.schedule.peak_lr = 3e-3;
+  train.schedule.min_lr = 3e-4;
+  train.schedule.warmup_steps = 20;
+  RandomInitSource init(7);
+  Result<BitNetModel> model = BitNetModel::create_full(preset_config("tiny").value(), init);
+  ASSERT_TRUE(model.ok()) << model.status().message();
+  Result<Trainer> trainer = Trainer::create(model.value(), data.value(), train);
+  ASSERT_TRUE(trainer.ok()) << trainer.status().message();
+  RunOptions options;
   options.eval_every = 100;
-  options.init_seed = 7;
   options.quiet = true;
-  Result<PretrainSummary> summary = run_pretraining(options, data.value());
+  Result<RunResult> summary = run_training(model.value(), trainer.value(), train, options);
   ASSERT_TRUE(summary.ok()) << summary.status().message();
 
   const std::vector<EvalPoint>& curve = summary.value().curve;

@@ -1,0 +1,128 @@
+// `tern data`: prepare token shards from text, JSONL or chat JSONL files, and
+// inspect (and verify) a prepared shard directory.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "data/prepare.h"
+#include "data/shards.h"
+#include "format/gguf.h"
+#include "tokenizer/tokenizer.h"
+
+namespace tern::cli {
+namespace {
+
+struct DataArgs {
+  std::vector<std::string> inputs;
+  std::string vocab_file;
+  std::string output;
+  std::string format = "auto";
+  bool assistant_only = false;
+  double val_fraction = 0.05;
+  uint64_t seed = 1;
+  bool doc_per_line = false;
+  bool whole_file = false;
+  std::string dir;
+};
+
+int fail(const char* what, const Status& status) {
+  std::fprintf(stderr, "tern data %s: %s\n", what, status.message().c_str());
+  return 1;
+}
+
+void print_manifest(const ShardManifest& m) {
+  std::printf("format:          tern.shards v%lld\n", static_cast<long long>(m.format_version));
+  std::printf("tokenizer hash:  %s\n", m.tokenizer_hash.c_str());
+  std::printf("vocab:           %lld (%d-byte tokens)\n", static_cast<long long>(m.vocab),
+              m.token_bytes);
+  std::printf("train:           %lld tokens, %lld documents\n",
+              static_cast<long long>(m.train_tokens), static_cast<long long>(m.train_documents));
+  std::printf("validation:      %lld tokens, %lld documents\n",
+              static_cast<long long>(m.val_tokens), static_cast<long long>(m.val_documents));
+  std::printf("loss mask:       %s\n", m.has_loss_mask ? "yes (assistant tokens only)" : "no");
+  std::printf("content hash:    %s\n", m.content_hash.c_str());
+  for (const std::string& source : m.sources) std::printf("source:          %s\n", source.c_str());
+}
+
+int run_prepare(const DataArgs& a) {
+  PrepareOptions options;
+  if (a.format == "text") {
+    options.format = InputFormat::kText;
+  } else if (a.format == "jsonl") {
+    options.format = InputFormat::kJsonl;
+  } else if (a.format == "chat") {
+    options.format = InputFormat::kChat;
+  }
+  options.text_split = a.doc_per_line ? TextSplit::kLine
+                       : a.whole_file ? TextSplit::kWholeFile
+                                      : TextSplit::kBlankLine;
+  options.assistant_only = a.assistant_only;
+  options.val_fraction = a.val_fraction;
+  options.seed = a.seed;
+
+  Result<gguf::GgufFile> file = gguf::GgufFile::open(a.vocab_file);
+  if (!file.ok()) return fail("prepare", file.status());
+  Result<Vocab> vocab = vocab_from_gguf(file.value());
+  if (!vocab.ok()) return fail("prepare", vocab.status().with_context(a.vocab_file));
+  Result<Tokenizer> tokenizer = Tokenizer::create(std::move(vocab).value());
+  if (!tokenizer.ok()) return fail("prepare", tokenizer.status().with_context(a.vocab_file));
+  Result<ShardManifest> manifest = prepare_shards(a.inputs, tokenizer.value(), a.output, options);
+  if (!manifest.ok()) return fail("prepare", manifest.status());
+  std::printf("wrote %s\n", a.output.c_str());
+  print_manifest(manifest.value());
+  return 0;
+}
+
+int run_info(const DataArgs& a) {
+  Result<ShardSet> shards = ShardSet::open(a.dir);
+  if (!shards.ok()) return fail("info", shards.status());
+  std::printf("%s: verified\n", a.dir.c_str());
+  print_manifest(shards.value().manifest());
+  return 0;
+}
+
+}  // namespace
+
+Command add_data_command(CLI::App& root) {
+  CLI::App* app = root.add_subcommand("data", "Prepare and inspect token shards");
+  app->require_subcommand(1);
+  auto args = std::make_shared<DataArgs>();
+
+  CLI::App* prepare = app->add_subcommand(
+      "prepare", "Tokenize text, JSONL or chat JSONL files into train/validation token shards");
+  prepare->add_option("files", args->inputs, "Input files (.txt or other: text; .jsonl: JSONL)")
+      ->required();
+  prepare->add_option("--vocab", args->vocab_file, "GGUF file with tokenizer metadata")->required();
+  prepare->add_option("-o,--output", args->output, "Shard directory to write (replaced atomically)")
+      ->required();
+  prepare
+      ->add_option("--format", args->format,
+                   "Input format: auto (by extension and first line), text, jsonl or chat")
+      ->check(CLI::IsMember({"auto", "text", "jsonl", "chat"}))
+      ->capture_default_str();
+  prepare->add_flag("--assistant-only", args->assistant_only,
+                    "Chat data: train only on assistant replies (writes a loss mask)");
+  prepare
+      ->add_option("--val-fraction", args->val_fraction,
+                   "Fraction of documents for validation, in (0, 1)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  prepare->add_option("--seed", args->seed, "Seed of the train/validation split")
+      ->capture_default_str();
+  CLI::Option* per_line =
+      prepare->add_flag("--doc-per-line", args->doc_per_line, "Text: every line is a document");
+  CLI::Option* whole =
+      prepare->add_flag("--whole-file", args->whole_file, "Text: every file is one document");
+  per_line->excludes(whole);
+
+  CLI::App* info = app->add_subcommand("info", "Verify a shard directory and print its summary");
+  info->add_option("dir", args->dir, "Shard directory")->required();
+
+  return {app, [args, prepare]() -> int {
+            return prepare->parsed() ? run_prepare(*args) : run_info(*args);
+          }};
+}
+
+}  // namespace tern::cli
