@@ -49,8 +49,8 @@ struct DemoPlan {
 };
 
 constexpr DemoPlan kFull{6 << 20, 1024, 400, 150, 50};
-constexpr DemoPlan kQuick{1 << 20, 512, 80, 40, 20};
-constexpr size_t kMedicalDocs = 350;     // ~300 for fine-tuning, ~50 held out
+constexpr DemoPlan kQuick{512 << 10, 512, 60, 30, 20};
+constexpr size_t kMedicalDocs = 350;  // ~300 for fine-tuning, ~50 held out
 constexpr double kHeldOutFraction = 50.0 / 350.0;
 constexpr size_t kMaxMedicalBytes = 600;  // one definition, not a multi-sense entry
 
@@ -141,9 +141,10 @@ Result<std::vector<std::string>> generations(const std::string& model, const std
     options.max_tokens = 60;
     std::string text;
     const std::vector<int32_t> ids = tokenizer.encode(prompt, true, false);
-    TERN_RETURN_IF_ERROR(generate(decoder, sampler, &tokenizer, ids, options,
-                                  [&](std::string_view piece) { text += piece; })
-                             .status());
+    TERN_RETURN_IF_ERROR(
+        generate(decoder, sampler, &tokenizer, ids, options, [&](std::string_view piece) {
+          text += piece;
+        }).status());
     out.push_back(prompt + text);
   }
   return out;
@@ -152,7 +153,8 @@ Result<std::vector<std::string>> generations(const std::string& model, const std
 // The first `n` characters of a definition up to its first field label, as a prompt.
 std::string prompt_of(const std::string& definition) {
   const size_t label = definition.find(") ");
-  size_t cut = label != std::string::npos && label < 80 ? label + 2 : std::min<size_t>(40, definition.size());
+  size_t cut = label != std::string::npos && label < 80 ? label + 2
+                                                        : std::min<size_t>(40, definition.size());
   return definition.substr(0, cut);
 }
 
@@ -168,7 +170,8 @@ int run(const DemoArgs& a) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::create_directories(a.out, ec);
-  if (ec) return fail(Status::Error("cannot create output directory '" + a.out + "': " + ec.message()));
+  if (ec)
+    return fail(Status::Error("cannot create output directory '" + a.out + "': " + ec.message()));
   auto path = [&](const char* name) { return (fs::path(a.out) / name).string(); };
 
   // 1. Corpora.
@@ -176,12 +179,15 @@ int run(const DemoArgs& a) {
   Result<DemoCorpus> corpus =
       demo_corpus(a.gcide_dir, plan.general_bytes, kMedicalDocs, kMaxMedicalBytes, a.seed);
   if (!corpus.ok()) return fail(corpus.status());
-  if (Status s = write_jsonl(path("general.jsonl"), corpus.value().general); !s.ok()) return fail(s);
-  if (Status s = write_jsonl(path("medical.jsonl"), corpus.value().medical); !s.ok()) return fail(s);
+  if (Status s = write_jsonl(path("general.jsonl"), corpus.value().general); !s.ok())
+    return fail(s);
+  if (Status s = write_jsonl(path("medical.jsonl"), corpus.value().medical); !s.ok())
+    return fail(s);
   if (!quiet) {
-    std::printf("%zu general definitions (pretraining), %zu medical definitions (fine-tuning + "
-                "held out)\n",
-                corpus.value().general.size(), corpus.value().medical.size());
+    std::printf(
+        "%zu general definitions (pretraining), %zu medical definitions (fine-tuning + "
+        "held out)\n",
+        corpus.value().general.size(), corpus.value().medical.size());
   }
 
   // 2. Tokenizer and shards.
@@ -207,12 +213,13 @@ int run(const DemoArgs& a) {
   if (!medical.ok()) return fail(medical.status());
   const ShardManifest& mm = medical.value().manifest();
   if (!quiet) {
-    std::printf("vocabulary %d tokens; general: %lld training tokens; medical: %lld documents "
-                "(%lld tokens) for fine-tuning, %lld held out (%lld tokens)\n",
-                tokenizer.value().n_tokens(),
-                static_cast<long long>(general.value().manifest().train_tokens),
-                static_cast<long long>(mm.train_documents), static_cast<long long>(mm.train_tokens),
-                static_cast<long long>(mm.val_documents), static_cast<long long>(mm.val_tokens));
+    std::printf(
+        "vocabulary %d tokens; general: %lld training tokens; medical: %lld documents "
+        "(%lld tokens) for fine-tuning, %lld held out (%lld tokens)\n",
+        tokenizer.value().n_tokens(),
+        static_cast<long long>(general.value().manifest().train_tokens),
+        static_cast<long long>(mm.train_documents), static_cast<long long>(mm.train_tokens),
+        static_cast<long long>(mm.val_documents), static_cast<long long>(mm.val_tokens));
   }
 
   // 3. Pretraining.
@@ -239,11 +246,12 @@ int run(const DemoArgs& a) {
   pretrain_run.metrics_path = path("pretrain-metrics.jsonl");
   pretrain_run.title = "pretraining";
   if (!quiet) {
-    std::printf("model: %lld parameters (hidden %lld, %lld layers, ternary, ReLU², GQA); %lld steps "
-                "of %lld x %lld tokens\n",
-                static_cast<long long>(config.num_params()), static_cast<long long>(config.hidden),
-                static_cast<long long>(config.layers), static_cast<long long>(pretrain.steps),
-                static_cast<long long>(pretrain.batch), static_cast<long long>(pretrain.seq));
+    std::printf(
+        "model: %lld parameters (hidden %lld, %lld layers, ternary, ReLU², GQA); %lld steps "
+        "of %lld x %lld tokens\n",
+        static_cast<long long>(config.num_params()), static_cast<long long>(config.hidden),
+        static_cast<long long>(config.layers), static_cast<long long>(pretrain.steps),
+        static_cast<long long>(pretrain.batch), static_cast<long long>(pretrain.seq));
   }
   Result<RunResult> pretrained =
       run_training(model.value(), trainer.value(), pretrain, pretrain_run);
@@ -287,8 +295,7 @@ int run(const DemoArgs& a) {
   finetune_run.log_every = finetune_run.eval_every;
   finetune_run.metrics_path = path("finetune-metrics.jsonl");
   finetune_run.title = "fine-tuning";
-  Result<RunResult> finetuned =
-      run_training(tuned.value(), tuner.value(), finetune, finetune_run);
+  Result<RunResult> finetuned = run_training(tuned.value(), tuner.value(), finetune, finetune_run);
   if (!finetuned.ok()) return fail(finetuned.status());
   if (finetuned.value().interrupted) return fail(Status::Error("interrupted"));
   if (Status s = write_lora_adapter(path("medical-lora.gguf"), tuned.value()); !s.ok()) {
@@ -303,10 +310,11 @@ int run(const DemoArgs& a) {
   if (!after.ok()) return fail(after.status());
   const double drop = 1.0 - after.value().perplexity / before.value().perplexity;
   if (!quiet) {
-    std::printf("held-out medical perplexity: %.2f before fine-tuning, %.2f after (%.1f%% lower; "
-                "%lld tokens)\n",
-                before.value().perplexity, after.value().perplexity, 100.0 * drop,
-                static_cast<long long>(after.value().tokens));
+    std::printf(
+        "held-out medical perplexity: %.2f before fine-tuning, %.2f after (%.1f%% lower; "
+        "%lld tokens)\n",
+        before.value().perplexity, after.value().perplexity, 100.0 * drop,
+        static_cast<long long>(after.value().tokens));
   }
   std::vector<std::string> prompts;
   {
@@ -360,34 +368,34 @@ int run(const DemoArgs& a) {
     c.title = "Fine-tuning: " + c.title;
     report.charts.push_back(std::move(c));
   }
-  report.tables.push_back({"Held-out medical definitions",
-                           {"model", "perplexity", "mean loss (nats/token)", "tokens"},
-                           {{"base", fmt("%.2f", before.value().perplexity),
-                             fmt("%.4f", before.value().mean_nll),
-                             std::to_string(before.value().tokens)},
-                            {"base + LoRA", fmt("%.2f", after.value().perplexity),
-                             fmt("%.4f", after.value().mean_nll),
-                             std::to_string(after.value().tokens)}}});
+  report.tables.push_back(
+      {"Held-out medical definitions",
+       {"model", "perplexity", "mean loss (nats/token)", "tokens"},
+       {{"base", fmt("%.2f", before.value().perplexity), fmt("%.4f", before.value().mean_nll),
+         std::to_string(before.value().tokens)},
+        {"base + LoRA", fmt("%.2f", after.value().perplexity), fmt("%.4f", after.value().mean_nll),
+         std::to_string(after.value().tokens)}}});
   report.config = {{"model", model_config_to_json(config)},
                    {"LoRA", "rank 16, alpha 32, all linears"},
                    {"pretraining", std::to_string(pretrain.steps) + " steps of 8 x 128 tokens"},
                    {"fine-tuning", std::to_string(finetune.steps) + " steps of 8 x 128 tokens"},
                    {"files", a.out}};
   for (size_t i = 0; i < prompts.size(); ++i) {
-    report.texts.push_back({"Generation " + std::to_string(i + 1),
-                            "base:       " + base_text.value()[i] + "\n\nfine-tuned: " +
-                                tuned_text.value()[i]});
+    report.texts.push_back(
+        {"Generation " + std::to_string(i + 1),
+         "base:       " + base_text.value()[i] + "\n\nfine-tuned: " + tuned_text.value()[i]});
   }
   if (Status s = write_html_report(path("report.html"), report); !s.ok()) return fail(s);
   if (a.json) {
-    std::printf("%s\n", nlohmann::json{{"perplexity_before", before.value().perplexity},
-                                       {"perplexity_after", after.value().perplexity},
-                                       {"perplexity_reduction", drop},
-                                       {"pretrain_val_loss", pretrained.value().curve.back().val_loss},
-                                       {"seconds", total},
-                                       {"report", path("report.html")}}
-                            .dump()
-                            .c_str());
+    std::printf("%s\n",
+                nlohmann::json{{"perplexity_before", before.value().perplexity},
+                               {"perplexity_after", after.value().perplexity},
+                               {"perplexity_reduction", drop},
+                               {"pretrain_val_loss", pretrained.value().curve.back().val_loss},
+                               {"seconds", total},
+                               {"report", path("report.html")}}
+                    .dump()
+                    .c_str());
   } else {
     std::printf("\nreport: %s (%.0f s in all)\n", path("report.html").c_str(), total);
   }

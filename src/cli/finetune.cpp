@@ -67,17 +67,17 @@ int run(const FinetuneArgs& a) {
   ModelConfig config = base.value()->config();
   Result<Vocab> vocab = vocab_from_gguf(base.value()->file());
   if (!vocab.ok()) {
-    return fail(Status::Error("model '" + a.model + "' has no usable tokenizer metadata: " +
-                              vocab.status().message()));
+    return fail(Status::Error("model '" + a.model +
+                              "' has no usable tokenizer metadata: " + vocab.status().message()));
   }
   Result<ShardSet> shards = ShardSet::open(a.shards);
   if (!shards.ok()) return fail(shards.status());
   const std::string hash = tokenizer_hash(vocab.value());
   if (shards.value().manifest().tokenizer_hash != hash) {
     return fail(Status::Error("shards '" + a.shards + "' were prepared with tokenizer " +
-                              shards.value().manifest().tokenizer_hash + ", but model '" +
-                              a.model + "' uses tokenizer " + hash +
-                              "; prepare them with --vocab " + a.model));
+                              shards.value().manifest().tokenizer_hash + ", but model '" + a.model +
+                              "' uses tokenizer " + hash + "; prepare them with --vocab " +
+                              a.model));
   }
   if (a.train.seq > config.max_seq) {
     return fail(Status::Error("--seq " + std::to_string(a.train.seq) +
@@ -87,32 +87,31 @@ int run(const FinetuneArgs& a) {
   const TokenDataset& data = shards.value().dataset();
   Result<TrainConfig> train = make_train_config(a.train, data.train_tokens());
   if (!train.ok()) return fail(train.status());
-  Result<BitNetModel> model =
-      BitNetModel::create_lora(config, lora, *base.value(), a.train.seed);
+  Result<BitNetModel> model = BitNetModel::create_lora(config, lora, *base.value(), a.train.seed);
   if (!model.ok()) return fail(Status::Error("'" + a.model + "': " + model.status().message()));
   Result<Trainer> trainer = Trainer::create(model.value(), data, train.value());
   if (!trainer.ok()) return fail(trainer.status());
 
   RunOptions options = make_run_options(a.train, a.run);
   options.title = "tern finetune";
-  options.config_rows = {{"base model", a.model},
-                         {"shards", a.shards},
-                         {"LoRA", "rank " + std::to_string(a.rank) + ", alpha " +
-                                      std::to_string(a.alpha) + ", targets " + a.targets},
-                         {"steps", std::to_string(train.value().steps)},
-                         {"batch x seq x accum", std::to_string(a.train.batch) + " x " +
-                                                     std::to_string(a.train.seq) + " x " +
-                                                     std::to_string(a.train.grad_accum)},
-                         {"lr", std::to_string(a.train.lr)},
-                         {"schedule", a.train.schedule},
-                         {"weight decay", std::to_string(a.train.weight_decay)}};
+  options.config_rows = {
+      {"base model", a.model},
+      {"shards", a.shards},
+      {"LoRA", "rank " + std::to_string(a.rank) + ", alpha " + std::to_string(a.alpha) +
+                   ", targets " + a.targets},
+      {"steps", std::to_string(train.value().steps)},
+      {"batch x seq x accum", std::to_string(a.train.batch) + " x " + std::to_string(a.train.seq) +
+                                  " x " + std::to_string(a.train.grad_accum)},
+      {"lr", std::to_string(a.train.lr)},
+      {"schedule", a.train.schedule},
+      {"weight decay", std::to_string(a.train.weight_decay)}};
   if (!a.train.json) {
-    std::printf("tern finetune: LoRA rank %lld on %s (%lld trainable parameters), %lld training "
-                "tokens, %lld steps\n",
-                static_cast<long long>(a.rank), a.model.c_str(),
-                static_cast<long long>(model.value().layout().num_elements()),
-                static_cast<long long>(data.train_tokens()),
-                static_cast<long long>(train.value().steps));
+    std::printf(
+        "tern finetune: LoRA rank %lld on %s (%lld trainable parameters), %lld training "
+        "tokens, %lld steps\n",
+        static_cast<long long>(a.rank), a.model.c_str(),
+        static_cast<long long>(model.value().layout().num_elements()),
+        static_cast<long long>(data.train_tokens()), static_cast<long long>(train.value().steps));
   }
   Result<RunResult> result = run_training(model.value(), trainer.value(), train.value(), options);
   if (!result.ok()) return fail(result.status());
@@ -132,7 +131,8 @@ int run(const FinetuneArgs& a) {
     ModelWriteOptions write_options;
     write_options.name = "tern finetune (merged)";
     write_options.extra_metadata = tokenizer_metadata(base.value()->file());
-    if (Status s = write_model_gguf(a.merge, merged.value(), write_options); !s.ok()) return fail(s);
+    if (Status s = write_model_gguf(a.merge, merged.value(), write_options); !s.ok())
+      return fail(s);
     if (!a.train.json) std::printf("merged model written to %s\n", a.merge.c_str());
   }
   return 0;
@@ -141,8 +141,8 @@ int run(const FinetuneArgs& a) {
 }  // namespace
 
 Command add_finetune_command(CLI::App& root) {
-  CLI::App* app = root.add_subcommand(
-      "finetune", "LoRA fine-tuning of a frozen GGUF base on token shards");
+  CLI::App* app =
+      root.add_subcommand("finetune", "LoRA fine-tuning of a frozen GGUF base on token shards");
   auto args = std::make_shared<FinetuneArgs>();
   // Fine-tuning defaults: a LoRA learning rate, a short warmup, no decay floor.
   args->train.lr = 1e-3;

@@ -91,7 +91,7 @@ int run_random(const GenerateArgs& args) {
   for (int32_t& t : prompt) t = static_cast<int32_t>(rng.below(config.value().vocab));
   Sampler sampler(args.sampler, config.value().vocab);
   Result<GenerateStats> stats = generate(decoder.value(), sampler, nullptr, prompt,
-                                         {.max_tokens = args.max_tokens}, [](std::string_view) {});
+                                         {args.max_tokens, ""}, [](std::string_view) {});
   if (!stats.ok()) return fail(stats.status());
   const GenerateStats& s = stats.value();
   if (args.json) {

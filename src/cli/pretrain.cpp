@@ -61,13 +61,15 @@ int run(const PretrainArgs& a) {
   ModelWriteOptions write_options;
   if (!a.shards.empty()) {
     if (a.vocab_file.empty()) {
-      return fail(Status::Error("--shards needs --vocab (the tokenizer GGUF the shards were "
-                                "prepared with; it is stored in the model)"));
+      return fail(
+          Status::Error("--shards needs --vocab (the tokenizer GGUF the shards were "
+                        "prepared with; it is stored in the model)"));
     }
     Result<gguf::GgufFile> vocab_file = gguf::GgufFile::open(a.vocab_file);
     if (!vocab_file.ok()) return fail(vocab_file.status());
     Result<Vocab> vocab = vocab_from_gguf(vocab_file.value());
-    if (!vocab.ok()) return fail(Status::Error("'" + a.vocab_file + "': " + vocab.status().message()));
+    if (!vocab.ok())
+      return fail(Status::Error("'" + a.vocab_file + "': " + vocab.status().message()));
     Result<ShardSet> opened = ShardSet::open(a.shards);
     if (!opened.ok()) return fail(opened.status());
     const std::string hash = tokenizer_hash(vocab.value());
@@ -99,20 +101,20 @@ int run(const PretrainArgs& a) {
 
   RunOptions options = make_run_options(a.train, a.run);
   options.title = "tern pretrain";
-  options.config_rows = {{"model", model_config_to_json(model_config)},
-                         {"data", a.shards.empty() ? (a.text_file.empty() ? "GCIDE (bytes)" : a.text_file) : a.shards},
-                         {"steps", std::to_string(train.value().steps)},
-                         {"batch x seq x accum", std::to_string(a.train.batch) + " x " +
-                                                     std::to_string(a.train.seq) + " x " +
-                                                     std::to_string(a.train.grad_accum)},
-                         {"lr", std::to_string(a.train.lr)},
-                         {"schedule", a.train.schedule}};
+  options.config_rows = {
+      {"model", model_config_to_json(model_config)},
+      {"data", a.shards.empty() ? (a.text_file.empty() ? "GCIDE (bytes)" : a.text_file) : a.shards},
+      {"steps", std::to_string(train.value().steps)},
+      {"batch x seq x accum", std::to_string(a.train.batch) + " x " + std::to_string(a.train.seq) +
+                                  " x " + std::to_string(a.train.grad_accum)},
+      {"lr", std::to_string(a.train.lr)},
+      {"schedule", a.train.schedule}};
   if (!a.train.json) {
-    std::printf("tern pretrain: %lld parameters, %lld training / %lld validation tokens, %lld steps\n",
-                static_cast<long long>(model_config.num_params()),
-                static_cast<long long>(data.train_tokens()),
-                static_cast<long long>(data.val_tokens()),
-                static_cast<long long>(train.value().steps));
+    std::printf(
+        "tern pretrain: %lld parameters, %lld training / %lld validation tokens, %lld steps\n",
+        static_cast<long long>(model_config.num_params()),
+        static_cast<long long>(data.train_tokens()), static_cast<long long>(data.val_tokens()),
+        static_cast<long long>(train.value().steps));
   }
   Result<RunResult> result = run_training(model.value(), trainer.value(), train.value(), options);
   if (!result.ok()) return fail(result.status());
@@ -137,7 +139,8 @@ Command add_pretrain_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "pretrain", "Pretrain a model from scratch on token shards or byte-level text");
   auto args = std::make_shared<PretrainArgs>();
-  app->add_option("--preset", args->preset, "Model preset (see `tern info`)")->capture_default_str();
+  app->add_option("--preset", args->preset, "Model preset (see `tern info`)")
+      ->capture_default_str();
   app->add_option("--config", args->config_file, "Model config JSON (instead of --preset)");
   app->add_option("--shards", args->shards, "Token shards from `tern data prepare`");
   app->add_option("--vocab", args->vocab_file, "Tokenizer GGUF the shards were prepared with");

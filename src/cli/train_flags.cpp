@@ -55,9 +55,11 @@ Result<TrainConfig> make_train_config(const TrainFlags& f, int64_t train_tokens)
     return Status::Error("--epochs " + std::to_string(f.epochs) + " must be ≥ 0");
   }
   if (f.epochs > 0.0) {
-    const double per_step = static_cast<double>(std::max<int64_t>(1, f.batch * f.seq * f.grad_accum));
+    const double per_step =
+        static_cast<double>(std::max<int64_t>(1, f.batch * f.seq * f.grad_accum));
     c.steps = std::max<int64_t>(
-        1, static_cast<int64_t>(std::ceil(f.epochs * static_cast<double>(train_tokens) / per_step)));
+        1,
+        static_cast<int64_t>(std::ceil(f.epochs * static_cast<double>(train_tokens) / per_step)));
   }
   c.batch = f.batch;
   c.seq = f.seq;

@@ -6,6 +6,7 @@
 
 #include "core/rng.h"
 #include "data/gcide.h"
+#include "tokenizer/unicode.h"
 
 namespace tern {
 namespace {
@@ -15,6 +16,45 @@ std::string trim(std::string_view s) {
   while (!s.empty() && blank(s.front())) s.remove_prefix(1);
   while (!s.empty() && blank(s.back())) s.remove_suffix(1);
   return std::string(s);
+}
+
+// The entry's text without its source tags: lines that hold only a bracketed
+// citation such as "[1913 Webster]" or "[PJC]". They follow nearly every
+// sense, carry no meaning, and would dominate what a small model learns.
+std::string without_citations(std::string_view text) {
+  std::string out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    const std::string line = trim(text.substr(start, end - start));
+    const bool citation =
+        line.size() >= 2 && line.size() <= 40 && line.front() == '[' && line.back() == ']';
+    if (!citation) {
+      out.append(text.substr(start, end - start));
+      out.push_back('\n');
+    }
+    start = end + 1;
+  }
+  return trim(out);
+}
+
+// GCIDE is ASCII with a few stray Latin-1 bytes; read those as Latin-1 so the
+// corpus is valid UTF-8 (as `tern data prepare` requires).
+std::string latin1_strays_to_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const size_t len = tokenizer_detail::valid_utf8_len(text, i);
+    if (len > 0) {
+      out.append(text.substr(i, len));
+      i += len;
+    } else {
+      tokenizer_detail::append_utf8(out, static_cast<unsigned char>(text[i]));
+      ++i;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -38,7 +78,7 @@ Result<DemoCorpus> demo_corpus(const std::string& gcide_dir, size_t general_byte
   size_t general_size = 0;
   bool general_full = false;
   for (GcideEntry& e : entries) {
-    std::string text = trim(e.text);
+    std::string text = latin1_strays_to_utf8(without_citations(e.text));
     if (text.empty() || !seen.insert(text).second) continue;
     if (is_medical_entry(e.fields)) {
       if (text.size() <= max_medical_bytes) corpus.medical.push_back(std::move(text));

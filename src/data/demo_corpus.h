@@ -2,12 +2,11 @@
 //  - general: definitions with no medical field label, for pretraining;
 //  - medical: definitions labelled Med., Anat., Physiol., Pathol., Surg.,
 //    Pharm. or Therap., for LoRA fine-tuning and held-out evaluation.
-// A definition is an entry's text with surrounding blank space trimmed; texts
-// shared by several headwords appear once. Medical texts longer than
-// max_medical_bytes (multi-sense monsters) are left out so each fine-tuning
-// document is one definition. The medical list is in a seeded order, so the
-// same seed picks the same documents; the general list keeps index order and
-// stops before general_bytes. Reentrant.
+// A definition is an entry's text without its citation lines ("[1913 Webster]")
+// and surrounding blank space; texts shared by several headwords appear once. Medical texts longer
+// than max_medical_bytes (multi-sense monsters) are left out so each fine-tuning document is one
+// definition. The medical list is in a seeded order, so the same seed picks the same documents; the
+// general list keeps index order and stops before general_bytes. Reentrant.
 #pragma once
 
 #include <cstddef>

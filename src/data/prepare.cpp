@@ -1,7 +1,6 @@
 #include "data/prepare.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <memory>

@@ -326,10 +326,11 @@ class ManifestReader {
   Result<int64_t> integer(const json& object, const std::string& key, const std::string& field,
                           int64_t lo, int64_t hi) const {
     TERN_ASSIGN_OR_RETURN(const json* v, get(object, key, field));
-    if (!v->is_number_integer()) return error(field, std::string("is a ") + v->type_name() + ", not an integer");
+    if (!v->is_number_integer())
+      return error(field, std::string("is a ") + v->type_name() + ", not an integer");
     if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(hi)) {
-      return error(field, "is " + std::to_string(v->get<uint64_t>()) + ", outside [" + std::to_string(lo) + ", " +
-                              std::to_string(hi) + "]");
+      return error(field, "is " + std::to_string(v->get<uint64_t>()) + ", outside [" +
+                              std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     const auto x = v->get<int64_t>();
     if (x < lo || x > hi) {
@@ -341,7 +342,8 @@ class ManifestReader {
   Result<std::string> string(const json& object, const std::string& key,
                              const std::string& field) const {
     TERN_ASSIGN_OR_RETURN(const json* v, get(object, key, field));
-    if (!v->is_string()) return error(field, std::string("is a ") + v->type_name() + ", not a string");
+    if (!v->is_string())
+      return error(field, std::string("is a ") + v->type_name() + ", not a string");
     return v->get<std::string>();
   }
   Result<std::string> digest(const json& object, const std::string& key,
@@ -406,7 +408,8 @@ Result<std::pair<ShardManifest, std::map<std::string, std::string>>> read_manife
   }
   m.token_bytes = static_cast<int>(token_bytes);
   TERN_ASSIGN_OR_RETURN(const json* mask, r.get(root, "has_loss_mask", "has_loss_mask"));
-  if (!mask->is_boolean()) return r.error("has_loss_mask", std::string("is a ") + mask->type_name() + ", not a boolean");
+  if (!mask->is_boolean())
+    return r.error("has_loss_mask", std::string("is a ") + mask->type_name() + ", not a boolean");
   m.has_loss_mask = mask->get<bool>();
 
   TERN_ASSIGN_OR_RETURN(const json* splits, r.object(root, "splits", "splits"));

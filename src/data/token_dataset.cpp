@@ -22,8 +22,8 @@ TokenStream TokenStream::owned(std::vector<int32_t> tokens, std::vector<uint8_t>
   return s;
 }
 
-TokenStream TokenStream::borrowed(std::shared_ptr<const void> owner, const uint8_t* data,
-                                  int width, int64_t count, const uint8_t* mask) {
+TokenStream TokenStream::borrowed(std::shared_ptr<const void> owner, const uint8_t* data, int width,
+                                  int64_t count, const uint8_t* mask) {
   TERN_CHECK(width == 2 || width == 4, "token width must be 2 or 4 bytes");
   TERN_CHECK(count >= 0 && (count == 0 || data != nullptr));
   TokenStream s;
@@ -68,8 +68,7 @@ Result<TokenDataset> TokenDataset::from_tokens(std::vector<int32_t> tokens, int6
                       vocab);
 }
 
-Result<TokenDataset> TokenDataset::from_streams(TokenStream train, TokenStream val,
-                                                int64_t vocab) {
+Result<TokenDataset> TokenDataset::from_streams(TokenStream train, TokenStream val, int64_t vocab) {
   if (vocab < 1) return Status::Error("dataset: vocab " + std::to_string(vocab) + " must be ≥ 1");
   int64_t offset = 0;
   for (const TokenStream* s : {&train, &val}) {

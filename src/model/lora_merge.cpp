@@ -1,5 +1,7 @@
 #include "model/lora_merge.h"
 
+#include "kernels/ref/f16_linear.h"
+
 #include <map>
 #include <string>
 #include <vector>
@@ -23,6 +25,8 @@ class MergedSource final : public WeightSource {
                "merge: shape mismatch for '", name, "'");
     if (t.packed != nullptr) {
       ref::dequantize_weights(out.data(), *t.packed);
+    } else if (!t.f16.empty()) {
+      for (size_t i = 0; i < t.f16.size(); ++i) out[i] = ref::f16_to_f32(t.f16[i]);
     } else {
       std::copy(t.values.begin(), t.values.end(), out.begin());
     }

@@ -312,6 +312,12 @@ Status write_model_gguf(const std::string& path, const BitNetModel& model,
   const GgmlType tq =
       options.ternary_type == TernaryFileType::kTQ2_0 ? GgmlType::kTQ2_0 : GgmlType::kTQ1_0;
   for (const BitNetModel::BaseTensor& t : model.base_tensors()) {
+    if (!t.f16.empty()) {  // frozen F16 storage: written as stored, exactly
+      std::vector<uint8_t> bytes(t.f16.size() * sizeof(uint16_t));
+      std::memcpy(bytes.data(), t.f16.data(), bytes.size());
+      w.add_tensor(t.name, GgmlType::kF16, ggml_dims(t.shape), std::move(bytes));
+      continue;
+    }
     if (!t.ternary) {
       std::vector<uint8_t> bytes(t.values.size() * sizeof(float));
       std::memcpy(bytes.data(), t.values.data(), bytes.size());

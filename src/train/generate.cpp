@@ -132,7 +132,8 @@ Result<KvDecoder> KvDecoder::create(const BitNetModel& model) {
   d.q_ = sized(n * static_cast<size_t>(q_dim));
   d.kv_ = sized(n * static_cast<size_t>(kv_dim));
   d.att_ = sized(n * static_cast<size_t>(q_dim));
-  d.y_ = sized(n * static_cast<size_t>(max_dim));
+  d.delta_ = sized(n * static_cast<size_t>(c.hidden));
+  d.m_ = sized(n * static_cast<size_t>(c.ffn));
   d.gate_ = sized(n * static_cast<size_t>(c.ffn));
   d.up_ = sized(n * static_cast<size_t>(c.ffn));
   d.lora_t_ = sized(n * static_cast<size_t>(d.lora_rank_));
@@ -220,7 +221,7 @@ void KvDecoder::run_chunk(const int32_t* tokens, int64_t n) {
   float* h = h_.data();  // [n, max_dim]
   const int8_t* codes = codes_.data();
   const float* scales = scales_.data();
-  float* y = y_.data();  // [n, max_dim]
+  float* delta = delta_.data();  // [n, H] output of a block half, before the residual add
 
   // RoPE rows for positions position_ … position_ + n − 1, so the kernel (which
   // rotates row r by the table's row r) turns at the absolute positions.
@@ -254,23 +255,22 @@ void KvDecoder::run_chunk(const int32_t* tokens, int64_t n) {
       a = h;
     }
     quantize(a, n, q_dim);
-    apply(layer.o, a, codes, scales, y, n);
-    for (int64_t i = 0; i < n * H; ++i) x[i] += y[i];
+    apply(layer.o, a, codes, scales, delta, n);
+    for (int64_t i = 0; i < n * H; ++i) x[i] += delta[i];
     // FFN half.
     ref::rmsnorm_forward(h, inv_.data(), x, layer.ffn_norm, n, H, c.norm_eps);
     quantize(h, n, H);
     apply(layer.gate, h, codes, scales, gate_.data(), n);
     apply(layer.up, h, codes, scales, up_.data(), n);
-    float* m = y;  // [n, F] act(gate)·up
+    float* m = m_.data();  // [n, F] act(gate)·up
     ref::gated_activation_forward(m, gate_.data(), up_.data(), n * F, c.activation);
     if (layer.ffn_sub_norm != nullptr) {
       ref::rmsnorm_forward(h, inv_.data(), m, layer.ffn_sub_norm, n, F, c.norm_eps);
       m = h;
     }
     quantize(m, n, F);
-    // down writes gate_ (free now), then the residual add.
-    apply(layer.down, m, codes, scales, gate_.data(), n);
-    for (int64_t i = 0; i < n * H; ++i) x[i] += gate_[static_cast<size_t>(i)];
+    apply(layer.down, m, codes, scales, delta, n);
+    for (int64_t i = 0; i < n * H; ++i) x[i] += delta[i];
   }
   position_ += n;
 }

@@ -136,9 +136,10 @@ class KvDecoder {
   std::vector<float> q_;       // [n, heads·hd]
   std::vector<float> kv_;      // [n, kv·hd] keys before they enter the cache
   std::vector<float> att_;     // [n, heads·hd]
-  std::vector<float> y_;       // [n, max_dim] a linear's output
+  std::vector<float> delta_;   // [n, H] a block half's output before the residual add
   std::vector<float> gate_;    // [n, F]
   std::vector<float> up_;      // [n, F]
+  std::vector<float> m_;       // [n, F] act(gate)·up
   std::vector<float> lora_t_;  // [n, rank]
   std::vector<float> lora_u_;  // [n, max_dim]
   std::vector<float> scores_;  // [n·heads, max_seq] attention probabilities

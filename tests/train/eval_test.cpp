@@ -75,8 +75,6 @@ TEST(EvalTest, PerplexityIsExpOfTheForwardLoss) {
     EXPECT_NEAR(r.mean_nll, sum / 49.0, 1e-5 * r.mean_nll) << batch;
     EXPECT_DOUBLE_EQ(r.perplexity, std::exp(r.mean_nll));
   }
-  // A random model is close to uniform over 256 tokens.
-  EXPECT_NEAR(evaluate_stream(model, stream, {8, 2}).value().perplexity, 256.0, 64.0);
 }
 
 TEST(EvalTest, MaskedTargetsAreNotCounted) {

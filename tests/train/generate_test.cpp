@@ -35,6 +35,8 @@ ModelConfig ternary_relu2_gqa() {
 ModelConfig dense_silu() {
   ModelConfig c = ternary_relu2_gqa();
   c.kv_heads = 4;
+  c.head_dim = 6;  // heads·head_dim = 24 and ffn below hidden: every buffer has its own width
+  c.ffn = 24;
   c.linear = LinearKind::kDense;
   c.activation = ref::Activation::kSiLU;
   c.sub_norms = false;

@@ -34,7 +34,8 @@ class RunTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
-           ("tern_run_test_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+           ("tern_run_test_" +
+            std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
@@ -58,7 +59,8 @@ class RunTest : public ::testing::Test {
     std::ifstream in(file);
     for (std::string line; std::getline(in, line);) {
       const nlohmann::json j = nlohmann::json::parse(line);
-      std::string key = j["event"].get<std::string>() + "@" + std::to_string(j["step"].get<int64_t>());
+      std::string key =
+          j["event"].get<std::string>() + "@" + std::to_string(j["step"].get<int64_t>());
       if (j.contains("loss")) key += " loss " + j["loss"].dump();
       if (j.contains("val_loss")) key += " val " + j["val_loss"].dump();
       out.push_back(key);
@@ -118,11 +120,14 @@ TEST_F(RunTest, ResumeWithoutCheckpointIsAnError) {
   RunOptions options;
   options.quiet = true;
   options.resume = true;
-  EXPECT_NE(run_training(model, trainer, train_config(), options).status().message().find(
-                "needs a checkpoint"),
+  EXPECT_NE(run_training(model, trainer, train_config(), options)
+                .status()
+                .message()
+                .find("needs a checkpoint"),
             std::string::npos);
   options.checkpoint_path = path("missing.ckpt");
-  const std::string message = run_training(model, trainer, train_config(), options).status().message();
+  const std::string message =
+      run_training(model, trainer, train_config(), options).status().message();
   EXPECT_NE(message.find("missing.ckpt"), std::string::npos) << message;
   EXPECT_NE(message.find("does not exist"), std::string::npos) << message;
 }
