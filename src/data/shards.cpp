@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -162,6 +163,18 @@ Result<std::string> make_temp_dir(const std::string& prefix) {
   if (::mkdtemp(name.data()) == nullptr) {
     return Status::Error("create temporary directory " + quote(prefix + "XXXXXX") + ": " +
                          errno_text(errno));
+  }
+  // mkdtemp makes the directory private (0700); the finished shard directory
+  // should carry the permissions `mkdir` would give under the user's umask.
+  // The umask is read from /proc (umask() itself would change it for every
+  // thread); where that is unavailable the directory stays private.
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("Umask:")) {
+      const unsigned long mask = std::strtoul(line.c_str() + 6, nullptr, 8);
+      ::chmod(name.c_str(), static_cast<mode_t>(0777 & ~mask));
+      break;
+    }
   }
   return name;
 }

@@ -34,6 +34,16 @@ expect "zero steps rejected" 1 "steps = 0" -- "$tern" pretrain --steps 0
 expect "bad schedule named" 1 "'linear'" -- "$tern" pretrain --schedule linear
 expect "missing text file named" 1 "cannot open '/nonexistent/x.txt'" -- "$tern" pretrain --text /nonexistent/x.txt
 expect "missing gcide dir named" 1 "/nonexistent" -- "$tern" demo --gcide-dir /nonexistent --out "$(mktemp -d)"
+expect "bench memory smoke run" 0 '"reduction"' -- "$tern" bench memory --json --preset tiny --seq 64
+expect "bench finetune smoke run" 0 '"tokens_per_s"' -- "$tern" bench finetune --json --preset tiny --seq 64 --steps 1 --warmup 0
+expect "bench needs a verb" 1 "subcommand" -- "$tern" bench
+expect "data prepare needs a vocab" 1 "vocab" -- "$tern" data prepare /nonexistent/a.txt -o /tmp/x
+expect "data info names a missing dir" 1 "/nonexistent/shards" -- "$tern" data info /nonexistent/shards
+expect "generate needs a model" 1 "model" -- "$tern" generate --prompt hi
+expect "generate missing model named" 1 "/nonexistent/m.gguf" -- "$tern" generate --model /nonexistent/m.gguf --prompt hi
+expect "generate bad temperature named" 1 "-1" -- "$tern" generate --random-preset tiny --prompt-tokens 4 --temperature -1
+expect "generate random preset speed" 0 '"decode_tokens_per_s"' -- "$tern" generate --random-preset tiny --prompt-tokens 8 --max-tokens 8 --json
+expect "eval missing model named" 1 "/nonexistent/m.gguf" -- "$tern" eval --model /nonexistent/m.gguf --text /etc/hostname
 expect "finetune needs a model" 1 "model" -- "$tern" finetune --shards /nonexistent
 expect "finetune missing model named" 1 "/nonexistent/m.gguf" -- "$tern" finetune --model /nonexistent/m.gguf --shards /nonexistent/s -o /tmp/x.gguf
 expect "finetune bad target named" 1 "'frob'" -- "$tern" finetune --model /nonexistent/m.gguf --shards /nonexistent/s -o /tmp/x.gguf --targets q,frob

@@ -22,10 +22,11 @@ losses() {  # step losses and validation losses of a metrics log, in order
   grep -v '"event":"checkpoint"' "$1" | grep -o '"\(loss\|val_loss\)":[^,}]*\|"step":[0-9]*' | paste -sd' '
 }
 
-# Waits until the run's metrics log shows a checkpoint at or after step 10.
-wait_for_checkpoint() {
-  for _ in $(seq 1 600); do
-    if grep -q '"event":"checkpoint".*"step":\(1[0-9]\|[2-3][0-9]\)' "$1" 2>/dev/null; then return 0; fi
+# Waits until the run's metrics log shows step 12: past the checkpoint at step
+# 10, so the resumed run must recompute the steps after it.
+wait_for_step_12() {
+  for _ in $(seq 1 1200); do
+    if grep -q '"event":"step".*"step":12[,}]' "$1" 2>/dev/null; then return 0; fi
     sleep 0.05
   done
   return 1
@@ -35,7 +36,7 @@ for sig in KILL INT; do
   rm -f "$work/b.ckpt" "$work/b.jsonl" "$work/b.gguf"
   "$tern" "${common[@]}" --checkpoint "$work/b.ckpt" --metrics "$work/b.jsonl" -o "$work/b.gguf" > /dev/null &
   pid=$!
-  wait_for_checkpoint "$work/b.jsonl" || { kill -9 $pid; fail "$sig: no checkpoint appeared"; }
+  wait_for_step_12 "$work/b.jsonl" || { kill -9 $pid; fail "$sig: step 12 never came"; }
   kill -s "$sig" $pid
   wait $pid
   rc=$?
