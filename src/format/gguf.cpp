@@ -1,5 +1,6 @@
 #include "format/gguf.h"
 
+#include "core/file_io.h"
 #include "core/mapped_file.h"
 #include "core/text.h"
 
@@ -1084,16 +1085,9 @@ class FdWriter {
     buffer_.clear();
   }
   void write_all(const uint8_t* p, size_t n) {
-    while (n > 0 && status_.ok()) {
-      const ssize_t done = ::write(fd_, p, n);
-      if (done < 0) {
-        if (errno == EINTR) continue;
-        status_ = Status::Error("write: " + errno_text(errno));
-        return;
-      }
-      p += done;
-      n -= static_cast<size_t>(done);
-    }
+    if (!status_.ok()) return;
+    size_t written = 0;
+    status_ = tern::write_all(fd_, p, n, written);
   }
 
   int fd_;
@@ -1104,34 +1098,11 @@ class FdWriter {
 }  // namespace
 
 Status GgufWriter::write(const std::string& path) const {
-  const std::string context = "write gguf " + quote(path);
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::Error(context + ": create " + quote(tmp) + ": " + errno_text(errno));
-
-  FdWriter writer(fd);
-  emit([&](const uint8_t* p, size_t n) { writer.append(p, n); });
-  Status status = writer.finish();
-  if (status.ok() && ::fsync(fd) != 0) status = Status::Error("fsync: " + errno_text(errno));
-  if (::close(fd) != 0 && status.ok()) status = Status::Error("close: " + errno_text(errno));
-  if (status.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = Status::Error("rename " + quote(tmp) + ": " + errno_text(errno));
-  }
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return status.with_context(context);
-  }
-  // Make the rename itself durable. A failure here leaves a complete file in place, so report
-  // it without undoing anything.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return Status::Error(context + ": open directory: " + errno_text(errno));
-  const bool synced = ::fsync(dir_fd) == 0;
-  const int err = errno;
-  ::close(dir_fd);
-  if (!synced) return Status::Error(context + ": fsync directory: " + errno_text(err));
-  return Status::Ok();
+  return write_file_atomically(path, "write gguf " + quote(path), [&](int fd) {
+    FdWriter writer(fd);
+    emit([&](const uint8_t* p, size_t n) { writer.append(p, n); });
+    return writer.finish();
+  });
 }
 
 }  // namespace tern::gguf

@@ -9,7 +9,6 @@
 #include "core/rng.h"
 #include "core/thread_pool.h"
 #include "kernels/ref/attention.h"
-#include "kernels/ref/attention_recompute.h"
 #include "kernels/ref/cross_entropy.h"
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"

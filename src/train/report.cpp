@@ -15,6 +15,7 @@
 #include <limits>
 #include <string_view>
 
+#include "core/file_io.h"
 #include "core/text.h"
 
 namespace tern {
@@ -23,21 +24,6 @@ namespace {
 // Paths in messages are shown whole (up to PATH_MAX), not cut at quote_for_message's default.
 std::string quote_path(const std::string& path) {
   return quote_for_message(path, 4096);
-}
-
-// Writes all of [data, data + n), retrying short writes and EINTR. `written` counts the bytes
-// that reached the file, so a caller can tell a clean failure from a torn one.
-Status write_all(int fd, const char* data, size_t n, size_t& written) {
-  written = 0;
-  while (written < n) {
-    const ssize_t done = ::write(fd, data + written, n - written);
-    if (done < 0) {
-      if (errno == EINTR) continue;
-      return Status::Error("write: " + errno_text(errno));
-    }
-    written += static_cast<size_t>(done);
-  }
-  return Status::Ok();
 }
 
 // ---- HTML -------------------------------------------------------------------------------------
@@ -464,34 +450,11 @@ std::string render_html_report(const RunReport& report) {
 }
 
 Status write_html_report(const std::string& path, const RunReport& report) {
-  const std::string context = "write html report " + quote_path(path);
   const std::string html = render_html_report(report);
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Status::Error(context + ": create " + quote_path(tmp) + ": " + errno_text(errno));
-  }
-  size_t written = 0;
-  Status status = write_all(fd, html.data(), html.size(), written);
-  if (status.ok() && ::fsync(fd) != 0) status = Status::Error("fsync: " + errno_text(errno));
-  if (::close(fd) != 0 && status.ok()) status = Status::Error("close: " + errno_text(errno));
-  if (status.ok() && std::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = Status::Error("rename " + quote_path(tmp) + ": " + errno_text(errno));
-  }
-  if (!status.ok()) {
-    ::unlink(tmp.c_str());
-    return status.with_context(context);
-  }
-  // Make the rename durable too. The complete report is already in place if this fails.
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  if (dir.empty()) dir = ".";
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) return Status::Error(context + ": open directory: " + errno_text(errno));
-  const bool synced = ::fsync(dir_fd) == 0;
-  const int err = errno;
-  ::close(dir_fd);
-  if (!synced) return Status::Error(context + ": fsync directory: " + errno_text(err));
-  return Status::Ok();
+  return write_file_atomically(path, "write html report " + quote_path(path), [&](int fd) {
+    size_t written = 0;
+    return write_all(fd, html.data(), html.size(), written);
+  });
 }
 
 // ---- MetricsLog -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@
 
 #include "data/prepare.h"
 #include "format/gguf.h"
+#include "support/files.h"
 #include "tokenizer/spm_trainer.h"
 #include "tokenizer/tokenizer_hash.h"
 #include "tokenizer/unicode.h"
@@ -23,18 +24,8 @@ namespace tern {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using testing::read_file;
+using testing::write_file;
 
 // Every file of a directory, by name.
 std::map<std::string, std::string> snapshot(const std::string& dir) {

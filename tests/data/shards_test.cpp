@@ -15,24 +15,15 @@
 
 #include "core/hash.h"
 #include "data/shards.h"
+#include "support/files.h"
 #include "tokenizer/tokenizer_hash.h"
 
 namespace tern {
 namespace {
 
 namespace fs = std::filesystem;
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << bytes;
-}
+using testing::read_file;
+using testing::write_file;
 
 // A fresh directory under the system temp dir, removed at scope exit.
 class ScratchDir {

@@ -14,7 +14,7 @@
 
 #include "core/rng.h"
 #include "format/ggml_quants.h"
-#include "kernels/ref/attention_recompute.h"
+#include "kernels/ref/attention.h"
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"
 #include "kernels/ref/linear.h"

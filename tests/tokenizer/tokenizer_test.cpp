@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "format/gguf.h"
+#include "support/files.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
@@ -42,12 +43,7 @@ const std::string kLlama3Model = kDataDir + "/llama3-tokenizer/tokenizer.model";
     }                                                                                     \
   } while (0)
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+using testing::read_file;
 
 // llama.cpp's .inp format: every case is followed by "\n__ggml_vocab_test__\n".
 std::vector<std::string> read_cases(const std::string& path) {

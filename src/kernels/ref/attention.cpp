@@ -8,49 +8,60 @@
 #include "kernels/ref/dot.h"
 
 namespace tern::ref {
-namespace {
 
-void check_shape(const AttentionShape& s) {
+void check_attention_shape(const AttentionShape& s) {
   TERN_CHECK(s.batch > 0 && s.seq > 0 && s.heads > 0 && s.kv_heads > 0 && s.head_dim > 0);
   TERN_CHECK(s.heads % s.kv_heads == 0, "heads ", s.heads, " not a multiple of kv_heads ",
              s.kv_heads);
 }
+
+namespace {
 
 template <typename T>
 T score_scale(int64_t head_dim) {
   return static_cast<T>(1.0 / std::sqrt(static_cast<double>(head_dim)));
 }
 
-}  // namespace
-
+// p[0..t] = softmax of query (b, t)'s scaled scores against kv head g. The one
+// place the probabilities are computed, so cached and recomputed rows agree.
 template <typename T>
-void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
-                       const AttentionShape& s) {
-  check_shape(s);
+void probability_row(T* p, const T* q_row, const T* k, int64_t b, int64_t g, int64_t t,
+                     const AttentionShape& s, T scale) {
+  const int64_t d = s.head_dim;
+  T max_score = -INFINITY;
+  for (int64_t j = 0; j <= t; ++j) {
+    p[j] = dot(q_row, k + ((b * s.seq + j) * s.kv_heads + g) * d, d) * scale;
+    if (p[j] > max_score) max_score = p[j];
+  }
+  T sum = T(0);
+  for (int64_t j = 0; j <= t; ++j) {
+    p[j] = std::exp(p[j] - max_score);
+    sum += p[j];
+  }
+  const T inv_sum = T(1) / sum;
+  for (int64_t j = 0; j <= t; ++j) p[j] *= inv_sum;
+}
+
+// Forward over (batch, head) pairs. With `probs` the rows are stored there
+// (upper triangle zeroed); without, one scratch row per thread is reused.
+template <typename T>
+void forward_impl(T* out, T* probs, const T* q, const T* k, const T* v, const AttentionShape& s) {
+  check_attention_shape(s);
   const int64_t group = s.heads / s.kv_heads;
   const int64_t d = s.head_dim;
   const T scale = score_scale<T>(d);
   parallel_for(s.batch * s.heads, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch(probs == nullptr ? static_cast<size_t>(s.seq) : 0);  // [seq]
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.heads;
       const int64_t h = bh % s.heads;
       const int64_t g = h / group;
       for (int64_t t = 0; t < s.seq; ++t) {
-        const T* q_row = q + ((b * s.seq + t) * s.heads + h) * d;
-        T* p = probs + (bh * s.seq + t) * s.seq;  // [seq] for this query
-        T max_score = -INFINITY;
-        for (int64_t j = 0; j <= t; ++j) {
-          p[j] = dot(q_row, k + ((b * s.seq + j) * s.kv_heads + g) * d, d) * scale;
-          if (p[j] > max_score) max_score = p[j];
+        T* p = probs != nullptr ? probs + (bh * s.seq + t) * s.seq : scratch.data();
+        probability_row(p, q + ((b * s.seq + t) * s.heads + h) * d, k, b, g, t, s, scale);
+        if (probs != nullptr) {
+          for (int64_t j = t + 1; j < s.seq; ++j) p[j] = T(0);
         }
-        T sum = T(0);
-        for (int64_t j = 0; j <= t; ++j) {
-          p[j] = std::exp(p[j] - max_score);
-          sum += p[j];
-        }
-        const T inv_sum = T(1) / sum;
-        for (int64_t j = 0; j <= t; ++j) p[j] *= inv_sum;
-        for (int64_t j = t + 1; j < s.seq; ++j) p[j] = T(0);
         T* o = out + ((b * s.seq + t) * s.heads + h) * d;
         for (int64_t e = 0; e < d; ++e) o[e] = T(0);
         for (int64_t j = 0; j <= t; ++j) {
@@ -62,15 +73,18 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
   });
 }
 
+// Backward over (batch, kv head) pairs; probability rows come from `probs`
+// when given, else are recomputed from q and k.
 template <typename T>
-void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q, const T* k,
-                        const T* v, const AttentionShape& s) {
-  check_shape(s);
+void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q, const T* k,
+                   const T* v, const AttentionShape& s) {
+  check_attention_shape(s);
   const int64_t group = s.heads / s.kv_heads;
   const int64_t d = s.head_dim;
   const T scale = score_scale<T>(d);
   parallel_for(s.batch * s.kv_heads, [&](int64_t begin, int64_t end) {
     std::vector<T> dscore(static_cast<size_t>(s.seq));  // [seq] gradient of one score row
+    std::vector<T> scratch(probs == nullptr ? static_cast<size_t>(s.seq) : 0);  // [seq]
     for (int64_t bg = begin; bg < end; ++bg) {
       const int64_t b = bg / s.kv_heads;
       const int64_t g = bg % s.kv_heads;
@@ -81,9 +95,13 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, cons
       }
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
         for (int64_t t = 0; t < s.seq; ++t) {
-          const T* p = probs + ((b * s.heads + h) * s.seq + t) * s.seq;
           const T* do_row = dout + ((b * s.seq + t) * s.heads + h) * d;
           const T* q_row = q + ((b * s.seq + t) * s.heads + h) * d;
+          const T* p = probs + ((b * s.heads + h) * s.seq + t) * s.seq;
+          if (probs == nullptr) {
+            probability_row(scratch.data(), q_row, k, b, g, t, s, scale);
+            p = scratch.data();
+          }
           // dP = dout·vᵀ, then the softmax Jacobian: dS = P ⊙ (dP − Σ P·dP).
           T weighted = T(0);
           for (int64_t j = 0; j <= t; ++j) {
@@ -110,10 +128,42 @@ void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, cons
   });
 }
 
+}  // namespace
+
+template <typename T>
+void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
+                       const AttentionShape& s) {
+  TERN_CHECK(probs != nullptr);
+  forward_impl(out, probs, q, k, v, s);
+}
+
+template <typename T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q, const T* k,
+                        const T* v, const AttentionShape& s) {
+  TERN_CHECK(probs != nullptr);
+  backward_impl(dq, dk, dv, dout, probs, q, k, v, s);
+}
+
+template <typename T>
+void attention_forward_nocache(T* out, const T* q, const T* k, const T* v,
+                               const AttentionShape& s) {
+  forward_impl<T>(out, nullptr, q, k, v, s);
+}
+
+template <typename T>
+void attention_backward_recompute(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k,
+                                  const T* v, const AttentionShape& s) {
+  backward_impl<T>(dq, dk, dv, dout, nullptr, q, k, v, s);
+}
+
 #define TERN_INSTANTIATE(T)                                                                        \
   template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const AttentionShape&); \
   template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*,          \
-                                      const T*, const AttentionShape&);
+                                      const T*, const AttentionShape&);                            \
+  template void attention_forward_nocache<T>(T*, const T*, const T*, const T*,                     \
+                                             const AttentionShape&);                               \
+  template void attention_backward_recompute<T>(T*, T*, T*, const T*, const T*, const T*,          \
+                                                const T*, const AttentionShape&);
 TERN_INSTANTIATE(float)
 TERN_INSTANTIATE(double)
 #undef TERN_INSTANTIATE

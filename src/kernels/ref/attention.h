@@ -3,9 +3,12 @@
 // q [batch, seq, heads, head_dim]; k, v [batch, seq, kv_heads, head_dim]; query
 // head h reads kv head h / (heads / kv_heads). Scores are scaled by
 // 1/sqrt(head_dim), masked to keys at or before the query, and softmaxed in T.
-// Forward caches the probabilities [batch, heads, seq, seq] (upper triangle left
-// zero) for backward. Threads: split over (batch, head) in forward and over
-// (batch, kv head) in backward, so shared kv gradients have a single writer.
+// attention_forward caches the probabilities [batch, heads, seq, seq] (upper
+// triangle left zero) for attention_backward. The _nocache / _recompute pair
+// never stores them: backward recomputes each query's probability row from q
+// and k with the same code, so both pairs give the same bits, at the price of
+// computing the scores twice (memory: one row per thread). Threads: split over (batch, head) in
+// forward and over (batch, kv head) in backward, so shared kv gradients have a single writer.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +23,9 @@ struct AttentionShape {
   int64_t head_dim = 0;
 };
 
+// CHECKs that every size is positive and heads is a multiple of kv_heads.
+void check_attention_shape(const AttentionShape& s);
+
 // out [batch, seq, heads, head_dim]; probs [batch, heads, seq, seq].
 template <typename T>
 void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
@@ -29,5 +35,15 @@ void attention_forward(T* out, T* probs, const T* q, const T* k, const T* v,
 template <typename T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* probs, const T* q, const T* k,
                         const T* v, const AttentionShape& shape);
+
+// out [batch, seq, heads, head_dim], probabilities not stored.
+template <typename T>
+void attention_forward_nocache(T* out, const T* q, const T* k, const T* v,
+                               const AttentionShape& shape);
+
+// As attention_backward, recomputing the probabilities from q and k.
+template <typename T>
+void attention_backward_recompute(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k,
+                                  const T* v, const AttentionShape& shape);
 
 }  // namespace tern::ref
