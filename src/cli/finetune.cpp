@@ -115,12 +115,7 @@ int run(const FinetuneArgs& a) {
   }
   Result<RunResult> result = run_training(model.value(), trainer.value(), train.value(), options);
   if (!result.ok()) return fail(result.status());
-  if (result.value().interrupted) {
-    std::fprintf(stderr, "tern finetune: interrupted at step %lld%s\n",
-                 static_cast<long long>(result.value().steps_done),
-                 a.run.checkpoint.empty() ? "" : "; checkpoint saved, continue with --resume");
-    return 130;
-  }
+  if (result.value().interrupted) return report_interrupted("finetune", result.value(), a.run);
   if (!a.output.empty()) {
     if (Status s = write_lora_adapter(a.output, model.value()); !s.ok()) return fail(s);
     if (!a.train.json) std::printf("adapter written to %s\n", a.output.c_str());

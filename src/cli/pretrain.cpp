@@ -118,12 +118,7 @@ int run(const PretrainArgs& a) {
   }
   Result<RunResult> result = run_training(model.value(), trainer.value(), train.value(), options);
   if (!result.ok()) return fail(result.status());
-  if (result.value().interrupted) {
-    std::fprintf(stderr, "tern pretrain: interrupted at step %lld%s\n",
-                 static_cast<long long>(result.value().steps_done),
-                 a.run.checkpoint.empty() ? "" : "; checkpoint saved, continue with --resume");
-    return 130;
-  }
+  if (result.value().interrupted) return report_interrupted("pretrain", result.value(), a.run);
   if (!a.output.empty()) {
     write_options.name = "tern pretrain";
     const Status written = write_model_gguf(a.output, model.value(), write_options);

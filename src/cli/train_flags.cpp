@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 
@@ -88,6 +89,14 @@ RunOptions make_run_options(const TrainFlags& t, const RunFlags& r) {
   o.report_path = r.report;
   o.log_every = r.log_every;
   return o;
+}
+
+int report_interrupted(const char* command, const RunResult& result, const RunFlags& run) {
+  std::fprintf(stderr, "tern %s: interrupted at step %lld%s\n", command,
+               static_cast<long long>(result.steps_done),
+               run.checkpoint.empty() ? " (no --checkpoint, progress is lost)"
+                                      : "; checkpoint saved, continue with --resume");
+  return 130;
 }
 
 Result<std::string> load_corpus(const std::string& text_file, const std::string& gcide_dir,

@@ -49,6 +49,10 @@ void add_run_flags(CLI::App* app, RunFlags* flags);
 Result<TrainConfig> make_train_config(const TrainFlags& flags, int64_t train_tokens);
 RunOptions make_run_options(const TrainFlags& train, const RunFlags& run);
 
+// Tells the user where an interrupted run stopped and how to continue it;
+// returns the exit code of an interrupted command (130, as after Ctrl-C).
+int report_interrupted(const char* command, const RunResult& result, const RunFlags& run);
+
 // Byte-level text: the file's bytes, or the GCIDE corpus (first max_bytes).
 Result<std::string> load_corpus(const std::string& text_file, const std::string& gcide_dir,
                                 size_t max_bytes);

@@ -8,21 +8,13 @@
 
 #include "core/thread_pool.h"
 #include "model/bitnet.h"
+#include "support/micro_model.h"
 
 namespace tern {
 namespace {
 
 ModelConfig small_config() {
-  ModelConfig c;
-  c.hidden = 32;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.head_dim = 8;
-  c.ffn = 48;
-  c.vocab = 50;
-  c.max_seq = 16;
-  return c;
+  return testing::small_ternary_config(2, 50, 16);
 }
 
 BitNetModel make_full(const ModelConfig& c, uint64_t seed = 1) {

@@ -20,6 +20,7 @@
 #include "kernels/ref/linear.h"
 #include "model/bitnet.h"
 #include "optim/adamw.h"
+#include "support/micro_model.h"
 
 namespace tern {
 namespace {
@@ -37,28 +38,14 @@ std::vector<float> random_floats(size_t n, uint64_t seed) {
 
 // Ternary BitNet block: ReLU², GQA, sub-norms, tied head; 5 layers → segments 2, 2, 1.
 ModelConfig ternary_config() {
-  ModelConfig c;
-  c.hidden = 32;
-  c.layers = 5;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.head_dim = 8;
-  c.ffn = 48;
-  c.vocab = 40;
-  c.max_seq = 64;
-  return c;
+  return testing::small_ternary_config(5, 40, 64);
 }
 
 // Plain Llama: dense, SiLU, no sub-norms, untied head, interleaved RoPE.
 ModelConfig dense_config() {
-  ModelConfig c = ternary_config();
+  ModelConfig c = testing::as_dense_llama(ternary_config());
   c.layers = 3;
   c.kv_heads = 4;
-  c.linear = LinearKind::kDense;
-  c.activation = ref::Activation::kSiLU;
-  c.sub_norms = false;
-  c.tied_embeddings = false;
-  c.rope_style = ref::RopeStyle::kInterleaved;
   return c;
 }
 

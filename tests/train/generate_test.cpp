@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "support/micro_model.h"
 #include "tokenizer/unicode.h"
 
 namespace tern {
@@ -20,28 +21,14 @@ namespace {
 constexpr int64_t kSeq = 40;
 
 ModelConfig ternary_relu2_gqa() {
-  ModelConfig c;
-  c.hidden = 32;
-  c.layers = 2;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.head_dim = 8;
-  c.ffn = 48;
-  c.vocab = 61;
-  c.max_seq = 48;
-  return c;  // defaults: ternary, ReLU², sub-norms, neox RoPE, tied head
+  return testing::small_ternary_config(2, 61, 48);
 }
 
 ModelConfig dense_silu() {
-  ModelConfig c = ternary_relu2_gqa();
+  ModelConfig c = testing::as_dense_llama(ternary_relu2_gqa());
   c.kv_heads = 4;
   c.head_dim = 6;  // heads·head_dim = 24 and ffn below hidden: every buffer has its own width
   c.ffn = 24;
-  c.linear = LinearKind::kDense;
-  c.activation = ref::Activation::kSiLU;
-  c.sub_norms = false;
-  c.tied_embeddings = false;
-  c.rope_style = ref::RopeStyle::kInterleaved;
   return c;
 }
 
