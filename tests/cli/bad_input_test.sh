@@ -36,7 +36,9 @@ for i in $(seq 1 300); do echo "Line $i of the training text: the quick brown fo
 "$tern" pretrain --shards shards --vocab vocab.gguf --preset tiny --steps 2 --batch 2 --seq 32 \
   --eval-batches 1 -o model.gguf > /dev/null || exit 1
 "$tern" finetune --model model.gguf --shards shards --steps 1 --batch 2 --seq 32 --eval-batches 1 \
-  -o adapter.gguf > /dev/null || exit 1
+  -o adapter.gguf --merge merged.gguf > /dev/null || exit 1
+# The merged model is a plain model file with the tokenizer: it evaluates on its own.
+"$tern" eval --model merged.gguf --text good.txt --seq 32 > /dev/null || { echo "FAIL: merged model"; exit 1; }
 sha256sum shards/* model.gguf adapter.gguf vocab.gguf > saved.sha256
 
 : > empty.txt
