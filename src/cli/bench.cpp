@@ -15,7 +15,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -25,6 +24,7 @@
 #include "core/thread_pool.h"
 #include "model/bitnet.h"
 #include "optim/adamw.h"
+#include "train/report.h"
 
 namespace tern::cli {
 namespace {
@@ -33,16 +33,6 @@ struct Workload {
   std::string preset;
   int64_t seq = 256;
 };
-
-// A kB field ("VmHWM:  1234 kB") of /proc/self/status, in bytes; −1 if absent.
-int64_t proc_status_bytes(const std::string& field) {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  }
-  return -1;
-}
 
 Result<BitNetModel> lora_model(const ModelConfig& config, WeightSource& source) {
   LoraConfig lora;
@@ -80,7 +70,7 @@ int memory_child(const Workload& w, const std::string& variant) {
     return 1;
   }
   BitNetModel model = std::move(created).value();
-  const int64_t build_peak = proc_status_bytes("VmHWM");
+  const int64_t build_peak = peak_rss_bytes();
   AdamW adamw(model.layout(), AdamWConfig{});
   std::vector<int32_t> tokens, labels;
   synthetic_batch(config, w.seq, tokens, labels);
@@ -95,7 +85,7 @@ int memory_child(const Workload& w, const std::string& variant) {
   const int64_t embedding_bytes = config.vocab * config.hidden * 2;  // F16, tied
   nlohmann::json out = {
       {"variant", variant},
-      {"peak_bytes", proc_status_bytes("VmHWM")},
+      {"peak_bytes", peak_rss_bytes()},
       {"build_peak_bytes", build_peak},
       {"base_linear_bytes", ternary ? use.packed_linear_bytes : use.f16_bytes - embedding_bytes},
       {"embedding_bytes", embedding_bytes},
@@ -225,7 +215,7 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
                               {"seconds", seconds},
                               {"tokens_per_s", tokens_per_s},
                               {"final_loss", loss},
-                              {"peak_rss_bytes", proc_status_bytes("VmHWM")}};
+                              {"peak_rss_bytes", peak_rss_bytes()}};
   if (json) {
     std::printf("%s\n", out.dump().c_str());
   } else {

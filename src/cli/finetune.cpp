@@ -92,7 +92,7 @@ int run(const FinetuneArgs& a) {
   Result<Trainer> trainer = Trainer::create(model.value(), data, train.value());
   if (!trainer.ok()) return fail(trainer.status());
 
-  RunOptions options = make_run_options(a.train, a.run);
+  RunOptions options = make_run_options(a.train, a.run, a.output.empty() ? a.merge : a.output);
   options.title = "tern finetune";
   options.config_rows = {
       {"base model", a.model},

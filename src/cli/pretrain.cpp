@@ -99,7 +99,7 @@ int run(const PretrainArgs& a) {
   Result<Trainer> trainer = Trainer::create(model.value(), data, train.value());
   if (!trainer.ok()) return fail(trainer.status());
 
-  RunOptions options = make_run_options(a.train, a.run);
+  RunOptions options = make_run_options(a.train, a.run, a.output);
   options.title = "tern pretrain";
   options.config_rows = {
       {"model", model_config_to_json(model_config)},

@@ -43,8 +43,11 @@ void add_run_flags(CLI::App* app, RunFlags* f) {
   app->add_flag("--resume", f->resume, "Continue from --checkpoint (bit-identical trajectory)");
   app->add_option("--stop-at", f->stop_at,
                   "Stop after this step as if interrupted (checkpoint, then --resume later)");
-  app->add_option("--metrics", f->metrics, "JSONL metrics log (one line per step and evaluation)");
-  app->add_option("--report", f->report, "Self-contained HTML report of the run");
+  app->add_option("--metrics", f->metrics,
+                  "JSONL metrics log, one line per step and evaluation (default: beside the "
+                  "output, <output>.metrics.jsonl)");
+  app->add_option("--report", f->report,
+                  "Self-contained HTML report of the run (default: <output>.report.html)");
   app->add_option("--log-every", f->log_every, "Progress line interval in steps")
       ->capture_default_str();
 }
@@ -77,7 +80,7 @@ Result<TrainConfig> make_train_config(const TrainFlags& f, int64_t train_tokens)
   return c;
 }
 
-RunOptions make_run_options(const TrainFlags& t, const RunFlags& r) {
+RunOptions make_run_options(const TrainFlags& t, const RunFlags& r, const std::string& output) {
   RunOptions o;
   o.eval_every = t.eval_every;
   o.json = t.json;
@@ -87,6 +90,12 @@ RunOptions make_run_options(const TrainFlags& t, const RunFlags& r) {
   o.stop_at_step = r.stop_at;
   o.metrics_path = r.metrics;
   o.report_path = r.report;
+  if (!output.empty()) {
+    const std::string stem =
+        output.ends_with(".gguf") ? output.substr(0, output.size() - 5) : output;
+    if (o.metrics_path.empty()) o.metrics_path = stem + ".metrics.jsonl";
+    if (o.report_path.empty()) o.report_path = stem + ".report.html";
+  }
   o.log_every = r.log_every;
   return o;
 }

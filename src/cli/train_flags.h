@@ -47,7 +47,10 @@ void add_run_flags(CLI::App* app, RunFlags* flags);
 // The trainer configuration; with --epochs, steps cover that many passes over
 // `train_tokens`. Errors name the bad flag value.
 Result<TrainConfig> make_train_config(const TrainFlags& flags, int64_t train_tokens);
-RunOptions make_run_options(const TrainFlags& train, const RunFlags& run);
+// Run options; without --report / --metrics, a run that saves `output` writes
+// "<output minus .gguf>.report.html" and ".metrics.jsonl" beside it.
+RunOptions make_run_options(const TrainFlags& train, const RunFlags& run,
+                            const std::string& output);
 
 // Tells the user where an interrupted run stopped and how to continue it;
 // returns the exit code of an interrupted command (130, as after Ctrl-C).

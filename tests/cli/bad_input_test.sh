@@ -37,6 +37,10 @@ for i in $(seq 1 300); do echo "Line $i of the training text: the quick brown fo
   --eval-batches 1 -o model.gguf > /dev/null || exit 1
 "$tern" finetune --model model.gguf --shards shards --steps 1 --batch 2 --seq 32 --eval-batches 1 \
   -o adapter.gguf --merge merged.gguf > /dev/null || exit 1
+# Every run that saves a model writes its report and metrics beside it.
+for f in model.report.html model.metrics.jsonl adapter.report.html adapter.metrics.jsonl; do
+  [[ -s "$f" ]] || { echo "FAIL: no $f"; exit 1; }
+done
 # The merged model is a plain model file with the tokenizer: it evaluates on its own.
 "$tern" eval --model merged.gguf --text good.txt --seq 32 > /dev/null || { echo "FAIL: merged model"; exit 1; }
 sha256sum shards/* model.gguf adapter.gguf vocab.gguf > saved.sha256
