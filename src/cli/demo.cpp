@@ -253,8 +253,7 @@ int run(const DemoArgs& a) {
         static_cast<long long>(config.layers), static_cast<long long>(pretrain.steps),
         static_cast<long long>(pretrain.batch), static_cast<long long>(pretrain.seq));
   }
-  Result<RunResult> pretrained =
-      run_training(model.value(), trainer.value(), pretrain, pretrain_run);
+  Result<RunResult> pretrained = run_training(model.value(), trainer.value(), pretrain_run);
   if (!pretrained.ok()) return fail(pretrained.status());
   if (pretrained.value().interrupted) return fail(Status::Error("interrupted"));
   ModelWriteOptions write_options;
@@ -295,7 +294,7 @@ int run(const DemoArgs& a) {
   finetune_run.log_every = finetune_run.eval_every;
   finetune_run.metrics_path = path("finetune-metrics.jsonl");
   finetune_run.title = "fine-tuning";
-  Result<RunResult> finetuned = run_training(tuned.value(), tuner.value(), finetune, finetune_run);
+  Result<RunResult> finetuned = run_training(tuned.value(), tuner.value(), finetune_run);
   if (!finetuned.ok()) return fail(finetuned.status());
   if (finetuned.value().interrupted) return fail(Status::Error("interrupted"));
   if (Status s = write_lora_adapter(path("medical-lora.gguf"), tuned.value()); !s.ok()) {
@@ -316,17 +315,13 @@ int run(const DemoArgs& a) {
         before.value().perplexity, after.value().perplexity, 100.0 * drop,
         static_cast<long long>(after.value().tokens));
   }
+  // Prompts: the headword parts of the last three held-out definitions. Every
+  // medical definition tokenizes to something, so prepare's document i is
+  // definition i and its split rule (split_draw) tells which were held out.
   std::vector<std::string> prompts;
-  {
-    // Prompts: the headword parts of the first three held-out definitions.
-    std::ifstream in(path("medical.jsonl"));
-    std::vector<std::string> docs;
-    for (std::string line; std::getline(in, line);) {
-      docs.push_back(nlohmann::json::parse(line)["text"].get<std::string>());
-    }
-    for (size_t i = docs.size(); i-- > 0 && prompts.size() < 3;) {
-      if (split_draw(a.seed, i) < kHeldOutFraction) prompts.push_back(prompt_of(docs[i]));
-    }
+  const std::vector<std::string>& definitions = corpus.value().medical;
+  for (size_t i = definitions.size(); i-- > 0 && prompts.size() < 3;) {
+    if (split_draw(a.seed, i) < kHeldOutFraction) prompts.push_back(prompt_of(definitions[i]));
   }
   Result<std::vector<std::string>> base_text = generations(path("base.gguf"), "", prompts, a.seed);
   if (!base_text.ok()) return fail(base_text.status());

@@ -113,7 +113,7 @@ int run(const FinetuneArgs& a) {
         static_cast<long long>(model.value().layout().num_elements()),
         static_cast<long long>(data.train_tokens()), static_cast<long long>(train.value().steps));
   }
-  Result<RunResult> result = run_training(model.value(), trainer.value(), train.value(), options);
+  Result<RunResult> result = run_training(model.value(), trainer.value(), options);
   if (!result.ok()) return fail(result.status());
   if (result.value().interrupted) return report_interrupted("finetune", result.value(), a.run);
   if (!a.output.empty()) {

@@ -116,7 +116,7 @@ int run(const PretrainArgs& a) {
         static_cast<long long>(data.train_tokens()), static_cast<long long>(data.val_tokens()),
         static_cast<long long>(train.value().steps));
   }
-  Result<RunResult> result = run_training(model.value(), trainer.value(), train.value(), options);
+  Result<RunResult> result = run_training(model.value(), trainer.value(), options);
   if (!result.ok()) return fail(result.status());
   if (result.value().interrupted) return report_interrupted("pretrain", result.value(), a.run);
   if (!a.output.empty()) {

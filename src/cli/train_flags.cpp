@@ -59,11 +59,18 @@ Result<TrainConfig> make_train_config(const TrainFlags& f, int64_t train_tokens)
     return Status::Error("--epochs " + std::to_string(f.epochs) + " must be ≥ 0");
   }
   if (f.epochs > 0.0) {
+    // In double: the flags are unchecked here, so their product may not fit int64.
     const double per_step =
-        static_cast<double>(std::max<int64_t>(1, f.batch * f.seq * f.grad_accum));
-    c.steps = std::max<int64_t>(
-        1,
-        static_cast<int64_t>(std::ceil(f.epochs * static_cast<double>(train_tokens) / per_step)));
+        std::max(1.0, static_cast<double>(f.batch) * static_cast<double>(f.seq) *
+                          static_cast<double>(f.grad_accum));
+    const double steps = std::ceil(f.epochs * static_cast<double>(train_tokens) / per_step);
+    if (!(steps <= 1e12)) {
+      char message[128];
+      std::snprintf(message, sizeof message, "--epochs %g asks for %g steps (at most 1e12)",
+                    f.epochs, steps);
+      return Status::Error(message);
+    }
+    c.steps = std::max<int64_t>(1, static_cast<int64_t>(steps));
   }
   c.batch = f.batch;
   c.seq = f.seq;

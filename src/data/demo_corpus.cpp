@@ -57,8 +57,7 @@ std::string latin1_strays_to_utf8(std::string_view text) {
   return out;
 }
 
-}  // namespace
-
+// True if `fields` (GcideEntry::fields) contains a medical label.
 bool is_medical_entry(const std::vector<std::string>& fields) {
   static constexpr std::array<std::string_view, 7> kLabels = {
       "Med.", "Anat.", "Physiol.", "Pathol.", "Surg.", "Pharm.", "Therap."};
@@ -69,6 +68,8 @@ bool is_medical_entry(const std::vector<std::string>& fields) {
   }
   return false;
 }
+
+}  // namespace
 
 Result<DemoCorpus> demo_corpus(const std::string& gcide_dir, size_t general_bytes,
                                size_t medical_count, size_t max_medical_bytes, uint64_t seed) {

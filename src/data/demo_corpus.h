@@ -26,7 +26,4 @@ struct DemoCorpus {
 Result<DemoCorpus> demo_corpus(const std::string& gcide_dir, size_t general_bytes,
                                size_t medical_count, size_t max_medical_bytes, uint64_t seed);
 
-// True if `fields` (GcideEntry::fields) contains a medical label.
-bool is_medical_entry(const std::vector<std::string>& fields);
-
 }  // namespace tern

@@ -559,14 +559,6 @@ Result<ShardSet> ShardSet::open(const std::string& dir) {
                           open_data_file(dir, tokens_name, count * width, digests[tokens_name]));
     file_digests.emplace_back(tokens_name, tokens.digest);
     const uint8_t* data = tokens.file->bytes().data();
-    for (uint64_t t = 0; t < count; ++t) {
-      const uint64_t v = read_le(data + t * width, static_cast<int>(width));
-      if (v >= static_cast<uint64_t>(manifest.vocab)) {
-        return Status::Error("shards " + quote(dir + "/" + tokens_name) + ": token " +
-                             std::to_string(v) + " at byte offset " + std::to_string(t * width) +
-                             " outside vocab of " + std::to_string(manifest.vocab));
-      }
-    }
 
     const std::string idx_name = split + ".idx";
     TERN_ASSIGN_OR_RETURN(OpenedFile idx,
@@ -615,12 +607,13 @@ Result<ShardSet> ShardSet::open(const std::string& dir) {
     return Status::Error("shards " + quote(dir + "/" + kManifestName) + ": content_hash " +
                          manifest.content_hash + " does not match the files' " + actual);
   }
-  TERN_ASSIGN_OR_RETURN(
-      TokenDataset dataset,
-      TokenDataset::from_streams(std::move(streams[0]), std::move(streams[1]), manifest.vocab));
+  // from_streams checks every token against the vocabulary (once, here).
+  Result<TokenDataset> dataset =
+      TokenDataset::from_streams(std::move(streams[0]), std::move(streams[1]), manifest.vocab);
+  if (!dataset.ok()) return dataset.status().with_context("shards " + quote(dir));
   ShardSet set;
   set.manifest_ = std::move(manifest);
-  set.dataset_ = std::move(dataset);
+  set.dataset_ = std::move(dataset).value();
   return set;
 }
 

@@ -70,17 +70,15 @@ Result<TokenDataset> TokenDataset::from_tokens(std::vector<int32_t> tokens, int6
 
 Result<TokenDataset> TokenDataset::from_streams(TokenStream train, TokenStream val, int64_t vocab) {
   if (vocab < 1) return Status::Error("dataset: vocab " + std::to_string(vocab) + " must be ≥ 1");
-  int64_t offset = 0;
-  for (const TokenStream* s : {&train, &val}) {
+  for (const auto& [s, split] : {std::pair{&train, "training"}, std::pair{&val, "validation"}}) {
     for (int64_t i = 0; i < s->size(); ++i) {
       const int32_t t = s->token(i);
       if (t < 0 || t >= vocab) {
         return Status::Error("dataset: token " + std::to_string(t) + " at position " +
-                             std::to_string(offset + i) + " outside vocab of " +
+                             std::to_string(i) + " of the " + split + " split outside vocab of " +
                              std::to_string(vocab));
       }
     }
-    offset += s->size();
   }
   TokenDataset d;
   d.train_ = std::move(train);

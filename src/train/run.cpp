@@ -92,8 +92,8 @@ Result<std::vector<std::string>> previous_metrics(const std::string& path, int64
 
 }  // namespace
 
-Result<RunResult> run_training(BitNetModel& model, Trainer& trainer, const TrainConfig& config,
-                               const RunOptions& options) {
+Result<RunResult> run_training(BitNetModel& model, Trainer& trainer, const RunOptions& options) {
+  const TrainConfig& config = trainer.config();
   if (options.eval_every < 1 || options.log_every < 1 || options.checkpoint_every < 0) {
     return Status::Error("run: eval interval " + std::to_string(options.eval_every) +
                          ", log interval " + std::to_string(options.log_every) +

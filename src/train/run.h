@@ -60,11 +60,10 @@ struct RunResult {
   int64_t peak_rss_bytes = 0;
 };
 
-// Runs (or resumes) `trainer` to config.steps. The model and data must be the
-// ones the trainer was built over. Errors: unreadable/mismatched checkpoint,
+// Runs (or resumes) `trainer` to trainer.config().steps. The model must be the
+// one the trainer was built over. Errors: unreadable/mismatched checkpoint,
 // unwritable checkpoint/metrics/report paths (named in the message).
-Result<RunResult> run_training(BitNetModel& model, Trainer& trainer, const TrainConfig& config,
-                               const RunOptions& options);
+Result<RunResult> run_training(BitNetModel& model, Trainer& trainer, const RunOptions& options);
 
 // The report of a finished run: summary, loss/validation/throughput charts and
 // configuration. Callers may add sections before writing it.

@@ -51,6 +51,7 @@ class Trainer {
   // Mean loss over the fixed validation batches.
   float evaluate();
   int64_t steps_done() const { return steps_done_; }
+  const TrainConfig& config() const { return config_; }
 
   // What a checkpoint must hold besides the model's parameters to continue
   // bit-identically: the step count, the optimizer moments and the data RNG.

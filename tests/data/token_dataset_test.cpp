@@ -34,7 +34,7 @@ TEST(TokenDatasetTest, ErrorsNameTheProblem) {
   EXPECT_NE(TokenDataset::from_tokens({1, 2, 300}, 256, 0.1)
                 .status()
                 .message()
-                .find("token 300 at position 2"),
+                .find("token 300 at position 0 of the validation split"),
             std::string::npos);
 }
 

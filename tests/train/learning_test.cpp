@@ -39,7 +39,7 @@ TEST(LearningTest, TinyPresetLearnsDictionaryText) {
   RunOptions options;
   options.eval_every = 100;
   options.quiet = true;
-  Result<RunResult> summary = run_training(model.value(), trainer.value(), train, options);
+  Result<RunResult> summary = run_training(model.value(), trainer.value(), options);
   ASSERT_TRUE(summary.ok()) << summary.status().message();
 
   const std::vector<EvalPoint>& curve = summary.value().curve;

@@ -71,7 +71,7 @@ TEST(PubmedqaFinetune, LowersHeldOutPerplexityAndAdapterReloads) {
   RunOptions run;
   run.quiet = true;
   run.eval_every = 60;
-  Result<RunResult> result = run_training(model, trainer, train, run);
+  Result<RunResult> result = run_training(model, trainer, run);
   ASSERT_TRUE(result.ok()) << result.status().message();
 
   const std::string adapter = (dir / "adapter.gguf").string();

@@ -47,7 +47,7 @@ class RunTest : public ::testing::Test {
     RandomInitSource init(11);
     BitNetModel model = BitNetModel::create_full(micro_config(), init).value();
     Trainer trainer = Trainer::create(model, data_, train_config()).value();
-    Result<RunResult> r = run_training(model, trainer, train_config(), options);
+    Result<RunResult> r = run_training(model, trainer, options);
     EXPECT_TRUE(r.ok()) << r.status().message();
     if (result != nullptr && r.ok()) *result = r.value();
     return {model.params().data(), model.params().data() + model.params().size()};
@@ -120,14 +120,10 @@ TEST_F(RunTest, ResumeWithoutCheckpointIsAnError) {
   RunOptions options;
   options.quiet = true;
   options.resume = true;
-  EXPECT_NE(run_training(model, trainer, train_config(), options)
-                .status()
-                .message()
-                .find("needs a checkpoint"),
+  EXPECT_NE(run_training(model, trainer, options).status().message().find("needs a checkpoint"),
             std::string::npos);
   options.checkpoint_path = path("missing.ckpt");
-  const std::string message =
-      run_training(model, trainer, train_config(), options).status().message();
+  const std::string message = run_training(model, trainer, options).status().message();
   EXPECT_NE(message.find("missing.ckpt"), std::string::npos) << message;
   EXPECT_NE(message.find("does not exist"), std::string::npos) << message;
 }
