@@ -14,8 +14,13 @@ packages=(
   libpcre2-dev                       # tokenizer pre-tokenizer regexes (Unicode classes)
   libsentencepiece-dev               # tokenizer training (tern tokenizer train)
   libsodium-dev                      # BLAKE2b content hashes (shards, tokenizers)
+  libhwy-dev                         # SIMD kernels with run-time dispatch (Google Highway)
+  libopenblas-dev                    # fp32 matrix products (LoRA, embeddings, output head)
   dict-gcide                         # demo corpus: GCIDE English dictionary
   clang-format                       # format check
+  # aarch64 cross build of the kernel and parity tests, run under qemu (scripts/test_arm.sh)
+  g++-aarch64-linux-gnu qemu-user
+  libgtest-dev:arm64 libsodium-dev:arm64 libhwy-dev:arm64 libopenblas-dev:arm64
 )
 if [[ "${1:-}" == "--with-torch" ]]; then
   packages+=(python3-torch python3-numpy)
@@ -34,6 +39,10 @@ fi
 
 as_root=()
 if [[ $(id -u) -ne 0 ]]; then as_root=(sudo); fi
+if [[ " ${missing[*]}" == *:arm64* ]] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "setup: adding the arm64 architecture"
+  "${as_root[@]}" dpkg --add-architecture arm64
+fi
 echo "setup: installing ${missing[*]}"
 "${as_root[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

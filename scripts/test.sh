@@ -3,12 +3,15 @@
 #   1. format check;
 #   2. release build (-Werror) and the whole ctest suite (unit, parity,
 #      gradcheck, learning; torch regeneration where python3-torch exists);
-#   3. ASan + UBSan build of the unit tests and the CLI, run under the sanitizers.
+#   3. aarch64 cross build of the kernel and parity tests, run under qemu
+#      (scripts/test_arm.sh: NEON and the scalar fallback);
+#   4. ASan + UBSan build of the unit tests and the CLI, run under the sanitizers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/check_format.sh
 bash scripts/build.sh release
 ctest --test-dir build/release --output-on-failure -j"$(nproc)"
+bash scripts/test_arm.sh
 bash scripts/build.sh asan tern_unit_tests tern_parity_tests tern_lora_memory_tests tern
 ctest --test-dir build/asan -L 'unit|cli' --output-on-failure -j"$(nproc)"

@@ -7,6 +7,8 @@
 //                                 re-executed with the hidden --child flag).
 //   tern bench finetune [--json]  tokens/s of LoRA training (forward + backward + AdamW)
 //                                 of bitnet-125m: warm-up steps, then a timed window.
+//   tern bench kernels [--json]   CPU kernel throughput on the presets' linear shapes,
+//                                 DRAM matrix-vector and copy bandwidth (bench_kernels.cpp).
 //
 // Hidden flags for quick runs (tests): --preset and --seq override the workload.
 // Both use random weights, batch 1, LoRA rank 8 on q, k, v, o, synthetic tokens.
@@ -20,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_kernels.h"
 #include "cli/commands.h"
 #include "core/thread_pool.h"
 #include "model/bitnet.h"
@@ -32,6 +35,8 @@ namespace {
 struct Workload {
   std::string preset;
   int64_t seq = 256;
+  std::string ternary_backward = "exact";  // finetune: TernaryBackward
+  std::string activations = "recompute";   // finetune: ActivationMemory
 };
 
 Result<BitNetModel> lora_model(const ModelConfig& config, WeightSource& source) {
@@ -158,6 +163,8 @@ int memory_parent(const Workload& w, bool json) {
                               {"seq", w.seq},
                               {"batch", 1},
                               {"rank", 8},
+                              {"ternary_backward", w.ternary_backward},
+                              {"activations", w.activations},
                               {"threads", default_pool().num_threads()},
                               {"ternary_peak_bytes", t},
                               {"f16_peak_bytes", f},
@@ -188,6 +195,10 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
     return 1;
   }
   BitNetModel model = std::move(created).value();
+  model.set_ternary_backward(w.ternary_backward == "int8" ? TernaryBackward::kInt8
+                                                          : TernaryBackward::kExact);
+  model.set_activation_memory(w.activations == "cache" ? ActivationMemory::kCache
+                                                       : ActivationMemory::kRecompute);
   AdamW adamw(model.layout(), AdamWConfig{});
   std::vector<int32_t> tokens, labels;
   synthetic_batch(config.value(), w.seq, tokens, labels);
@@ -209,6 +220,8 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
                               {"seq", w.seq},
                               {"batch", 1},
                               {"rank", 8},
+                              {"ternary_backward", w.ternary_backward},
+                              {"activations", w.activations},
                               {"threads", default_pool().num_threads()},
                               {"warmup_steps", warmup},
                               {"steps", steps},
@@ -229,7 +242,8 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
 }  // namespace
 
 Command add_bench_command(CLI::App& root) {
-  CLI::App* app = root.add_subcommand("bench", "Benchmarks that print JSON (memory, finetune)");
+  CLI::App* app =
+      root.add_subcommand("bench", "Benchmarks that print JSON (memory, finetune, kernels)");
   app->require_subcommand(1);
 
   CLI::App* memory = app->add_subcommand(
@@ -252,10 +266,19 @@ Command add_bench_command(CLI::App& root) {
   tune->add_option("--steps", *steps, "Timed steps (default 3)")->check(CLI::Range(1, 100000));
   tune->add_option("--warmup", *warmup, "Untimed steps first (default 1)")
       ->check(CLI::Range(0, 100000));
+  tune->add_option("--ternary-backward", tune_workload->ternary_backward,
+                   "Input gradient through ternary linears: exact (fp32) or int8 (default exact)")
+      ->check(CLI::IsMember({"exact", "int8"}));
+  tune->add_option("--activations", tune_workload->activations,
+                   "Activation memory: recompute (LoRA default) or cache (default recompute)")
+      ->check(CLI::IsMember({"recompute", "cache"}));
   tune->add_option("--preset", tune_workload->preset)->group("");
   tune->add_option("--seq", tune_workload->seq)->check(CLI::Range(1, 1 << 20))->group("");
 
+  const Command kernels = add_bench_kernels_command(*app);
+
   return {app, [=]() -> int {
+            if (kernels.app->parsed()) return kernels.run();
             if (memory->parsed()) {
               if (!child->empty()) return memory_child(*memory_workload, *child);
               return memory_parent(*memory_workload, *memory_json);

@@ -89,6 +89,7 @@ int run(const FinetuneArgs& a) {
   if (!train.ok()) return fail(train.status());
   Result<BitNetModel> model = BitNetModel::create_lora(config, lora, *base.value(), a.train.seed);
   if (!model.ok()) return fail(Status::Error("'" + a.model + "': " + model.status().message()));
+  apply_model_flags(a.train, model.value());
   Result<Trainer> trainer = Trainer::create(model.value(), data, train.value());
   if (!trainer.ok()) return fail(trainer.status());
 

@@ -96,6 +96,7 @@ int run(const PretrainArgs& a) {
   RandomInitSource init(a.train.seed);
   Result<BitNetModel> model = BitNetModel::create_full(model_config, init);
   if (!model.ok()) return fail(model.status());
+  apply_model_flags(a.train, model.value());
   Result<Trainer> trainer = Trainer::create(model.value(), data, train.value());
   if (!trainer.ok()) return fail(trainer.status());
 

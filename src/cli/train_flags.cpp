@@ -31,7 +31,17 @@ void add_train_flags(CLI::App* app, TrainFlags* f) {
       ->capture_default_str();
   app->add_option("--seed", f->seed, "Seed for initialization and data order")
       ->capture_default_str();
+  app->add_option("--ternary-backward", f->ternary_backward,
+                  "Input gradient through ternary linears: exact (fp32) or int8 (dY quantized "
+                  "per token, ~3x faster kernels)")
+      ->check(CLI::IsMember({"exact", "int8"}))
+      ->capture_default_str();
   app->add_flag("--json", f->json, "Progress as JSON lines");
+}
+
+void apply_model_flags(const TrainFlags& flags, BitNetModel& model) {
+  model.set_ternary_backward(flags.ternary_backward == "int8" ? TernaryBackward::kInt8
+                                                              : TernaryBackward::kExact);
 }
 
 void add_run_flags(CLI::App* app, RunFlags* f) {

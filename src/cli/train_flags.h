@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "model/bitnet.h"
 #include "train/run.h"
 #include "train/trainer.h"
 
@@ -29,6 +30,7 @@ struct TrainFlags {
   int64_t eval_batches = 8;
   uint64_t seed = 1;
   bool json = false;
+  std::string ternary_backward = "exact";  // exact | int8 (TernaryBackward)
 };
 
 struct RunFlags {
@@ -42,6 +44,8 @@ struct RunFlags {
 };
 
 void add_train_flags(CLI::App* app, TrainFlags* flags);
+// Model settings chosen by flags (--ternary-backward).
+void apply_model_flags(const TrainFlags& flags, BitNetModel& model);
 void add_run_flags(CLI::App* app, RunFlags* flags);
 
 // The trainer configuration; with --epochs, steps cover that many passes over

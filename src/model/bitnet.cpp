@@ -8,6 +8,7 @@
 
 #include "core/rng.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/ternary.h"
 #include "kernels/ref/attention.h"
 #include "kernels/ref/cross_entropy.h"
 #include "kernels/ref/embedding.h"
@@ -152,18 +153,20 @@ class Arena {
 
 // Backward scratch for n rows (all N with kCache, one chunk with kRecompute).
 struct Scratch {
-  float* dresid = nullptr;   // [N, H] gradient of the residual stream (always all N)
-  float* dtmp_h = nullptr;   // [n, H]
-  float* dinput = nullptr;   // [n, max_dim] gradient of a group input
-  float* dlinear = nullptr;  // [n, max_dim] one linear's input gradient
-  float* dgate = nullptr;    // [n, F]
-  float* dup = nullptr;      // [n, F]
-  float* dpre = nullptr;     // [n, max_dim] gradient before a sub-norm
-  float* x_tilde = nullptr;  // [n, max_dim] dequantized activations (full ternary only)
-  float* lora_du = nullptr;  // [n, max_dim] (alpha/r)·dy; LoRA's B·t during forward
-  float* lora_dt = nullptr;  // [n, rank]
-  float* discard = nullptr;  // [max_dim] gradient sink for frozen norm weights
-  float* y_tmp = nullptr;    // [n, max_dim] linear output before a residual add
+  float* dresid = nullptr;     // [N, H] gradient of the residual stream (always all N)
+  float* dtmp_h = nullptr;     // [n, H]
+  float* dinput = nullptr;     // [n, max_dim] gradient of a group input
+  float* dlinear = nullptr;    // [n, max_dim] one linear's input gradient
+  float* dgate = nullptr;      // [n, F]
+  float* dup = nullptr;        // [n, F]
+  float* dpre = nullptr;       // [n, max_dim] gradient before a sub-norm
+  float* x_tilde = nullptr;    // [n, max_dim] dequantized activations (full ternary only)
+  float* lora_du = nullptr;    // [n, max_dim] (alpha/r)·dy; LoRA's B·t during forward
+  float* lora_dt = nullptr;    // [n, rank]
+  float* discard = nullptr;    // [max_dim] gradient sink for frozen norm weights
+  float* y_tmp = nullptr;      // [n, max_dim] linear output before a residual add
+  int8_t* dy_codes = nullptr;  // [n, max_dim] int8 output gradient (TernaryBackward::kInt8)
+  float* dy_scales = nullptr;  // [n]
 };
 
 // kRecompute: what stays for backward, and the whole-sequence buffers of one block.
@@ -202,6 +205,7 @@ struct BitNetModel::Impl {
   int64_t batch = 0;
   int64_t seq = 0;
   ActivationMemory memory = ActivationMemory::kCache;
+  TernaryBackward ternary_backward = TernaryBackward::kExact;
   FlatBuffer act_floats;
   std::vector<int8_t> act_bytes;
   std::vector<LayerCache> caches;  // kCache: one per layer
@@ -544,6 +548,8 @@ void carve_scratch(Scratch& s, const Dims& d, bool has_lora, bool weight_grads, 
   s.lora_du = has_lora ? a.floats(n * d.max_dim) : nullptr;
   s.lora_dt = has_lora ? a.floats(n * rank) : nullptr;
   s.y_tmp = a.floats(n * d.max_dim);
+  s.dy_codes = d.ternary ? a.bytes(n * d.max_dim) : nullptr;
+  s.dy_scales = d.ternary ? a.floats(n) : nullptr;
 }
 
 // kCache: the activations of every layer and backward scratch for all N tokens.
@@ -669,7 +675,7 @@ void dense_backward_input(float* dx, const float* dy, const Tensor& w, int64_t n
 void apply_linear(const BitNetModel::Impl& m, const Scratch& s, const Linear& lin,
                   const LinearInput& in, float* y, float* lora_t, int64_t n) {
   if (lin.ternary) {
-    ref::bitlinear_forward(y, in.codes, in.scales, lin.packed, n);
+    cpu::bitlinear_forward(y, in.codes, in.scales, lin.packed, n);
   } else {
     dense_forward(y, in.x, lin.weight, n, lin.in, lin.out);
   }
@@ -683,7 +689,7 @@ void apply_linear(const BitNetModel::Impl& m, const Scratch& s, const Linear& li
 }
 
 void quantize_input(LinearInput& in, int64_t n, bool ternary) {
-  if (ternary) ref::quantize_activations_absmax(in.codes, in.scales, in.x, n, in.dim);
+  if (ternary) cpu::quantize_activations_absmax(in.codes, in.scales, in.x, n, in.dim);
 }
 
 // Backward of the linears that read one input: overwrites dx[n, in] with the sum
@@ -700,8 +706,11 @@ void linear_group_backward(const BitNetModel::Impl& m, const Scratch& s,
   for (size_t j = 0; j < linears.size(); ++j) {
     const Linear& lin = *linears[j];
     const float* dy = dys[j];
-    if (lin.ternary) {
-      ref::bitlinear_backward_input(s.dlinear, dy, lin.packed, n);
+    if (lin.ternary && m.ternary_backward == TernaryBackward::kInt8) {
+      cpu::quantize_activations_absmax(s.dy_codes, s.dy_scales, dy, n, lin.out);
+      cpu::bitlinear_backward_input_int8(s.dlinear, s.dy_codes, s.dy_scales, lin.packed, n);
+    } else if (lin.ternary) {
+      cpu::bitlinear_backward_input(s.dlinear, dy, lin.packed, n);
     } else {
       dense_backward_input(s.dlinear, dy, lin.weight, n, lin.in, lin.out);
     }
@@ -763,6 +772,7 @@ float forward_cached(BitNetModel::Impl& m, const ModelConfig& c, bool requantize
     for (Layer& layer : m.layers) {
       for (Linear& lin : layer.linears) {
         ref::quantize_weights_absmean(&lin.packed, lin.weight.data, lin.out, lin.in);
+        if (m.ternary_backward == TernaryBackward::kInt8) lin.packed.build_transposed();
       }
     }
   }
@@ -1179,6 +1189,25 @@ void BitNetModel::set_activation_memory(ActivationMemory memory) {
   TERN_CHECK(memory == ActivationMemory::kCache || frozen_base_, "kRecompute needs a frozen base");
   memory_ = memory;
   impl_->has_forward = false;
+}
+
+void BitNetModel::set_ternary_backward(TernaryBackward mode) {
+  Impl& m = *impl_;
+  ternary_backward_ = mode;
+  m.ternary_backward = mode;
+  // The int8 input gradient runs as a forward product over Wᵀ: a frozen base
+  // builds its transposed codes once; trainable weights rebuild them per step.
+  for (Layer& layer : m.layers) {
+    for (Linear& lin : layer.linears) {
+      if (!lin.ternary || lin.packed.rows == 0) continue;
+      if (mode == TernaryBackward::kInt8) {
+        if (!lin.packed.has_transposed()) lin.packed.build_transposed();
+      } else {
+        lin.packed.transposed = {};
+      }
+    }
+  }
+  m.has_forward = false;
 }
 
 BitNetModel::MemoryUse BitNetModel::memory_use() const {

@@ -54,6 +54,16 @@ namespace tern {
 //    extra forward pass per step.
 enum class ActivationMemory { kCache, kRecompute };
 
+// How backward() sends gradients through ternary linears (dX = dY·W̃).
+//  - kExact: fp32 dY, each element summed in output order (the reference
+//    arithmetic the PyTorch golden tests check).
+//  - kInt8: dY quantized per token to int8 (absmax, as in SwitchBack, Wortsman et
+//    al. 2023) and multiplied with the 2-bit codes in integers: about 3× faster,
+//    with a gradient error of the order of the int8 step (≤ 1/254 of the row's
+//    largest |dY| per term). Keeps a transposed copy of the packed codes (+2 bits
+//    per ternary weight). Same bits on every SIMD target.
+enum class TernaryBackward { kExact, kInt8 };
+
 class BitNetModel {
  public:
   // Full training: all parameters trainable, initialized from `source`.
@@ -89,6 +99,10 @@ class BitNetModel {
   // kRecompute requires has_frozen_base() (CHECKed). Takes effect at the next
   // forward(), which then re-sizes the workspace.
   void set_activation_memory(ActivationMemory memory);
+
+  TernaryBackward ternary_backward() const { return ternary_backward_; }
+  // Takes effect at the next backward(); kInt8 builds the transposed codes now.
+  void set_ternary_backward(TernaryBackward mode);
 
   // Bytes held by the model, for memory reports.
   struct MemoryUse {
@@ -156,6 +170,7 @@ class BitNetModel {
   ModelConfig config_;
   bool frozen_base_ = false;
   ActivationMemory memory_ = ActivationMemory::kCache;
+  TernaryBackward ternary_backward_ = TernaryBackward::kExact;
   std::optional<LoraConfig> lora_;
   TensorLayout layout_;
   FlatBuffer params_;

@@ -122,17 +122,13 @@ Result<ref::TernaryMatrix> RandomInitSource::read_ternary(std::string_view name,
     for (int64_t i = 0; i < count; ++i) abs_sum += std::fabs(static_cast<double>(stream.next()));
   }
   ref::TernaryMatrix m;
-  m.rows = rows;
-  m.cols = cols;
-  m.scale =
-      std::max(static_cast<float>(abs_sum / static_cast<double>(count)), ref::kWeightScaleEps);
-  m.packed.assign(static_cast<size_t>(rows * m.row_bytes()), 0);
+  m.reset(rows, cols,
+          std::max(static_cast<float>(abs_sum / static_cast<double>(count)), ref::kWeightScaleEps));
   Stream stream(*this, name);
   for (int64_t r = 0; r < rows; ++r) {
-    uint8_t* dst = m.packed.data() + r * m.row_bytes();
     for (int64_t c = 0; c < cols; ++c) {
       const float q = std::clamp(std::nearbyint(stream.next() / m.scale), -1.0f, 1.0f);
-      dst[c / 4] = static_cast<uint8_t>(dst[c / 4] | ((static_cast<int>(q) + 1) << (2 * (c % 4))));
+      m.set_code(r, c, static_cast<int>(q));
     }
   }
   return m;

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/ternary.h"
 #include "kernels/ref/dot.h"
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"
@@ -149,7 +150,7 @@ void KvDecoder::truncate(int64_t position) {
 }
 
 void KvDecoder::quantize(const float* x, int64_t n, int64_t dim) {
-  if (ternary_) ref::quantize_activations_absmax(codes_.data(), scales_.data(), x, n, dim);
+  if (ternary_) cpu::quantize_activations_absmax(codes_.data(), scales_.data(), x, n, dim);
 }
 
 void KvDecoder::matmul(float* y, const float* x, const Matrix& w, int64_t n, int64_t in,
@@ -164,7 +165,7 @@ void KvDecoder::matmul(float* y, const float* x, const Matrix& w, int64_t n, int
 void KvDecoder::apply(const Linear& lin, const float* x, const int8_t* codes, const float* scales,
                       float* y, int64_t n) {
   if (lin.packed != nullptr) {
-    ref::bitlinear_forward(y, codes, scales, *lin.packed, n);
+    cpu::bitlinear_forward(y, codes, scales, *lin.packed, n);
   } else {
     matmul(y, x, lin.dense, n, lin.in, lin.out);
   }

@@ -37,6 +37,18 @@ expect "missing gcide dir named" 1 "/nonexistent" -- "$tern" demo --gcide-dir /n
 expect "bench memory smoke run" 0 '"reduction"' -- "$tern" bench memory --json --preset tiny --seq 64
 expect "bench finetune smoke run" 0 '"tokens_per_s"' -- "$tern" bench finetune --json --preset tiny --seq 64 --steps 1 --warmup 0
 expect "bench needs a verb" 1 "subcommand" -- "$tern" bench
+# One quick kernel benchmark: every summary key present, numbers positive.
+kernels_out="$("$tern" bench kernels --quick --json 2>&1)"; kernels_rc=$?; kernels_bad=""
+for key in ternary_vs_sgemm_t512 gemv_bw_fraction transposed_vs_forward threads nproc; do
+  grep -Eq "\"$key\":[0-9.]*[1-9]" <<< "$kernels_out" || kernels_bad+=" $key"
+done
+for key in simd_target cpu; do grep -Eq "\"$key\":\"[^\"]+\"" <<< "$kernels_out" || kernels_bad+=" $key"; done
+if [[ $kernels_rc -ne 0 || -n "$kernels_bad" ]]; then
+  echo "FAIL: bench kernels smoke run: exit $kernels_rc, missing or not positive:$kernels_bad"
+  echo "$kernels_out" | head -5; failures=$((failures + 1))
+else
+  echo "ok: bench kernels smoke run"
+fi
 expect "data prepare needs a vocab" 1 "vocab" -- "$tern" data prepare /nonexistent/a.txt -o /tmp/x
 expect "data info names a missing dir" 1 "/nonexistent/shards" -- "$tern" data info /nonexistent/shards
 expect "generate needs a model" 1 "model" -- "$tern" generate --prompt hi

@@ -49,13 +49,56 @@ TEST(TernaryTest, ZeroWeightsUseEpsilonScale) {
   }
 }
 
+TEST(TernaryTest, LayoutIsTq2_0CodeBytes) {
+  // ggml's TQ2_0: element e of a 256-block sits in byte 32·(e/128) + e%32 at bits
+  // 2·((e%128)/32). Column 200 → byte 40, bits 4–5; column 300 (element 44 of the
+  // second block) → byte 64 + 12, bits 2–3.
+  const int64_t cols = 384;
+  std::vector<int8_t> codes(static_cast<size_t>(cols), 0);
+  codes[200] = 1;
+  codes[300] = -1;
+  const TernaryMatrix m = pack_ternary(codes.data(), 1, cols, 1.0f);
+  ASSERT_EQ(m.row_bytes(), 96);
+  for (int64_t b = 0; b < 96; ++b) {
+    const uint8_t expected = b == 40 ? 0x65 : b == 64 + 12 ? 0x51 : 0x55;
+    EXPECT_EQ(m.packed[static_cast<size_t>(b)], expected) << "byte " << b;
+  }
+}
+
+TEST(TernaryTest, TransposedHoldsTheTranspose) {
+  Rng rng(5);
+  const int64_t rows = 37, cols = 150;
+  std::vector<int8_t> codes(rows * cols);
+  for (int8_t& c : codes) c = static_cast<int8_t>(static_cast<int>(rng.below(3)) - 1);
+  TernaryMatrix m = pack_ternary(codes.data(), rows, cols, 0.25f);
+  EXPECT_FALSE(m.has_transposed());
+  m.build_transposed();
+  ASSERT_EQ(m.transposed.size(), static_cast<size_t>(cols * 32));
+  const TernaryMatrix t = [&] {
+    TernaryMatrix view;
+    view.reset(cols, rows, m.scale);
+    view.packed = m.transposed;
+    return view;
+  }();
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) EXPECT_EQ(t.code(c, r), codes[r * cols + c]);
+  }
+}
+
 TEST(TernaryTest, PackRoundTripOddColumns) {
   Rng rng(11);
-  const int64_t rows = 5, cols = 13;  // not a multiple of 4: last byte is partial
+  const int64_t rows = 5, cols = 13;  // one partial 128-column group per row
   std::vector<int8_t> codes(rows * cols);
   for (int8_t& c : codes) c = static_cast<int8_t>(static_cast<int>(rng.below(3)) - 1);
   const TernaryMatrix m = pack_ternary(codes.data(), rows, cols, 0.5f);
-  EXPECT_EQ(m.byte_size(), static_cast<size_t>(rows * 4));
+  EXPECT_EQ(m.byte_size(), static_cast<size_t>(rows * 32));
+  // Padding columns hold q = 0, so SIMD kernels may read whole groups.
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = cols; c < 128; ++c) {
+      const uint8_t byte = m.packed[static_cast<size_t>(r * 32 + TernaryMatrix::byte_of(c))];
+      EXPECT_EQ((byte >> TernaryMatrix::shift_of(c)) & 3, 1) << r << "," << c;
+    }
+  }
   std::vector<int8_t> row(cols);
   for (int64_t r = 0; r < rows; ++r) {
     m.unpack_row(r, row.data());

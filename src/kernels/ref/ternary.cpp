@@ -8,30 +8,63 @@
 
 namespace tern::ref {
 
+void TernaryMatrix::reset(int64_t new_rows, int64_t new_cols, float new_scale) {
+  TERN_CHECK(new_rows >= 0 && new_cols >= 0);
+  rows = new_rows;
+  cols = new_cols;
+  scale = new_scale;
+  packed.assign(static_cast<size_t>(rows * row_bytes()), kZeroByte);
+  transposed.clear();
+}
+
 int8_t TernaryMatrix::code(int64_t row, int64_t col) const {
   TERN_CHECK(row >= 0 && row < rows && col >= 0 && col < cols);
-  const uint8_t byte = packed[static_cast<size_t>(row * row_bytes() + col / 4)];
-  return static_cast<int8_t>(((byte >> (2 * (col % 4))) & 3) - 1);
+  const uint8_t byte = packed[static_cast<size_t>(row * row_bytes() + byte_of(col))];
+  return static_cast<int8_t>(((byte >> shift_of(col)) & 3) - 1);
+}
+
+void TernaryMatrix::set_code(int64_t row, int64_t col, int q) {
+  TERN_CHECK(row >= 0 && row < rows && col >= 0 && col < cols);
+  TERN_CHECK(q >= -1 && q <= 1, "ternary code ", q, " at (", row, ",", col, ")");
+  uint8_t& byte = packed[static_cast<size_t>(row * row_bytes() + byte_of(col))];
+  const int shift = shift_of(col);
+  byte = static_cast<uint8_t>((byte & ~(3 << shift)) | ((q + 1) << shift));
 }
 
 void TernaryMatrix::unpack_row(int64_t row, int8_t* out) const {
   const uint8_t* src = packed.data() + row * row_bytes();
   for (int64_t c = 0; c < cols; ++c) {
-    out[c] = static_cast<int8_t>(((src[c / 4] >> (2 * (c % 4))) & 3) - 1);
+    out[c] = static_cast<int8_t>(((src[byte_of(c)] >> shift_of(c)) & 3) - 1);
   }
+}
+
+void TernaryMatrix::build_transposed() {
+  const int64_t t_row_bytes = transposed_row_bytes();
+  transposed.assign(static_cast<size_t>(cols * t_row_bytes), kZeroByte);
+  // Row blocks keep the source rows being read in cache while columns scatter.
+  parallel_for(
+      cols,
+      [&](int64_t c_begin, int64_t c_end) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const uint8_t* src = packed.data() + r * row_bytes();
+          const int64_t dst_byte = byte_of(r);
+          const int dst_shift = shift_of(r);
+          for (int64_t c = c_begin; c < c_end; ++c) {
+            const int code = (src[byte_of(c)] >> shift_of(c)) & 3;
+            uint8_t& byte = transposed[static_cast<size_t>(c * t_row_bytes + dst_byte)];
+            byte = static_cast<uint8_t>((byte & ~(3 << dst_shift)) | (code << dst_shift));
+          }
+        }
+      },
+      16);
 }
 
 namespace {
 
 void pack_codes(TernaryMatrix* m, const auto& code_at) {
-  m->packed.assign(static_cast<size_t>(m->rows * m->row_bytes()), 0);
+  m->reset(m->rows, m->cols, m->scale);
   for (int64_t r = 0; r < m->rows; ++r) {
-    uint8_t* dst = m->packed.data() + r * m->row_bytes();
-    for (int64_t c = 0; c < m->cols; ++c) {
-      const int code = code_at(r, c);
-      TERN_CHECK(code >= -1 && code <= 1, "ternary code ", code, " at (", r, ",", c, ")");
-      dst[c / 4] = static_cast<uint8_t>(dst[c / 4] | ((code + 1) << (2 * (c % 4))));
-    }
+    for (int64_t c = 0; c < m->cols; ++c) m->set_code(r, c, code_at(r, c));
   }
 }
 
@@ -109,6 +142,26 @@ void bitlinear_forward(float* y, const int8_t* x_codes, const float* x_scale,
         for (int64_t k = 0; k < in; ++k) acc += static_cast<int32_t>(x_row[k]) * w_row[k];
         y[i * out + o] = static_cast<float>(acc) * (w.scale / x_scale[i]);
       }
+    }
+  });
+}
+
+void bitlinear_backward_input_int8(float* dx, const int8_t* dy_codes, const float* dy_scale,
+                                   const TernaryMatrix& w, int64_t n) {
+  const int64_t in = w.cols;
+  const int64_t out = w.rows;
+  parallel_for(n, [&](int64_t i_begin, int64_t i_end) {
+    std::vector<int8_t> w_row(static_cast<size_t>(in));
+    std::vector<int32_t> acc(static_cast<size_t>(in));
+    for (int64_t i = i_begin; i < i_end; ++i) {
+      std::fill(acc.begin(), acc.end(), 0);
+      for (int64_t o = 0; o < out; ++o) {
+        w.unpack_row(o, w_row.data());
+        const int32_t g = dy_codes[i * out + o];
+        for (int64_t k = 0; k < in; ++k) acc[static_cast<size_t>(k)] += g * w_row[k];
+      }
+      for (int64_t k = 0; k < in; ++k)
+        dx[i * in + k] = static_cast<float>(acc[static_cast<size_t>(k)]) * (w.scale / dy_scale[i]);
     }
   });
 }

@@ -1,0 +1,405 @@
+// `tern bench kernels [--json] [--threads N] [--quick] [--min-time S]`
+//
+// For bitnet-125m and bitnet-1b, every distinct (out, in) shape of the q, k/v, o,
+// gate/up and down linears (derived from the preset), and T ∈ {1, 64, 512} rows:
+//  - the ternary product cpu::bitlinear_forward, GOPS = 2·T·in·out / time, on
+//    activations quantized beforehand by cpu::quantize_activations_absmax (timed
+//    on its own);
+//  - fp32 products on the same shapes, GFLOP/s: cpu::linear_forward (tern's SIMD
+//    kernel, the reference's bits), OpenBLAS sgemm single-threaded on fixed tiles
+//    over tern's pool (cpu::openblas_linear_forward), and one cblas_sgemm call
+//    threaded by OpenBLAS itself over the same number of threads;
+//  - the transposed product cpu::bitlinear_backward_input_int8 on w.transposed
+//    (built before timing) with dY quantized like an activation, and the exact
+//    fp32 input gradient cpu::bitlinear_backward_input;
+//  - at T = 1, weight bytes per second (w.packed.size() / time), the matrix in cache.
+// Then the T = 1 product over every linear of enough bitnet-1b layers for ≥ 256 MB
+// of packed weights (each call reads its weights from DRAM), and a STREAM-like
+// copy of ≥ 512 MB over the pool (bytes read + written per second, as STREAM's
+// Copy counts them). Every time is the best single call of repeated runs lasting
+// at least --min-time seconds.
+//
+// Summary keys, top level of the JSON (bitnet-1b shapes, sums over its distinct shapes):
+//   ternary_vs_sgemm_t512  ternary GOPS / OpenBLAS threaded sgemm GFLOP/s at T = 512
+//                          (= Σ sgemm time / Σ ternary time)
+//   gemv_bw_fraction       DRAM matrix-vector weight GB/s / copy GB/s
+//   transposed_vs_forward  Σ transposed time / Σ forward time at T = 512
+// --quick: bitnet-1b's two smallest shapes, one repetition, small arrays (a smoke
+// test: the weights are then not DRAM-resident).
+#include "cli/bench_kernels.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/blas.h"
+#include "kernels/cpu/dispatch.h"
+#include "kernels/cpu/ternary.h"
+#include "model/config.h"
+
+namespace tern::cli {
+namespace {
+
+struct Options {
+  bool json = false;
+  bool quick = false;
+  int threads = 0;
+  double min_time = 0.3;
+};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Best time of one call of fn: one warm-up call, then samples of enough calls
+// to last ≥ 1 ms each, until min_time has passed (at least `min_samples`).
+// --quick: the warm-up and one timed call.
+double best_time(const std::function<void()>& fn, const Options& o, int min_samples = 3) {
+  fn();
+  auto start = Clock::now();
+  fn();
+  const double first = seconds_since(start);
+  if (o.quick) return first;
+  const int64_t calls = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(1e-3 / first)));
+  double best = first, total = 0.0;
+  for (int samples = 0; samples < min_samples || total < o.min_time; ++samples) {
+    start = Clock::now();
+    for (int64_t i = 0; i < calls; ++i) fn();
+    const double elapsed = seconds_since(start);
+    total += elapsed;
+    best = std::min(best, elapsed / static_cast<double>(calls));
+  }
+  return best;
+}
+
+// Fast deterministic fill: floats uniform in [−1, 1).
+void fill_uniform(std::vector<float>& v, uint64_t seed) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (float& x : v) {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    x = static_cast<float>(static_cast<double>(s >> 40) / 8388608.0 - 1.0);
+  }
+}
+
+// A random ternary matrix (scale 0.02), built directly in the packed layout.
+ref::TernaryMatrix random_ternary(int64_t rows, int64_t cols, uint64_t seed) {
+  ref::TernaryMatrix m;
+  m.reset(rows, cols, 0.02f);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
+  auto next = [&s] {
+    s = s * 6364136223846793005ull + 1442695040888963407ull;
+    return s >> 33;
+  };
+  if (cols % ref::TernaryMatrix::kGroupCols == 0) {
+    // Every byte is four codes q+1 ∈ {0, 1, 2}; no padding to keep at q = 0.
+    for (uint8_t& byte : m.packed) {
+      const uint64_t r = next();
+      byte =
+          static_cast<uint8_t>((r % 3) | (r / 3 % 3) << 2 | (r / 9 % 3) << 4 | (r / 27 % 3) << 6);
+    }
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t c = 0; c < cols; ++c) m.set_code(r, c, static_cast<int>(next() % 3) - 1);
+    }
+  }
+  return m;
+}
+
+struct Shape {
+  int64_t out, in;
+  std::string linears;  // e.g. "q,o"
+};
+
+// The distinct (out, in) shapes of one block's linears, in execution order.
+std::vector<Shape> linear_shapes(const ModelConfig& c) {
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  const std::pair<const char*, std::pair<int64_t, int64_t>> all[] = {
+      {"q", {q, c.hidden}},       {"k", {kv, c.hidden}},       {"v", {kv, c.hidden}},
+      {"o", {c.hidden, q}},       {"gate", {c.ffn, c.hidden}}, {"up", {c.ffn, c.hidden}},
+      {"down", {c.hidden, c.ffn}}};
+  std::vector<Shape> shapes;
+  for (const auto& [name, dims] : all) {
+    auto it = std::find_if(shapes.begin(), shapes.end(), [&](const Shape& s) {
+      return s.out == dims.first && s.in == dims.second;
+    });
+    if (it == shapes.end()) {
+      shapes.push_back({dims.first, dims.second, name});
+    } else {
+      it->linears += std::string(",") + name;
+    }
+  }
+  return shapes;
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos) break;
+    size_t start = line.find_first_not_of(" \t", colon + 1);
+    return start == std::string::npos ? "" : line.substr(start);
+  }
+  return "unknown";
+}
+
+// All measurements of one shape at one T.
+nlohmann::json measure_shape(const std::string& preset, const Shape& s, const ref::TernaryMatrix& w,
+                             const std::vector<float>& w_dense, int64_t t, const Options& o) {
+  const int64_t in = s.in, out = s.out;
+  std::vector<float> x(static_cast<size_t>(t * in)), dy(static_cast<size_t>(t * out));
+  fill_uniform(x, 11 + t);
+  fill_uniform(dy, 13 + t);
+  std::vector<int8_t> x_codes(x.size()), dy_codes(dy.size());
+  std::vector<float> x_scale(static_cast<size_t>(t)), dy_scale(static_cast<size_t>(t));
+  std::vector<float> y(static_cast<size_t>(t * out)), dx(static_cast<size_t>(t * in));
+  const double ops = 2.0 * static_cast<double>(t) * static_cast<double>(in * out);
+  const int threads = default_pool().num_threads();
+
+  const double quantize_s = best_time(
+      [&] { cpu::quantize_activations_absmax(x_codes.data(), x_scale.data(), x.data(), t, in); },
+      o);
+  cpu::quantize_activations_absmax(dy_codes.data(), dy_scale.data(), dy.data(), t, out);
+  const double ternary_s =
+      best_time([&] { cpu::bitlinear_forward(y.data(), x_codes.data(), x_scale.data(), w, t); }, o);
+  const double dense_s =
+      best_time([&] { cpu::linear_forward(y.data(), x.data(), w_dense.data(), t, in, out); }, o);
+  const double openblas_tiled_s = best_time(
+      [&] { cpu::openblas_linear_forward(y.data(), x.data(), w_dense.data(), t, in, out); }, o);
+  const double openblas_threaded_s = best_time(
+      [&] {
+        cpu::sgemm_openblas_threaded(y.data(), x.data(), w_dense.data(), t, in, out, threads);
+      },
+      o);
+  const double transposed_s = best_time(
+      [&] {
+        cpu::bitlinear_backward_input_int8(dx.data(), dy_codes.data(), dy_scale.data(), w, t);
+      },
+      o);
+  const double backward_f32_s =
+      best_time([&] { cpu::bitlinear_backward_input(dx.data(), dy.data(), w, t); }, o);
+
+  nlohmann::json r = {{"preset", preset},
+                      {"linears", s.linears},
+                      {"out", out},
+                      {"in", in},
+                      {"t", t},
+                      {"quantize_s", quantize_s},
+                      {"ternary_s", ternary_s},
+                      {"ternary_gops", ops / ternary_s / 1e9},
+                      {"dense_s", dense_s},
+                      {"dense_gflops", ops / dense_s / 1e9},
+                      {"openblas_tiled_s", openblas_tiled_s},
+                      {"openblas_tiled_gflops", ops / openblas_tiled_s / 1e9},
+                      {"openblas_threaded_s", openblas_threaded_s},
+                      {"openblas_threaded_gflops", ops / openblas_threaded_s / 1e9},
+                      {"transposed_int8_s", transposed_s},
+                      {"transposed_int8_gops", ops / transposed_s / 1e9},
+                      {"backward_f32_s", backward_f32_s},
+                      {"backward_f32_gflops", ops / backward_f32_s / 1e9},
+                      {"weight_bytes", w.packed.size()}};
+  if (t == 1) {
+    r["weight_gbps_cached"] = static_cast<double>(w.packed.size()) / ternary_s / 1e9;
+  }
+  return r;
+}
+
+// T = 1 over every linear of enough bitnet-1b layers that the weights cannot
+// stay in any cache, in execution order, as a decoder reads them.
+nlohmann::json measure_gemv_dram(const ModelConfig& c, const Options& o) {
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  const std::pair<int64_t, int64_t> block[] = {
+      {q, c.hidden},     {kv, c.hidden},    {kv, c.hidden},   {c.hidden, q},
+      {c.ffn, c.hidden}, {c.ffn, c.hidden}, {c.hidden, c.ffn}};
+  int64_t layer_bytes = 0;
+  for (const auto& [out, in] : block) layer_bytes += out * ref::TernaryMatrix::bytes_per_row(in);
+  const int64_t target_bytes = o.quick ? layer_bytes : int64_t{256} << 20;
+  const int64_t layers = (target_bytes + layer_bytes - 1) / layer_bytes;
+  std::vector<ref::TernaryMatrix> weights;
+  for (int64_t l = 0; l < layers; ++l) {
+    for (const auto& [out, in] : block) {
+      weights.push_back(random_ternary(out, in, static_cast<uint64_t>(weights.size() + 100)));
+    }
+  }
+  // One quantized activation per input width, one output buffer.
+  std::map<int64_t, std::pair<std::vector<int8_t>, float>> inputs;
+  int64_t widest = 0;
+  for (const auto& [out, in] : block) {
+    widest = std::max(widest, out);
+    if (inputs.count(in) != 0) continue;
+    std::vector<float> x(static_cast<size_t>(in));
+    fill_uniform(x, static_cast<uint64_t>(in));
+    std::vector<int8_t> codes(x.size());
+    float scale = 0.0f;
+    cpu::quantize_activations_absmax(codes.data(), &scale, x.data(), 1, in);
+    inputs[in] = {std::move(codes), scale};
+  }
+  std::vector<float> y(static_cast<size_t>(widest));
+  int64_t bytes = 0;
+  for (const ref::TernaryMatrix& w : weights) bytes += static_cast<int64_t>(w.packed.size());
+  const double sweep_s = best_time(
+      [&] {
+        for (const ref::TernaryMatrix& w : weights) {
+          const auto& [codes, scale] = inputs.at(w.cols);
+          cpu::bitlinear_forward(y.data(), codes.data(), &scale, w, 1);
+        }
+      },
+      o);
+  return {{"preset", "bitnet-1b"},      {"layers", layers},
+          {"matrices", weights.size()}, {"weight_bytes", bytes},
+          {"sweep_s", sweep_s},         {"gbps", static_cast<double>(bytes) / sweep_s / 1e9}};
+}
+
+// STREAM Copy: b = a over the pool in contiguous chunks; 2·size bytes per copy.
+nlohmann::json measure_copy(const Options& o) {
+  const int64_t array_bytes = o.quick ? int64_t{32} << 20 : int64_t{256} << 20;
+  const int64_t n = array_bytes / static_cast<int64_t>(sizeof(float));
+  std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+  parallel_for(n, [&](int64_t begin, int64_t end) {  // first touch by the copying threads
+    std::fill(a.data() + begin, a.data() + end, 1.0f);
+    std::fill(b.data() + begin, b.data() + end, 0.0f);
+  });
+  const double copy_s = best_time(
+      [&] {
+        parallel_for(n, [&](int64_t begin, int64_t end) {
+          std::memcpy(b.data() + begin, a.data() + begin,
+                      static_cast<size_t>(end - begin) * sizeof(float));
+        });
+      },
+      o, 5);
+  return {{"array_bytes", array_bytes},
+          {"copy_s", copy_s},
+          {"gbps", 2.0 * static_cast<double>(array_bytes) / copy_s / 1e9}};
+}
+
+int run_kernels(const Options& o) {
+  if (o.threads > 0) set_num_threads(o.threads);
+  const std::vector<std::string> presets =
+      o.quick ? std::vector<std::string>{"bitnet-1b"}
+              : std::vector<std::string>{"bitnet-125m", "bitnet-1b"};
+  const std::vector<int64_t> rows = {1, 64, 512};
+
+  // The copy first, while nothing else is allocated.
+  const nlohmann::json copy = measure_copy(o);
+
+  nlohmann::json shapes = nlohmann::json::array();
+  double sgemm_512 = 0.0, ternary_512 = 0.0, transposed_512 = 0.0;
+  ModelConfig one_b;
+  for (const std::string& preset : presets) {
+    Result<ModelConfig> config = preset_config(preset);
+    if (!config.ok()) {
+      std::fprintf(stderr, "tern bench kernels: %s\n", config.status().message().c_str());
+      return 1;
+    }
+    if (preset == "bitnet-1b") one_b = config.value();
+    std::vector<Shape> list = linear_shapes(config.value());
+    if (o.quick) {  // the two smallest
+      std::sort(list.begin(), list.end(),
+                [](const Shape& a, const Shape& b) { return a.out * a.in < b.out * b.in; });
+      list.resize(std::min<size_t>(2, list.size()));
+    }
+    for (const Shape& s : list) {
+      ref::TernaryMatrix w = random_ternary(s.out, s.in, static_cast<uint64_t>(s.out * 31 + s.in));
+      w.build_transposed();
+      std::vector<float> w_dense(static_cast<size_t>(s.out * s.in));
+      fill_uniform(w_dense, static_cast<uint64_t>(s.out + s.in));
+      for (int64_t t : rows) {
+        nlohmann::json r = measure_shape(preset, s, w, w_dense, t, o);
+        if (preset == "bitnet-1b" && t == 512) {
+          sgemm_512 += r["openblas_threaded_s"].get<double>();
+          ternary_512 += r["ternary_s"].get<double>();
+          transposed_512 += r["transposed_int8_s"].get<double>();
+        }
+        shapes.push_back(std::move(r));
+      }
+    }
+  }
+  const nlohmann::json gemv = measure_gemv_dram(one_b, o);
+
+  const nlohmann::json out = {
+      {"benchmark", "kernels"},
+      {"threads", default_pool().num_threads()},
+      {"nproc", static_cast<int64_t>(std::thread::hardware_concurrency())},
+      {"cpu", cpu_model_name()},
+      {"simd_target", cpu::active_simd_target()},
+      {"openblas_core", cpu::blas_core_name()},
+      {"quick", o.quick},
+      {"min_time_s", o.min_time},
+      {"ternary_vs_sgemm_t512", sgemm_512 / ternary_512},
+      {"gemv_bw_fraction", gemv["gbps"].get<double>() / copy["gbps"].get<double>()},
+      {"transposed_vs_forward", transposed_512 / ternary_512},
+      {"copy", copy},
+      {"gemv_dram", gemv},
+      {"shapes", shapes}};
+  if (o.json) {
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("tern bench kernels: %s, %d threads, SIMD %s, OpenBLAS core %s%s\n",
+              out["cpu"].get<std::string>().c_str(), default_pool().num_threads(),
+              cpu::active_simd_target().c_str(), cpu::blas_core_name().c_str(),
+              o.quick ? " (quick)" : "");
+  std::printf("%-12s %-12s %11s %4s %9s %9s %9s %9s %9s %9s %9s %9s\n", "preset", "linears",
+              "out x in", "T", "quant us", "tern GOPS", "dense GF", "oblas GF", "oblas-mt",
+              "transp GO", "bwd32 GF", "w GB/s");
+  for (const nlohmann::json& r : shapes) {
+    const std::string dims =
+        std::to_string(r["out"].get<int64_t>()) + "x" + std::to_string(r["in"].get<int64_t>());
+    std::string gbps = "-";
+    if (r.contains("weight_gbps_cached")) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.1f", r["weight_gbps_cached"].get<double>());
+      gbps = buf;
+    }
+    std::printf("%-12s %-12s %11s %4lld %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %9s\n",
+                r["preset"].get<std::string>().c_str(), r["linears"].get<std::string>().c_str(),
+                dims.c_str(), static_cast<long long>(r["t"].get<int64_t>()),
+                r["quantize_s"].get<double>() * 1e6, r["ternary_gops"].get<double>(),
+                r["dense_gflops"].get<double>(), r["openblas_tiled_gflops"].get<double>(),
+                r["openblas_threaded_gflops"].get<double>(),
+                r["transposed_int8_gops"].get<double>(), r["backward_f32_gflops"].get<double>(),
+                gbps.c_str());
+  }
+  std::printf("copy (STREAM-like, %.0f MB arrays): %.1f GB/s\n",
+              copy["array_bytes"].get<double>() / 1e6, copy["gbps"].get<double>());
+  std::printf("matrix-vector over %.0f MB of bitnet-1b weights: %.1f GB/s\n",
+              gemv["weight_bytes"].get<double>() / 1e6, gemv["gbps"].get<double>());
+  std::printf("ternary_vs_sgemm_t512 %.3f  gemv_bw_fraction %.3f  transposed_vs_forward %.3f\n",
+              out["ternary_vs_sgemm_t512"].get<double>(), out["gemv_bw_fraction"].get<double>(),
+              out["transposed_vs_forward"].get<double>());
+  return 0;
+}
+
+}  // namespace
+
+Command add_bench_kernels_command(CLI::App& bench) {
+  CLI::App* app = bench.add_subcommand(
+      "kernels",
+      "Throughput of the CPU kernels on the presets' linear shapes (ternary, fp32, transposed), "
+      "DRAM matrix-vector bandwidth and memory copy bandwidth");
+  auto options = std::make_shared<Options>();
+  app->add_flag("--json", options->json, "Print one JSON object");
+  app->add_option("--threads", options->threads, "Worker threads (default: all cores)")
+      ->check(CLI::Range(1, 1024));
+  app->add_flag("--quick", options->quick,
+                "Two shapes, one repetition, small arrays: a smoke test in a few seconds");
+  app->add_option("--min-time", options->min_time,
+                  "Seconds of repeated runs per measurement; the best call counts (default 0.3)")
+      ->check(CLI::Range(0.0, 60.0));
+  return {app, [options]() -> int { return run_kernels(*options); }};
+}
+
+}  // namespace tern::cli

@@ -1,0 +1,499 @@
+// Ternary kernels, compiled once per Highway target (see dispatch.h).
+//
+// Products work on whole 128-column groups of the packed layout (ref/ternary.h):
+// one 32-byte load of codes, shifted by 0, 2, 4, 6 and masked, gives the codes
+// q+1 of four runs of 32 consecutive columns. Activation rows whose length is not
+// a multiple of 128 are copied into zero-padded scratch first, so padding adds
+// nothing; the products compute Σ (q+1)·x and subtract Σ x per row.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/ternary.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "core/check.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/ternary.h"
+
+#ifndef TERN_KERNELS_CPU_TERNARY_ONCE
+#define TERN_KERNELS_CPU_TERNARY_ONCE
+namespace tern::cpu {
+
+// A packed ternary matrix seen through its bytes: either W (rows = out) or its
+// transpose (rows = in).
+struct PackedView {
+  const uint8_t* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t row_bytes = 0;
+  float scale = 0.0f;
+};
+
+// Activation codes laid out for the products: rows padded to whole groups.
+struct PaddedCodes {
+  const int8_t* data = nullptr;
+  int64_t stride = 0;             // bytes per row, a multiple of 128
+  const int32_t* sums = nullptr;  // Σ codes per row
+};
+
+// The fp32 input gradient works on runs of 32 columns (one shift of one group)
+// and decodes the weight rows of a run in panels of this many rows (32 KiB).
+inline constexpr int64_t kRunCols = 32;
+inline constexpr int64_t kPanelRows = 256;
+
+}  // namespace tern::cpu
+#endif
+
+HWY_BEFORE_NAMESPACE();
+namespace tern::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// ---------------------------------------------------------------------------
+// Activation quantization: absmax per row, codes = clamp(round_even(x·s)).
+
+void QuantizeRows(int8_t* codes, float* scale, const float* x, int64_t begin, int64_t end,
+                  int64_t d) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di32;
+  const hn::Rebind<int8_t, decltype(df)> di8;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const auto lo = hn::Set(df, -128.0f);
+  const auto hi = hn::Set(df, 127.0f);
+  for (int64_t i = begin; i < end; ++i) {
+    const float* row = x + i * d;
+    int8_t* out = codes + i * d;
+    auto vmax = hn::Zero(df);
+    int64_t j = 0;
+    for (; j + lanes <= d; j += lanes) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, row + j)));
+    float absmax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    for (int64_t t = j; t < d; ++t) absmax = std::max(absmax, std::fabs(row[t]));
+    const float s = 127.0f / std::max(absmax, ref::kActivationAbsmaxEps);
+    scale[i] = s;
+    const auto vs = hn::Set(df, s);
+    for (j = 0; j + lanes <= d; j += lanes) {
+      const auto q = hn::Min(hn::Max(hn::Round(hn::Mul(hn::LoadU(df, row + j), vs)), lo), hi);
+      hn::StoreU(hn::DemoteTo(di8, hn::ConvertTo(di32, q)), di8, out + j);
+    }
+    for (; j < d; ++j) {
+      out[j] = static_cast<int8_t>(std::clamp(std::nearbyint(row[j] * s), -128.0f, 127.0f));
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Σ (q+1)·x over whole groups for a tile of R activation rows × C weight rows.
+
+#undef TERN_TERNARY_X86
+#if HWY_ARCH_X86 && HWY_TARGET != HWY_EMU128 && HWY_TARGET != HWY_SCALAR
+#define TERN_TERNARY_X86 1
+// pmaddubsw: u8 codes (≤ 2) times s8 activations, adjacent pairs summed to s16.
+HWY_INLINE __m128i MulAddPairs(__m128i codes, __m128i x) {
+  return _mm_maddubs_epi16(codes, x);
+}
+HWY_INLINE __m128i WidenPairs(__m128i v) {
+  return _mm_madd_epi16(v, _mm_set1_epi16(1));
+}
+#if HWY_TARGET <= HWY_AVX2
+HWY_INLINE __m256i MulAddPairs(__m256i codes, __m256i x) {
+  return _mm256_maddubs_epi16(codes, x);
+}
+HWY_INLINE __m256i WidenPairs(__m256i v) {
+  return _mm256_madd_epi16(v, _mm256_set1_epi16(1));
+}
+#endif
+#else
+#define TERN_TERNARY_X86 0
+#endif
+
+#if HWY_TARGET == HWY_SCALAR
+// Highway's one-lane fallback (GCC < 12.3 has no EMU128): plain loops.
+template <int R, int C>
+HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
+                          int64_t groups, int32_t* out /* [R][C] */) {
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) {
+      int32_t acc = 0;
+      for (int64_t b = 0; b < groups * 32; ++b) {
+        const int byte = w[c * w_stride + b];
+        const int8_t* xs = x + r * x_stride + b / 32 * 128 + b % 32;
+        for (int l = 0; l < 4; ++l) acc += ((byte >> (2 * l)) & 3) * xs[32 * l];
+      }
+      out[r * C + c] = acc;
+    }
+  }
+}
+#else
+template <int R, int C>
+HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
+                          int64_t groups, int32_t* out /* [R][C] */) {
+  const hn::CappedTag<uint8_t, 32> du8;
+  const hn::Repartition<int8_t, decltype(du8)> di8;
+  const hn::Repartition<int32_t, decltype(du8)> di32;
+  using VU8 = hn::Vec<decltype(du8)>;
+  using VI32 = hn::Vec<decltype(di32)>;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(du8));  // 16 or 32
+  const VU8 mask = hn::Set(du8, 3);
+  VI32 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = hn::Zero(di32);
+
+#if TERN_TERNARY_X86 && HWY_TARGET == HWY_AVX3_DL
+  // VNNI: vpdpbusd accumulates u8·s8 products straight into s32 lanes.
+  auto step = [&](const VU8(&codes)[4][C], int64_t x_offset) {
+    for (int r = 0; r < R; ++r) {
+      for (int l = 0; l < 4; ++l) {
+        const auto xv = hn::LoadU(di8, x + r * x_stride + x_offset + 32 * l);
+        for (int c = 0; c < C; ++c)
+          acc[r][c].raw = _mm256_dpbusd_epi32(acc[r][c].raw, codes[l][c].raw, xv.raw);
+      }
+    }
+  };
+  const int64_t flush_groups = groups;
+  auto flush = [] {};
+#elif TERN_TERNARY_X86
+  const hn::Repartition<int16_t, decltype(du8)> di16;
+  using VI16 = hn::Vec<decltype(di16)>;
+  // An s16 lane gathers one pair sum (|·| ≤ 2·2·128 = 512) per shift and chunk;
+  // 63 of them fit, so widen to s32 after at most that many groups.
+  const int64_t flush_groups = std::max<int64_t>(1, 63 / (4 * (32 / lanes)));
+  VI16 acc16[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc16[r][c] = hn::Zero(di16);
+  auto step = [&](const VU8(&codes)[4][C], int64_t x_offset) {
+    for (int r = 0; r < R; ++r) {
+      const int8_t* xr = x + r * x_stride + x_offset;
+      const auto x0 = hn::LoadU(di8, xr);
+      const auto x1 = hn::LoadU(di8, xr + 32);
+      const auto x2 = hn::LoadU(di8, xr + 64);
+      const auto x3 = hn::LoadU(di8, xr + 96);
+      for (int c = 0; c < C; ++c) {
+        const VI16 p01 = hn::Add(VI16{MulAddPairs(codes[0][c].raw, x0.raw)},
+                                 VI16{MulAddPairs(codes[1][c].raw, x1.raw)});
+        const VI16 p23 = hn::Add(VI16{MulAddPairs(codes[2][c].raw, x2.raw)},
+                                 VI16{MulAddPairs(codes[3][c].raw, x3.raw)});
+        acc16[r][c] = hn::Add(acc16[r][c], hn::Add(p01, p23));
+      }
+    }
+  };
+  auto flush = [&] {
+    for (int r = 0; r < R; ++r) {
+      for (int c = 0; c < C; ++c) {
+        acc[r][c] = hn::Add(acc[r][c], VI32{WidenPairs(acc16[r][c].raw)});
+        acc16[r][c] = hn::Zero(di16);
+      }
+    }
+  };
+#else
+  // Portable: widen both operands to s16 and multiply-accumulate pairs into s32.
+  const hn::Half<decltype(du8)> dh8;
+  const hn::Half<decltype(di8)> dhi8;
+  const hn::Rebind<int16_t, decltype(dh8)> di16;
+  VI32 acc_b[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc_b[r][c] = hn::Zero(di32);
+  auto step = [&](const VU8(&codes_by_shift)[4][C], int64_t x_offset) {
+    for (int r = 0; r < R; ++r) {
+      for (int l = 0; l < 4; ++l) {
+        const VU8* codes = codes_by_shift[l];
+        const auto xv = hn::LoadU(di8, x + r * x_stride + x_offset + 32 * l);
+        const auto x_lo = hn::PromoteTo(di16, hn::LowerHalf(dhi8, xv));
+        const auto x_hi = hn::PromoteTo(di16, hn::UpperHalf(dhi8, xv));
+        for (int c = 0; c < C; ++c) {
+          const auto c_lo = hn::BitCast(di16, hn::PromoteTo(hn::RebindToUnsigned<decltype(di16)>(),
+                                                            hn::LowerHalf(dh8, codes[c])));
+          const auto c_hi = hn::BitCast(di16, hn::PromoteTo(hn::RebindToUnsigned<decltype(di16)>(),
+                                                            hn::UpperHalf(dh8, codes[c])));
+          acc[r][c] = hn::ReorderWidenMulAccumulate(di32, c_lo, x_lo, acc[r][c], acc_b[r][c]);
+          acc[r][c] = hn::ReorderWidenMulAccumulate(di32, c_hi, x_hi, acc[r][c], acc_b[r][c]);
+        }
+      }
+    }
+  };
+  const int64_t flush_groups = groups;
+  auto flush = [] {};
+#endif
+
+  for (int64_t g0 = 0; g0 < groups; g0 += flush_groups) {
+    const int64_t g1 = std::min(groups, g0 + flush_groups);
+    for (int64_t g = g0; g < g1; ++g) {
+      for (int64_t h = 0; h < 32; h += lanes) {
+        // All four shifts of the C rows first, then each activation row once.
+        VU8 codes[4][C];
+        for (int c = 0; c < C; ++c) {
+          const VU8 bytes = hn::LoadU(du8, w + c * w_stride + g * 32 + h);
+          codes[0][c] = hn::And(bytes, mask);
+          codes[1][c] = hn::And(hn::ShiftRight<2>(bytes), mask);
+          codes[2][c] = hn::And(hn::ShiftRight<4>(bytes), mask);
+          codes[3][c] = hn::ShiftRight<6>(bytes);
+        }
+        step(codes, g * 128 + h);
+      }
+    }
+    flush();
+  }
+#if !TERN_TERNARY_X86
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = hn::Add(acc[r][c], acc_b[r][c]);
+#endif
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) out[r * C + c] = hn::GetLane(hn::SumOfLanes(di32, acc[r][c]));
+  }
+}
+#endif  // HWY_TARGET == HWY_SCALAR
+
+// y[n, w.rows] for weight rows [o_begin, o_end): (Σ q·x) · (scale / x_scale).
+template <int R, int C>
+void ProductRowsTiled(float* y, const PaddedCodes& x, const float* x_scale, int64_t n,
+                      const PackedView& w, int64_t o_begin, int64_t o_end) {
+  const int64_t groups = w.row_bytes / 32;
+  int32_t sums[R * C];
+  auto emit = [&](int64_t r0, int rr, int64_t o0, int cc) {
+    for (int r = 0; r < rr; ++r) {
+      const float row_factor = w.scale / x_scale[r0 + r];
+      for (int c = 0; c < cc; ++c) {
+        const int32_t acc = sums[r * cc + c] - x.sums[r0 + r];
+        y[(r0 + r) * w.rows + o0 + c] = static_cast<float>(acc) * row_factor;
+      }
+    }
+  };
+  int64_t r0 = 0;
+  for (; r0 + R <= n; r0 += R) {
+    const int8_t* xr = x.data + r0 * x.stride;
+    int64_t o = o_begin;
+    for (; o + C <= o_end; o += C) {
+      DotTile<R, C>(xr, x.stride, w.data + o * w.row_bytes, w.row_bytes, groups, sums);
+      emit(r0, R, o, C);
+    }
+    for (; o < o_end; ++o) {
+      DotTile<R, 1>(xr, x.stride, w.data + o * w.row_bytes, w.row_bytes, groups, sums);
+      emit(r0, R, o, 1);
+    }
+  }
+  for (; r0 < n; ++r0) {  // leftover activation rows, one at a time
+    const int8_t* xr = x.data + r0 * x.stride;
+    int64_t o = o_begin;
+    for (; o + C <= o_end; o += C) {
+      DotTile<1, C>(xr, x.stride, w.data + o * w.row_bytes, w.row_bytes, groups, sums);
+      emit(r0, 1, o, C);
+    }
+    for (; o < o_end; ++o) {
+      DotTile<1, 1>(xr, x.stride, w.data + o * w.row_bytes, w.row_bytes, groups, sums);
+      emit(r0, 1, o, 1);
+    }
+  }
+}
+
+// Training and prefill tiles: four activation rows against one weight row keep
+// the accumulators, the four decoded shifts and the operands in 16 AVX2 registers
+// (wider tiles spill and measured slower on Zen 3).
+constexpr int kTileRows = 4;
+constexpr int kTileCols = 1;
+
+void ProductRows(float* y, const PaddedCodes& x, const float* x_scale, int64_t n,
+                 const PackedView& w, int64_t o_begin, int64_t o_end) {
+  if (n < 4) {
+    // Decode shapes: one activation row against two weight rows per tile.
+    ProductRowsTiled<1, 2>(y, x, x_scale, n, w, o_begin, o_end);
+  } else {
+    ProductRowsTiled<kTileRows, kTileCols>(y, x, x_scale, n, w, o_begin, o_end);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Exact fp32 input gradient: dx[:, cols of one 32-column run] = Σ_o dy·q in o order.
+
+// Decodes rows [o_begin, o_end) of the run (group g, shift) into panel[o][32] as ±1/0 floats.
+void DecodePanel(float* panel, const PackedView& w, int64_t g, int shift, int64_t o_begin,
+                 int64_t o_end) {
+  const hn::CappedTag<float, 8> df;
+  const hn::Rebind<uint8_t, decltype(df)> du8;
+  const hn::Rebind<int32_t, decltype(df)> di32;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const auto mask = hn::Set(du8, 3);
+  const auto one = hn::Set(df, 1.0f);
+  for (int64_t o = o_begin; o < o_end; ++o) {
+    const uint8_t* bytes = w.data + o * w.row_bytes + g * 32;
+    float* dst = panel + (o - o_begin) * kRunCols;
+    for (int64_t m = 0; m < kRunCols; m += lanes) {
+      const auto b = hn::LoadU(du8, bytes + m);
+      const auto codes = hn::And(hn::ShiftRightSame(b, shift), mask);
+      const auto q = hn::Sub(hn::ConvertTo(df, hn::PromoteTo(di32, codes)), one);
+      hn::StoreU(q, df, dst + m);
+    }
+  }
+}
+
+// acc[r][0..32) += Σ_{o in panel} dy[r, o] · panel[o] for rows [r_begin, r_end).
+template <int R>
+HWY_NOINLINE void AccumulatePanel(float* acc, const float* dy, int64_t dy_stride,
+                                  const float* panel, int64_t o_begin, int64_t o_count) {
+  const hn::CappedTag<float, 8> df;
+  using V = hn::Vec<decltype(df)>;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t m0 = 0; m0 < kRunCols; m0 += 2 * lanes) {
+    V a[R][2];
+    for (int r = 0; r < R; ++r) {
+      a[r][0] = hn::LoadU(df, acc + r * kRunCols + m0);
+      a[r][1] = hn::LoadU(df, acc + r * kRunCols + m0 + lanes);
+    }
+    for (int64_t o = 0; o < o_count; ++o) {
+      const V p0 = hn::LoadU(df, panel + o * kRunCols + m0);
+      const V p1 = hn::LoadU(df, panel + o * kRunCols + m0 + lanes);
+      for (int r = 0; r < R; ++r) {
+        // dy·q is exact (q ∈ {−1, 0, 1}), so a fused multiply-add rounds like the
+        // reference's separate multiply and add.
+        const V g = hn::Set(df, dy[r * dy_stride + o_begin + o]);
+        a[r][0] = hn::MulAdd(g, p0, a[r][0]);
+        a[r][1] = hn::MulAdd(g, p1, a[r][1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      hn::StoreU(a[r][0], df, acc + r * kRunCols + m0);
+      hn::StoreU(a[r][1], df, acc + r * kRunCols + m0 + lanes);
+    }
+  }
+}
+
+// Runs [run_begin, run_end) of the row layout's 32-column runs; scratch holds
+// n·32 accumulators plus one panel.
+void BackwardInputRuns(float* dx, const float* dy, const PackedView& w, int64_t n,
+                       int64_t run_begin, int64_t run_end, float* scratch) {
+  float* acc = scratch;
+  float* panel = scratch + n * kRunCols;
+  const int64_t in = w.cols;
+  const int64_t out = w.rows;
+  for (int64_t run = run_begin; run < run_end; ++run) {
+    const int64_t g = run / 4;
+    const int shift = static_cast<int>(2 * (run % 4));
+    const int64_t col0 = g * 128 + (run % 4) * kRunCols;
+    std::fill(acc, acc + n * kRunCols, 0.0f);
+    for (int64_t o0 = 0; o0 < out; o0 += kPanelRows) {
+      const int64_t o1 = std::min(out, o0 + kPanelRows);
+      DecodePanel(panel, w, g, shift, o0, o1);
+      int64_t r = 0;
+      for (; r + 4 <= n; r += 4)
+        AccumulatePanel<4>(acc + r * kRunCols, dy + r * out, out, panel, o0, o1 - o0);
+      for (; r < n; ++r)
+        AccumulatePanel<1>(acc + r * kRunCols, dy + r * out, out, panel, o0, o1 - o0);
+    }
+    const int64_t valid = std::min<int64_t>(kRunCols, in - col0);
+    for (int64_t r = 0; r < n; ++r) {
+      for (int64_t m = 0; m < valid; ++m) dx[r * in + col0 + m] = acc[r * kRunCols + m] * w.scale;
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace tern::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace tern::cpu {
+
+HWY_EXPORT(QuantizeRows);
+HWY_EXPORT(ProductRows);
+HWY_EXPORT(BackwardInputRuns);
+
+namespace {
+
+// Per-thread scratch that only grows, so repeated calls do not allocate.
+template <typename T>
+T* scratch(std::vector<T>& buffer, int64_t count) {
+  if (buffer.size() < static_cast<size_t>(count)) buffer.resize(static_cast<size_t>(count));
+  return buffer.data();
+}
+
+// Copies codes[n, cols] into rows padded to whole groups (unless already whole)
+// and sums each row.
+PaddedCodes pad_codes(const int8_t* codes, int64_t n, int64_t cols) {
+  thread_local std::vector<int8_t> padded;
+  thread_local std::vector<int32_t> sums;
+  const int64_t stride = ref::TernaryMatrix::bytes_per_row(cols) * 4;
+  int32_t* row_sums = scratch(sums, n);
+  PaddedCodes out{codes, cols, row_sums};
+  if (stride != cols) {
+    int8_t* dst = scratch(padded, n * stride);
+    for (int64_t r = 0; r < n; ++r) {
+      std::memcpy(dst + r * stride, codes + r * cols, static_cast<size_t>(cols));
+      std::memset(dst + r * stride + cols, 0, static_cast<size_t>(stride - cols));
+    }
+    out = {dst, stride, row_sums};
+  }
+  for (int64_t r = 0; r < n; ++r) {
+    int32_t s = 0;
+    for (int64_t k = 0; k < cols; ++k) s += codes[r * cols + k];
+    row_sums[r] = s;
+  }
+  return out;
+}
+
+void product(float* y, const int8_t* x_codes, const float* x_scale, const PackedView& w,
+             int64_t n) {
+  const PaddedCodes x = pad_codes(x_codes, n, w.cols);
+  // Split by blocks of 4 weight rows; small matrices stay on one thread.
+  const int64_t blocks = (w.rows + 3) / 4;
+  const int64_t min_blocks = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, n * w.row_bytes));
+  parallel_for(
+      blocks,
+      [&](int64_t b0, int64_t b1) {
+        HWY_DYNAMIC_DISPATCH(ProductRows)(y, x, x_scale, n, w, b0 * 4, std::min(w.rows, b1 * 4));
+      },
+      min_blocks);
+}
+
+PackedView row_view(const ref::TernaryMatrix& w) {
+  TERN_CHECK(w.packed.size() == static_cast<size_t>(w.rows * w.row_bytes()));
+  return {w.packed.data(), w.rows, w.cols, w.row_bytes(), w.scale};
+}
+
+}  // namespace
+
+void quantize_activations_absmax(int8_t* codes, float* scale, const float* x, int64_t n,
+                                 int64_t d) {
+  parallel_for(
+      n,
+      [&](int64_t begin, int64_t end) {
+        HWY_DYNAMIC_DISPATCH(QuantizeRows)(codes, scale, x, begin, end, d);
+      },
+      std::max<int64_t>(1, 16384 / std::max<int64_t>(1, d)));
+}
+
+void bitlinear_forward(float* y, const int8_t* x_codes, const float* x_scale,
+                       const ref::TernaryMatrix& w, int64_t n) {
+  if (n <= 0) return;
+  product(y, x_codes, x_scale, row_view(w), n);
+}
+
+void bitlinear_backward_input(float* dx, const float* dy, const ref::TernaryMatrix& w, int64_t n) {
+  if (n <= 0) return;
+  const PackedView view = row_view(w);
+  const int64_t runs = (w.cols + kRunCols - 1) / kRunCols;
+  parallel_for(runs, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> buffer;
+    float* s = scratch(buffer, (n + kPanelRows) * kRunCols);
+    HWY_DYNAMIC_DISPATCH(BackwardInputRuns)(dx, dy, view, n, r0, r1, s);
+  });
+}
+
+void bitlinear_backward_input_int8(float* dx, const int8_t* dy_codes, const float* dy_scale,
+                                   const ref::TernaryMatrix& w, int64_t n) {
+  if (n <= 0) return;
+  if (w.has_transposed()) {
+    TERN_CHECK(w.transposed.size() == static_cast<size_t>(w.cols * w.transposed_row_bytes()));
+    product(dx, dy_codes, dy_scale,
+            {w.transposed.data(), w.cols, w.rows, w.transposed_row_bytes(), w.scale}, n);
+    return;
+  }
+  ref::TernaryMatrix transposed_copy = w;
+  transposed_copy.build_transposed();
+  cpu::bitlinear_backward_input_int8(dx, dy_codes, dy_scale, transposed_copy, n);
+}
+
+}  // namespace tern::cpu
+#endif  // HWY_ONCE
