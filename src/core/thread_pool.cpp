@@ -1,6 +1,7 @@
 #include "core/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 
 #include "core/check.h"
@@ -10,6 +11,36 @@ namespace {
 
 // True while this thread is executing a chunk; nested calls then run inline.
 thread_local bool t_inside_pool = false;
+
+// Waking a sleeping thread costs tens of microseconds (more in a VM, where the
+// other vCPU may be halted), as much as a decode-sized kernel takes. So both
+// sides spin this long before sleeping on a condition variable.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until done() or kSpin passed; returns done(). After a short busy spin it
+// yields between checks, so an oversubscribed machine (parallel test runs) hands
+// the core to whoever can use it.
+template <typename Done>
+bool spin_until(const Done& done) {
+  for (int i = 0; i < 256; ++i) {
+    if (done()) return true;
+    cpu_relax();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + kSpin;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::yield();
+  }
+  return done();
+}
 
 }  // namespace
 
@@ -24,7 +55,7 @@ ThreadPool::ThreadPool(int num_threads) {
 ThreadPool::~ThreadPool() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
+    stopping_.store(true, std::memory_order_release);
   }
   work_ready_.notify_all();
   for (std::thread& worker : workers_) worker.join();
@@ -48,15 +79,18 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
       chunks_[static_cast<size_t>(c)] = {begin, end};
     }
     job_ = &fn;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   work_ready_.notify_all();
   t_inside_pool = true;
   fn(chunks_[0].first, chunks_[0].second);
   t_inside_pool = false;
-  std::unique_lock<std::mutex> lock(mutex_);
-  work_done_.wait(lock, [this] { return pending_ == 0; });
+  auto all_done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (!spin_until(all_done)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    work_done_.wait(lock, all_done);
+  }
   job_ = nullptr;
 }
 
@@ -66,18 +100,26 @@ void ThreadPool::worker_loop(int worker_index) {
   for (;;) {
     std::pair<int64_t, int64_t> chunk;
     const std::function<void(int64_t, int64_t)>* job;
-    {
+    auto has_work = [&] {
+      return stopping_.load(std::memory_order_acquire) ||
+             generation_.load(std::memory_order_acquire) != seen_generation;
+    };
+    if (!spin_until(has_work)) {
       std::unique_lock<std::mutex> lock(mutex_);
-      work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen_generation; });
-      if (stopping_) return;
-      seen_generation = generation_;
+      work_ready_.wait(lock, has_work);
+    }
+    {
+      // The job was published under the mutex before generation_ moved.
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_.load(std::memory_order_relaxed)) return;
+      seen_generation = generation_.load(std::memory_order_relaxed);
       chunk = chunks_[static_cast<size_t>(worker_index)];
       job = job_;
     }
     if (chunk.first < chunk.second) (*job)(chunk.first, chunk.second);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (--pending_ == 0) work_done_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mutex_);  // pairs with the caller's predicate check
+      work_done_.notify_one();
     }
   }
 }

@@ -5,9 +5,12 @@
 // Kernels keep results deterministic by computing every output element in
 // exactly one chunk with a fixed per-element order, so the thread count never
 // changes the bits. Nested parallel_for calls run inline on the caller.
-// parallel_for may be called from one thread at a time per pool.
+// parallel_for may be called from one thread at a time per pool. Idle workers and
+// a waiting caller spin briefly (200 µs) before sleeping, so back-to-back small
+// kernels do not pay a thread wake-up each.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -40,9 +43,9 @@ class ThreadPool {
   std::condition_variable work_done_;
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   std::vector<std::pair<int64_t, int64_t>> chunks_;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stopping_ = false;
+  std::atomic<uint64_t> generation_{0};  // bumped (under mutex_) per job
+  std::atomic<int> pending_{0};          // workers still running the job
+  std::atomic<bool> stopping_{false};
 };
 
 // The process-wide pool used by kernels. Defaults to the hardware thread count;

@@ -8,6 +8,8 @@
 
 #include "core/rng.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/ternary.h"
 #include "kernels/ref/attention.h"
 #include "kernels/ref/cross_entropy.h"
@@ -655,9 +657,9 @@ void ensure_workspace(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora,
 // y[n, out] = x[n, in] · Wᵀ for the stored form of a frozen or trainable tensor.
 void dense_forward(float* y, const float* x, const Tensor& w, int64_t n, int64_t in, int64_t out) {
   if (w.half != nullptr) {
-    ref::linear_f16_forward(y, x, w.half, n, in, out);
+    cpu::linear_f16_forward(y, x, w.half, n, in, out);
   } else {
-    ref::linear_forward(y, x, w.data, n, in, out);
+    cpu::linear_forward(y, x, w.data, n, in, out);
   }
 }
 
@@ -665,9 +667,9 @@ void dense_forward(float* y, const float* x, const Tensor& w, int64_t n, int64_t
 void dense_backward_input(float* dx, const float* dy, const Tensor& w, int64_t n, int64_t in,
                           int64_t out) {
   if (w.half != nullptr) {
-    ref::linear_f16_backward_input(dx, dy, w.half, n, in, out);
+    cpu::linear_f16_backward_input(dx, dy, w.half, n, in, out);
   } else {
-    ref::linear_backward_input(dx, dy, w.data, n, in, out);
+    cpu::linear_backward_input(dx, dy, w.data, n, in, out);
   }
 }
 
@@ -680,9 +682,9 @@ void apply_linear(const BitNetModel::Impl& m, const Scratch& s, const Linear& li
     dense_forward(y, in.x, lin.weight, n, lin.in, lin.out);
   }
   if (lin.has_lora) {
-    ref::linear_forward(lora_t, in.x, lin.lora_a.data, n, lin.in, m.lora_rank);
+    cpu::linear_forward(lora_t, in.x, lin.lora_a.data, n, lin.in, m.lora_rank);
     float* u = s.lora_du;  // free during forward: [n, out]
-    ref::linear_forward(u, lora_t, lin.lora_b.data, n, m.lora_rank, lin.out);
+    cpu::linear_forward(u, lora_t, lin.lora_b.data, n, m.lora_rank, lin.out);
     const float scale = m.lora_scale;
     for (int64_t i = 0; i < n * lin.out; ++i) y[i] += scale * u[i];
   }
@@ -723,7 +725,7 @@ void linear_group_backward(const BitNetModel::Impl& m, const Scratch& s,
         }
         x = s.x_tilde;
       }
-      ref::linear_backward_weight(lin.weight.grad, dy, x, n, lin.in, lin.out);
+      cpu::linear_backward_weight(lin.weight.grad, dy, x, n, lin.in, lin.out);
     }
     for (int64_t i = 0; i < n * dim; ++i) dx[i] += s.dlinear[i];
     if (lin.has_lora) {
@@ -731,10 +733,10 @@ void linear_group_backward(const BitNetModel::Impl& m, const Scratch& s,
       const int64_t r = m.lora_rank;
       float* du = s.lora_du;  // [n, out] = (alpha/r)·dy
       for (int64_t i = 0; i < n * lin.out; ++i) du[i] = m.lora_scale * dy[i];
-      ref::linear_backward_weight(lin.lora_b.grad, du, t, n, r, lin.out);
-      ref::linear_backward_input(s.lora_dt, du, lin.lora_b.data, n, r, lin.out);
-      ref::linear_backward_weight(lin.lora_a.grad, s.lora_dt, in.x, n, lin.in, r);
-      ref::linear_backward_input(s.dlinear, s.lora_dt, lin.lora_a.data, n, lin.in, r);
+      cpu::linear_backward_weight(lin.lora_b.grad, du, t, n, r, lin.out);
+      cpu::linear_backward_input(s.lora_dt, du, lin.lora_b.data, n, r, lin.out);
+      cpu::linear_backward_weight(lin.lora_a.grad, s.lora_dt, in.x, n, lin.in, r);
+      cpu::linear_backward_input(s.dlinear, s.lora_dt, lin.lora_a.data, n, lin.in, r);
       for (int64_t i = 0; i < n * dim; ++i) dx[i] += s.dlinear[i];
     }
   }
@@ -793,7 +795,7 @@ float forward_cached(BitNetModel::Impl& m, const ModelConfig& c, bool requantize
     run(LinearId::kV, k.v);
     ref::rope_forward(k.q, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
     ref::rope_forward(k.k, m.rope, c.rope_style, m.batch, m.seq, c.kv_heads, c.head_dim);
-    ref::attention_forward(k.att, k.probs, k.q, k.k, k.v, shape);
+    cpu::attention_forward(k.att, k.probs, k.q, k.k, k.v, shape);
     if (c.sub_norms) {
       ref::rmsnorm_forward(k.att_n, k.inv_att_sub, k.att, layer.attn_sub_norm.data, N, q_dim,
                            c.norm_eps);
@@ -838,7 +840,7 @@ void backward_cached(BitNetModel::Impl& m, const ModelConfig& c, float per_label
   float* dfinal_n = s.dtmp_h;  // [N, H]
   dense_backward_input(dfinal_n, m.logits, m.output, N, H, c.vocab);
   if (m.output.grad != nullptr) {
-    ref::linear_backward_weight(m.output.grad, m.logits, m.final_n, N, H, c.vocab);
+    cpu::linear_backward_weight(m.output.grad, m.logits, m.final_n, N, H, c.vocab);
   }
   norm_backward(s, s.dresid, m.output_norm, dfinal_n, m.resid_final, m.inv_final, N, H);
 
@@ -876,7 +878,7 @@ void backward_cached(BitNetModel::Impl& m, const ModelConfig& c, float per_label
       norm_backward(s, s.dpre, layer.attn_sub_norm, s.dinput, k.att, k.inv_att_sub, N, q_dim);
       datt = s.dpre;
     }
-    ref::attention_backward(m.dq, m.dk, m.dv, datt, k.probs, k.q, k.k, k.v, shape);
+    cpu::attention_backward(m.dq, m.dk, m.dv, datt, k.probs, k.q, k.k, k.v, shape);
     ref::rope_backward(m.dq, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
     ref::rope_backward(m.dk, m.rope, c.rope_style, m.batch, m.seq, c.kv_heads, c.head_dim);
     {
@@ -908,7 +910,7 @@ void for_chunks(int64_t N, Fn&& fn) {
 // x·Aᵀ of a LoRA linear for n rows (the t that forward would have cached).
 void lora_project(const BitNetModel::Impl& m, const Linear& lin, const float* x, float* t,
                   int64_t n) {
-  if (lin.has_lora) ref::linear_forward(t, x, lin.lora_a.data, n, lin.in, m.lora_rank);
+  if (lin.has_lora) cpu::linear_forward(t, x, lin.lora_a.data, n, lin.in, m.lora_rank);
 }
 
 // attn_norm of rows [r0, r0+n) of the block input x [N, H] into the chunk.
@@ -939,7 +941,7 @@ void attention_recompute(BitNetModel::Impl& m, const ModelConfig& c, Layer& laye
   ref::rope_forward(re.q, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
   ref::rope_forward(re.k, m.rope, c.rope_style, m.batch, m.seq, c.kv_heads, c.head_dim);
   const ref::AttentionShape shape{m.batch, m.seq, c.heads, c.kv_heads, c.head_dim};
-  ref::attention_forward_nocache(re.att, re.q, re.k, re.v, shape);
+  cpu::attention_forward_nocache(re.att, re.q, re.k, re.v, shape);
 }
 
 // The rest of the block for rows [r0, r0+n): o, residual, FFN. Reads x and
@@ -1035,7 +1037,7 @@ void block_backward(BitNetModel::Impl& m, const ModelConfig& c, Layer& layer, co
     std::copy(datt, datt + n * d.q_dim, att);
   });
   const ref::AttentionShape shape{m.batch, m.seq, c.heads, c.kv_heads, c.head_dim};
-  ref::attention_backward_recompute(re.dq, re.dk, re.dv, re.att, re.q, re.k, re.v, shape);
+  cpu::attention_backward_recompute(re.dq, re.dk, re.dv, re.att, re.q, re.k, re.v, shape);
   ref::rope_backward(re.dq, m.rope, c.rope_style, m.batch, m.seq, c.heads, c.head_dim);
   ref::rope_backward(re.dk, m.rope, c.rope_style, m.batch, m.seq, c.kv_heads, c.head_dim);
   // q, k, v and attn_norm, chunk by chunk.

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/ternary.h"
 #include "kernels/ref/dot.h"
 #include "kernels/ref/embedding.h"
@@ -156,9 +157,9 @@ void KvDecoder::quantize(const float* x, int64_t n, int64_t dim) {
 void KvDecoder::matmul(float* y, const float* x, const Matrix& w, int64_t n, int64_t in,
                        int64_t out) {
   if (w.f16 != nullptr) {
-    ref::linear_f16_forward(y, x, w.f16, n, in, out);
+    cpu::linear_f16_forward(y, x, w.f16, n, in, out);
   } else {
-    ref::linear_forward(y, x, w.f32, n, in, out);
+    cpu::linear_forward(y, x, w.f32, n, in, out);
   }
 }
 
@@ -171,8 +172,8 @@ void KvDecoder::apply(const Linear& lin, const float* x, const int8_t* codes, co
   }
   if (lin.lora_a != nullptr) {
     // Same association as BitNetModel: y += s · ((x·Aᵀ)·Bᵀ), x unquantized.
-    ref::linear_forward(lora_t_.data(), x, lin.lora_a, n, lin.in, lora_rank_);
-    ref::linear_forward(lora_u_.data(), lora_t_.data(), lin.lora_b, n, lora_rank_, lin.out);
+    cpu::linear_forward(lora_t_.data(), x, lin.lora_a, n, lin.in, lora_rank_);
+    cpu::linear_forward(lora_u_.data(), lora_t_.data(), lin.lora_b, n, lora_rank_, lin.out);
     for (int64_t i = 0; i < n * lin.out; ++i) y[i] += lora_scale_ * lora_u_[static_cast<size_t>(i)];
   }
 }

@@ -56,7 +56,8 @@ double max_norm_error(const std::vector<float>& a, const std::vector<float>& ref
 }
 
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  return a.size() == b.size() &&
+         (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // Restores the default pool size when a test changes it.
@@ -141,18 +142,21 @@ void expect_close(const Outputs& a, const Outputs& b) {
 }
 
 // Tails of every block size (8 lanes, 3-row and 4-row blocks, vectors of 4, 8
-// or 16 columns, 64-wide tiles, 512-term passes).
+// or 16 columns, 64-wide tiles, 512-term passes). The largest products are left
+// out so the sanitizer build stays quick.
 std::vector<Problem> odd_shapes() {
   std::vector<Problem> problems;
   uint64_t seed = 1;
   for (int64_t n : {1, 3, 17, 64}) {
     for (int64_t in : {1, 7, 33, 100, 768}) {
-      for (int64_t out : {1, 7, 33, 100, 768}) problems.emplace_back(n, in, out, seed++);
+      for (int64_t out : {1, 7, 33, 100, 768}) {
+        if (n * in * out <= 2'000'000) problems.emplace_back(n, in, out, seed++);
+      }
     }
   }
-  problems.emplace_back(5, 1000, 300, seed++);
-  problems.emplace_back(70, 300, 1000, seed++);
-  problems.emplace_back(600, 9, 130, seed++);  // weight gradient over > 512 rows
+  problems.emplace_back(5, 300, 1000, seed++);  // input gradient over > 512 terms
+  problems.emplace_back(70, 300, 260, seed++);  // several tiles with tails both ways
+  problems.emplace_back(600, 9, 130, seed++);   // weight gradient over > 512 rows
   return problems;
 }
 
@@ -243,7 +247,7 @@ TEST(BlasTest, WidenF16IsExact) {
 TEST(BlasTest, SameBitsForAnyThreadCount) {
   ThreadCountGuard guard;
   // Many tiles with tails in every dimension, more than one 512-term pass.
-  const Problem p(37, 900, 1000, 11);
+  const Problem p(37, 300, 1000, 11);
   set_num_threads(1);
   const Outputs one = run_cpu(p);
   for (int threads : {2, 3, 7}) {
@@ -265,7 +269,7 @@ Outputs run_rows(const Problem& p, int64_t begin, int64_t end) {
 TEST(BlasTest, RowResultsDoNotDependOnRowsPerCall) {
   ThreadCountGuard guard;
   set_num_threads(2);
-  const Problem p(67, 900, 300, 12);
+  const Problem p(67, 300, 600, 12);
   const Outputs all = run_cpu(p);
   auto slice = [](const std::vector<float>& v, int64_t begin, int64_t end, int64_t width) {
     return std::vector<float>(v.begin() + begin * width, v.begin() + end * width);

@@ -5,7 +5,7 @@
 // Gradients: register blocks of output rows × whole vectors of columns, one
 // multiply and one add per term in the reference's order. Sizeless SVE vectors
 // cannot live in arrays, so scalable targets use unblocked loops with the same
-// arithmetic.
+// arithmetic; the scalar target runs the reference's loops.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/blas.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -60,19 +60,39 @@ void DenseWidenF16(float* out, const uint16_t* h, int64_t count) {
 // ---------------------------------------------------------------------------
 // Forward: y[i, o] = dot(x_i, w_o) in ref::dot's order.
 
+#if HWY_TARGET == HWY_SCALAR
+
+// No vectors: ref::dot's loop itself.
+void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const float* w, int64_t outs,
+             int64_t in) {
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t o = 0; o < outs; ++o) {
+      const float* xr = x + i * in;
+      const float* wr = w + o * in;
+      float lanes[8] = {};
+      int64_t k = 0;
+      for (; k + 8 <= in; k += 8) {
+        for (int l = 0; l < 8; ++l) lanes[l] += xr[k + l] * wr[k + l];
+      }
+      for (int l = 0; k < in; ++k, ++l) lanes[l] += xr[k] * wr[k];
+      y[i * ldy + o] = fold_lanes(lanes);
+    }
+  }
+}
+
+#else  // HWY_TARGET != HWY_SCALAR
+
 // One 8-lane accumulator is kParts vectors of kPartLanes floats: part p, lane l
 // holds ref::dot's lane p·kPartLanes + l.
-constexpr int kPartLanes = HWY_TARGET == HWY_SCALAR                    ? 1
-                           : (HWY_HAVE_SCALABLE || HWY_MAX_BYTES < 32) ? 4
-                                                                       : 8;
+constexpr int kPartLanes = (HWY_HAVE_SCALABLE || HWY_MAX_BYTES < 32) ? 4 : 8;
 constexpr int kParts = 8 / kPartLanes;
 using D8 = hn::FixedTag<float, kPartLanes>;
 
 #if !HWY_HAVE_SCALABLE
 
 // Register block: rows of x × rows of w.
-constexpr int kDotRows = kParts == 1 ? 4 : kParts == 2 ? 2 : 1;
-constexpr int kDotOuts = kParts == 8 ? 1 : 3;
+constexpr int kDotRows = kParts == 1 ? 4 : 2;
+constexpr int kDotOuts = 3;
 
 // y[r, c] (row stride ldy) = dot(x_r, w_c) for r < R, c < C; rows of x and w are
 // `in` floats apart.
@@ -182,6 +202,7 @@ void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const float* w, i
 }
 
 #endif  // HWY_HAVE_SCALABLE
+#endif  // HWY_TARGET == HWY_SCALAR
 
 // Tiles [t_begin, t_end) of `tile` rows of w: y[:, tile] for all n rows.
 void DenseForwardTiles(float* y, const float* x, const float* w, int64_t n, int64_t in, int64_t out,
@@ -220,7 +241,22 @@ struct OuterArgs {
   int64_t steps;  // T
 };
 
-#if !HWY_HAVE_SCALABLE
+#if HWY_TARGET == HWY_SCALAR
+
+// No vectors: the reference's loops, summing in c.
+void OuterWhole(OuterArgs g, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) {
+    float* c_row = g.c + r * g.ldc;
+    if (!g.accumulate) std::fill(c_row, c_row + cols, 0.0f);
+    for (int64_t t = 0; t < g.steps; ++t) {
+      const float a = g.a[r * g.a_rs + t * g.a_ts];
+      const float* b_row = g.b + t * g.ldb;
+      for (int64_t j = 0; j < cols; ++j) c_row[j] += a * b_row[j];
+    }
+  }
+}
+
+#elif !HWY_HAVE_SCALABLE
 
 constexpr int kOuterRows = 4;
 constexpr int kOuterVecs = 2;
