@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/bench_demo.h"
 #include "cli/bench_kernels.h"
 #include "cli/commands.h"
 #include "core/thread_pool.h"
@@ -243,7 +244,7 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
 
 Command add_bench_command(CLI::App& root) {
   CLI::App* app =
-      root.add_subcommand("bench", "Benchmarks that print JSON (memory, finetune, kernels)");
+      root.add_subcommand("bench", "Benchmarks that print JSON (memory, finetune, kernels, demo)");
   app->require_subcommand(1);
 
   CLI::App* memory = app->add_subcommand(
@@ -276,9 +277,11 @@ Command add_bench_command(CLI::App& root) {
   tune->add_option("--seq", tune_workload->seq)->check(CLI::Range(1, 1 << 20))->group("");
 
   const Command kernels = add_bench_kernels_command(*app);
+  const Command demo = add_bench_demo_command(*app);
 
   return {app, [=]() -> int {
             if (kernels.app->parsed()) return kernels.run();
+            if (demo.app->parsed()) return demo.run();
             if (memory->parsed()) {
               if (!child->empty()) return memory_child(*memory_workload, *child);
               return memory_parent(*memory_workload, *memory_json);

@@ -94,17 +94,7 @@ Status write_jsonl(const std::string& path, const std::vector<std::string>& docs
 
 Result<Tokenizer> train_demo_tokenizer(const std::vector<std::string>& general, int vocab_size,
                                        const std::string& path) {
-  std::vector<std::string> lines;
-  for (const std::string& doc : general) {
-    std::istringstream in(doc);
-    for (std::string line; std::getline(in, line) && lines.size() < 40000;) {
-      if (!line.empty()) lines.push_back(line);
-    }
-  }
-  SpmTrainOptions options;
-  options.vocab_size = vocab_size;
-  TERN_ASSIGN_OR_RETURN(std::string model, train_sentencepiece(lines, options));
-  TERN_ASSIGN_OR_RETURN(Vocab vocab, vocab_from_sentencepiece(model));
+  TERN_ASSIGN_OR_RETURN(Vocab vocab, train_vocab_on_documents(general, vocab_size));
   gguf::GgufWriter writer;
   writer.set_string("general.architecture", "llama");
   writer.set_string("general.name", "tern demo tokenizer");

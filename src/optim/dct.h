@@ -20,7 +20,8 @@
 // after one another in grid row-major order. All sums are fixed-order fp32
 // (ref::dot's lane order for the forward transform, ascending coefficient index
 // for the sparse inverse), so results are bit-identical on every machine.
-// Basis matrices are computed in double and rounded once to fp32; dct_basis() is
+// Basis matrices are computed in double and rounded once to fp32 (entries that
+// are mathematically zero are exactly zero); dct_basis() is
 // thread-safe. Everything else is a pure function.
 #pragma once
 

@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
+#include <sstream>
 #include <unordered_map>
 
 namespace tern {
@@ -95,6 +96,21 @@ Result<Vocab> vocab_from_sentencepiece(const std::string& serialized_model) {
   v.add_space_prefix = true;
   TERN_RETURN_IF_ERROR(v.validate().with_context("sentencepiece model"));
   return v;
+}
+
+Result<Vocab> train_vocab_on_documents(const std::vector<std::string>& documents,
+                                       int vocab_size, size_t max_lines) {
+  std::vector<std::string> lines;
+  for (const std::string& doc : documents) {
+    std::istringstream in(doc);
+    for (std::string line; lines.size() < max_lines && std::getline(in, line);) {
+      if (!line.empty()) lines.push_back(line);
+    }
+  }
+  SpmTrainOptions options;
+  options.vocab_size = vocab_size;
+  TERN_ASSIGN_OR_RETURN(std::string model, train_sentencepiece(lines, options));
+  return vocab_from_sentencepiece(model);
 }
 
 }  // namespace tern

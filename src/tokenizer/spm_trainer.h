@@ -30,4 +30,9 @@ Result<std::string> train_sentencepiece(const std::vector<std::string>& sentence
 // types, <unk>/<s>/</s> ids, dummy-prefix flag.
 Result<Vocab> vocab_from_sentencepiece(const std::string& serialized_model);
 
+// Trains a vocabulary on documents: their non-empty lines, at most max_lines of
+// them in document order, are the sentences.
+Result<Vocab> train_vocab_on_documents(const std::vector<std::string>& documents,
+                                       int vocab_size, size_t max_lines = 40000);
+
 }  // namespace tern

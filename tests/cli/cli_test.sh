@@ -49,6 +49,24 @@ if [[ $kernels_rc -ne 0 || -n "$kernels_bad" ]]; then
 else
   echo "ok: bench kernels smoke run"
 fi
+# DeMo vs AdamW, quick: every summary key present, replicas identical.
+if [[ -f /usr/share/dictd/gcide.index ]]; then
+  demo_out="$("$tern" bench demo --quick --json 2>&1)"; demo_rc=$?; demo_bad=""
+  for key in bytes_per_param_step dense_bytes_per_param_step loss_adamw loss_demo; do
+    grep -Eq "\"$key\":[0-9.]*[1-9]" <<< "$demo_out" || demo_bad+=" $key"
+  done
+  grep -q '"loss_gap":' <<< "$demo_out" || demo_bad+=" loss_gap"
+  grep -q '"replicas_identical":true,"bytes_per_param_step"' <<< "$demo_out" || demo_bad+=" replicas_identical"
+  if [[ $demo_rc -ne 0 || -n "$demo_bad" ]]; then
+    echo "FAIL: bench demo smoke run: exit $demo_rc, missing:$demo_bad"
+    echo "$demo_out" | tail -3; failures=$((failures + 1))
+  else
+    echo "ok: bench demo smoke run"
+  fi
+else
+  echo "skip: bench demo smoke run (dict-gcide not installed)"
+fi
+expect "bench demo names a bad run" 105 "k5-sign" -- "$tern" bench demo --runs adamw,k5-sign
 expect "data prepare needs a vocab" 1 "vocab" -- "$tern" data prepare /nonexistent/a.txt -o /tmp/x
 expect "data info names a missing dir" 1 "/nonexistent/shards" -- "$tern" data info /nonexistent/shards
 expect "generate needs a model" 1 "model" -- "$tern" generate --prompt hi

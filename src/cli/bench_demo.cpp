@@ -1,0 +1,271 @@
+// `tern bench demo [--json] [--quick] [--workers N] [--steps N] ...`
+//
+// Data: GCIDE definitions (the demo corpus), a SentencePiece vocabulary trained
+// on them, the token stream split into a validation tail and N contiguous
+// training shards, one per worker. Model: the `tiny` preset with that
+// vocabulary. Runs, all for the same steps × workers × batch × seq tokens:
+//   adamw          dense gradients averaged over the workers (4 bytes/param)
+//   demo k, values DeMo, chunk 64, k ∈ {4, 8, 32}, values ∈ {sign, fp16}
+// Summary keys (top level of the JSON):
+//   bytes_per_param_step        DeMo k=4 sign: mean encoded update size (every
+//                               header and hash included) / parameters
+//   dense_bytes_per_param_step  AdamW: fp32 gradient per node = 4
+//   loss_adamw, loss_demo       final validation loss of AdamW and of DeMo k=4 sign
+//   loss_gap                    loss_demo / loss_adamw − 1
+//   adamw_val_drop              1 − loss_adamw / AdamW's initial validation loss
+#include "cli/bench_demo.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.h"
+#include "data/gcide.h"
+#include "model/config.h"
+#include "tokenizer/spm_trainer.h"
+#include "tokenizer/tokenizer.h"
+#include "train/data_parallel.h"
+
+namespace tern::cli {
+namespace {
+
+struct Options {
+  bool json = false;
+  bool quick = false;
+  int workers = 4;
+  int64_t steps = 300;
+  int64_t batch = 8;
+  int64_t seq = 128;
+  int vocab = 4096;
+  size_t corpus_bytes = 4 << 20;
+  double adamw_lr = 1e-2;
+  double demo_lr = 2e-3;
+  double demo_beta = 0.999;
+  int64_t warmup = 20;
+  uint64_t seed = 1;
+  std::string gcide_dir = kDefaultGcideDir;
+  std::vector<std::string> only;  // run names to keep (default: all)
+};
+
+struct Run {
+  std::string name;
+  ParallelOptimizer optimizer = ParallelOptimizer::kAdamW;
+  int64_t topk = 0;
+  DemoValues values = DemoValues::kSign;
+};
+
+int fail(const Status& s) {
+  std::fprintf(stderr, "tern bench demo: %s\n", s.message().c_str());
+  return 1;
+}
+
+// The corpus as tokens: validation tail (5%) and `workers` training shards.
+Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_out) {
+  TERN_ASSIGN_OR_RETURN(std::string text, gcide_corpus(o.gcide_dir, o.corpus_bytes));
+  TERN_ASSIGN_OR_RETURN(Vocab vocab, train_vocab_on_documents({text}, o.vocab));
+  TERN_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::create(std::move(vocab)));
+  std::vector<int32_t> tokens;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty()) continue;
+    const std::vector<int32_t> ids = tokenizer.encode(line + "\n", false, false);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+  }
+  const auto n = static_cast<int64_t>(tokens.size());
+  const int64_t val_begin = n - n / 20;
+  std::vector<int32_t> val(tokens.begin() + val_begin, tokens.end());
+  std::vector<TokenDataset> shards;
+  const int64_t per_shard = val_begin / o.workers;
+  for (int w = 0; w < o.workers; ++w) {
+    std::vector<int32_t> part(tokens.begin() + w * per_shard, tokens.begin() + (w + 1) * per_shard);
+    TERN_ASSIGN_OR_RETURN(TokenDataset d,
+                          TokenDataset::from_streams(TokenStream::owned(std::move(part)),
+                                                     TokenStream::owned(val), tokenizer.n_tokens()));
+    shards.push_back(std::move(d));
+  }
+  *vocab_out = tokenizer.n_tokens();
+  return shards;
+}
+
+int run_bench(Options o) {
+  if (o.quick) {
+    o.steps = 12;
+    o.batch = 2;
+    o.seq = 64;
+    o.vocab = 512;
+    o.corpus_bytes = 256 << 10;
+    o.warmup = 2;
+  }
+  int64_t vocab = 0;
+  Result<std::vector<TokenDataset>> shards = make_shards(o, &vocab);
+  if (!shards.ok()) return fail(shards.status());
+  Result<ModelConfig> preset = preset_config("tiny");
+  if (!preset.ok()) return fail(preset.status());
+  ModelConfig config = preset.value();
+  config.vocab = vocab;
+
+  std::vector<Run> runs;
+  auto wanted = [&](const std::string& name) {
+    return o.only.empty() || std::find(o.only.begin(), o.only.end(), name) != o.only.end();
+  };
+  if (wanted("adamw")) runs.push_back({"adamw", ParallelOptimizer::kAdamW, 0, DemoValues::kSign});
+  for (DemoValues values : {DemoValues::kSign, DemoValues::kFp16}) {
+    for (int64_t k : {4, 8, 32}) {
+      const std::string name = "k" + std::to_string(k) + "-" + demo_values_name(values);
+      if (wanted(name)) runs.push_back({name, ParallelOptimizer::kDemo, k, values});
+    }
+  }
+
+  nlohmann::json table = nlohmann::json::array();
+  nlohmann::json plan_lines = nlohmann::json::array();
+  double loss_adamw = 0.0;
+  double adamw_initial = 0.0;
+  double loss_demo = 0.0;
+  double bytes_demo = 0.0;
+  int64_t params = 0;
+  bool all_identical = true;
+  if (!o.json) {
+    std::printf("tern bench demo: %d workers, tiny preset (vocab %lld), %lld steps of %lld x %lld "
+                "tokens per worker\n",
+                o.workers, static_cast<long long>(vocab), static_cast<long long>(o.steps),
+                static_cast<long long>(o.batch), static_cast<long long>(o.seq));
+  }
+  for (const Run& run : runs) {
+    DataParallelConfig c;
+    c.optimizer = run.optimizer;
+    c.steps = o.steps;
+    c.batch = o.batch;
+    c.seq = o.seq;
+    c.seed = o.seed;
+    c.eval_batches = o.quick ? 2 : 16;
+    c.schedule.kind = ScheduleKind::kCosine;
+    c.schedule.warmup_steps = o.warmup;
+    c.adamw.weight_decay = 0.0;
+    const bool adamw = run.optimizer == ParallelOptimizer::kAdamW;
+    c.schedule.peak_lr = adamw ? o.adamw_lr : o.demo_lr;
+    c.schedule.min_lr = c.schedule.peak_lr / 10.0;
+    c.demo.topk = std::max<int64_t>(run.topk, 1);
+    c.demo.values = run.values;
+    c.demo.beta = o.demo_beta;
+    Result<DataParallelResult> r = train_data_parallel(config, shards.value(), c);
+    if (!r.ok()) return fail(r.status());
+    const DataParallelResult& res = r.value();
+    params = res.params;
+    all_identical &= res.replicas_identical;
+    const double bytes_per_param = res.payload_bytes_per_step / static_cast<double>(res.params);
+    nlohmann::json row = {{"run", run.name},
+                          {"optimizer", adamw ? "adamw" : "demo"},
+                          {"lr", c.schedule.peak_lr},
+                          {"initial_val_loss", res.initial_val_loss},
+                          {"final_val_loss", res.final_val_loss},
+                          {"final_train_loss", res.final_train_loss},
+                          {"bytes_per_param_step", bytes_per_param},
+                          {"payload_bytes_per_step", res.payload_bytes_per_step},
+                          {"compression_vs_dense", 4.0 / bytes_per_param},
+                          {"replicas_identical", res.replicas_identical},
+                          {"weight_hash", res.weight_hash},
+                          {"seconds", res.seconds}};
+    if (!adamw) {
+      row["topk"] = run.topk;
+      row["values"] = demo_values_name(run.values);
+      row["chunk"] = c.demo.chunk;
+      row["beta"] = c.demo.beta;
+    }
+    table.push_back(row);
+    if (adamw) {
+      loss_adamw = res.final_val_loss;
+      adamw_initial = res.initial_val_loss;
+    }
+    if (!adamw && plan_lines.empty()) {
+      std::istringstream lines(res.demo_plan);
+      for (std::string line; std::getline(lines, line);) plan_lines.push_back(line);
+      if (!o.json) std::printf("DeMo blocks per tensor (chunk 64, top-%lld):\n%s",
+                               static_cast<long long>(run.topk), res.demo_plan.c_str());
+    }
+    if (run.topk == 4 && run.values == DemoValues::kSign) {
+      loss_demo = res.final_val_loss;
+      bytes_demo = bytes_per_param;
+    }
+    if (!o.json) {
+      std::printf("  %-18s lr %.0e  val loss %.4f -> %.4f  %9.1f B/step  %.5f B/param/step  "
+                  "x%.0f smaller  replicas %s  %.1f s\n",
+                  run.name.c_str(), c.schedule.peak_lr, res.initial_val_loss, res.final_val_loss,
+                  res.payload_bytes_per_step, bytes_per_param, 4.0 / bytes_per_param,
+                  res.replicas_identical ? "identical" : "DIFFER", res.seconds);
+      std::fflush(stdout);
+    }
+  }
+  // Without both runs of the summary (--runs), its keys are null.
+  const bool summary = loss_adamw > 0.0 && loss_demo > 0.0;
+  const nlohmann::json gap = summary ? nlohmann::json(loss_demo / loss_adamw - 1.0) : nullptr;
+  nlohmann::json out = {{"bench", "demo"},
+                        {"preset", "tiny"},
+                        {"vocab", vocab},
+                        {"params", params},
+                        {"workers", o.workers},
+                        {"steps", o.steps},
+                        {"batch", o.batch},
+                        {"seq", o.seq},
+                        {"threads", default_pool().num_threads()},
+                        {"runs", table},
+                        {"demo_plan", plan_lines},
+                        {"replicas_identical", all_identical},
+                        {"bytes_per_param_step", loss_demo > 0.0 ? nlohmann::json(bytes_demo) : nullptr},
+                        {"dense_bytes_per_param_step", 4.0},
+                        {"loss_adamw", loss_adamw > 0.0 ? nlohmann::json(loss_adamw) : nullptr},
+                        {"loss_demo", loss_demo > 0.0 ? nlohmann::json(loss_demo) : nullptr},
+                        {"loss_gap", gap},
+                        {"adamw_val_drop", loss_adamw > 0.0 ? nlohmann::json(1.0 - loss_adamw / adamw_initial) : nullptr}};
+  if (o.json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else if (summary) {
+    std::printf("DeMo k=4 sign: %.5f bytes/param/step (dense fp32: 4), loss gap %+.2f%% "
+                "(AdamW val loss fell %.0f%%)\n",
+                bytes_demo, 100.0 * gap.get<double>(), 100.0 * (1.0 - loss_adamw / adamw_initial));
+  }
+  return all_identical ? 0 : 1;
+}
+
+}  // namespace
+
+Command add_bench_demo_command(CLI::App& bench) {
+  CLI::App* app = bench.add_subcommand(
+      "demo",
+      "Simulated multi-worker training of the tiny preset: AdamW on all-reduced gradients vs "
+      "DeMo (k = 4, 8, 32; sign and fp16 values): loss and bytes per parameter per step");
+  auto o = std::make_shared<Options>();
+  app->add_flag("--json", o->json, "Print one JSON object");
+  app->add_flag("--quick", o->quick, "A few steps on a small corpus: a smoke test");
+  app->add_option("--workers", o->workers, "Simulated workers (default 4)")
+      ->check(CLI::Range(1, 64));
+  app->add_option("--steps", o->steps, "Optimizer steps per run (default 300)")
+      ->check(CLI::Range(1, 1000000));
+  app->add_option("--batch", o->batch, "Sequences per worker per step (default 8)")
+      ->check(CLI::Range(1, 4096));
+  app->add_option("--seq", o->seq, "Tokens per sequence (default 128)")->check(CLI::Range(8, 256));
+  app->add_option("--vocab", o->vocab, "SentencePiece vocabulary size (default 4096)")
+      ->check(CLI::Range(300, 65536));
+  app->add_option("--corpus-bytes", o->corpus_bytes, "GCIDE bytes to use (default 4 MiB)")
+      ->check(CLI::Range(size_t{1} << 16, size_t{1} << 30));
+  app->add_option("--adamw-lr", o->adamw_lr, "AdamW peak learning rate (default 1e-2)")
+      ->check(CLI::Range(1e-6, 1.0));
+  app->add_option("--demo-lr", o->demo_lr, "DeMo peak learning rate (default 2e-3)")
+      ->check(CLI::Range(1e-6, 1.0));
+  app->add_option("--demo-beta", o->demo_beta, "DeMo momentum decay (default 0.999)")
+      ->check(CLI::Range(0.0, 0.99999));
+  app->add_option("--seed", o->seed, "Seed for init, data order and arrival order (default 1)");
+  app->add_option("--gcide-dir", o->gcide_dir, "Where dict-gcide installed its files");
+  app->add_option("--runs", o->only,
+                  "Only these runs (default all): adamw, k4-sign, k8-sign, k32-sign, k4-fp16, "
+                  "k8-fp16, k32-fp16")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"adamw", "k4-sign", "k8-sign", "k32-sign", "k4-fp16", "k8-fp16",
+                             "k32-fp16"}));
+  return {app, [o]() -> int { return run_bench(*o); }};
+}
+
+}  // namespace tern::cli
