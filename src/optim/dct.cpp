@@ -111,6 +111,28 @@ void idct_sparse_block(const BlockGrid& g, std::span<const uint32_t> indices,
   const float* d_r = dct_basis(br).data();
   const float* d_c = dct_basis(bc).data();
   std::fill(out, out + br * bc, 0.0f);
+  if (static_cast<int64_t>(indices.size()) > br + bc) {
+    // Many coefficients: the separable dense inverse X = D_rᵀ·A·D_c costs
+    // br·bc·(br + bc) instead of nnz·br·bc. Which path runs depends only on the
+    // coefficient count, so every node takes the same one.
+    std::vector<float> a(static_cast<size_t>(br * bc), 0.0f);
+    for (size_t n = 0; n < indices.size(); ++n) a[indices[n]] = values[n];
+    std::vector<float> rows(static_cast<size_t>(br * bc), 0.0f);  // A·D_c
+    for (int64_t k = 0; k < br; ++k) {
+      for (int64_t l = 0; l < bc; ++l) {
+        const float v = a[k * bc + l];
+        if (v == 0.0f) continue;
+        for (int64_t j = 0; j < bc; ++j) rows[k * bc + j] += v * d_c[l * bc + j];
+      }
+    }
+    for (int64_t k = 0; k < br; ++k) {
+      for (int64_t i = 0; i < br; ++i) {
+        const float w = d_r[k * br + i];
+        for (int64_t j = 0; j < bc; ++j) out[i * bc + j] += w * rows[k * bc + j];
+      }
+    }
+    return;
+  }
   for (size_t n = 0; n < indices.size(); ++n) {
     const int64_t k = indices[n] / bc;
     const int64_t l = indices[n] % bc;

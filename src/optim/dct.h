@@ -73,7 +73,8 @@ void dct_forward_block(const BlockGrid& grid, const float* block, float* coeffs,
 
 // Sparse inverse of one block: out[block_size] = Σ over the given coefficients
 // (indices strictly ascending, values) of value · basis_k ⊗ basis_l, summed in
-// index order, from zero.
+// index order, from zero. With more than block_rows + block_cols coefficients
+// it runs the separable dense inverse instead (fixed order too: over l, then k).
 void idct_sparse_block(const BlockGrid& grid, std::span<const uint32_t> indices,
                        std::span<const float> values, float* out);
 

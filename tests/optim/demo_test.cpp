@@ -78,6 +78,35 @@ TEST(DctTest, ForwardThenFullSparseInverseIsIdentityAndDcIsScaledMean) {
   }
 }
 
+TEST(DctTest, SparseAndDenseInversePathsMatchADoubleReference) {
+  const int64_t shape[] = {8, 6};
+  const BlockGrid g = make_block_grid(shape, 8);
+  std::span<const float> dr = dct_basis(8);
+  std::span<const float> dc = dct_basis(6);
+  Rng rng(5);
+  for (size_t nnz : {size_t{5}, size_t{40}}) {  // 40 > 8 + 6: the dense path
+    std::vector<uint32_t> idx;
+    std::vector<float> val;
+    for (uint32_t i = 0; i < 48 && idx.size() < nnz; ++i) {
+      if (nnz == 48 || rng.below(48) < nnz + 2) {
+        idx.push_back(i);
+        val.push_back(static_cast<float>(rng.normal()));
+      }
+    }
+    std::vector<float> out(48);
+    idct_sparse_block(g, idx, val, out.data());
+    for (int64_t i = 0; i < 8; ++i) {
+      for (int64_t j = 0; j < 6; ++j) {
+        double want = 0.0;
+        for (size_t n = 0; n < idx.size(); ++n) {
+          want += double(val[n]) * dr[(idx[n] / 6) * 8 + i] * dc[(idx[n] % 6) * 6 + j];
+        }
+        EXPECT_NEAR(out[i * 6 + j], want, 1e-5) << "nnz " << idx.size();
+      }
+    }
+  }
+}
+
 TEST(DctTest, PaddedBlocksGatherZerosPastTheTensor) {
   const int64_t shape[] = {97};
   const BlockGrid g = make_block_grid(shape, 64);

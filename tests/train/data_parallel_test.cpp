@@ -2,8 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <string>
 #include <vector>
+
+#include "model/bitnet.h"
+#include "model/weight_source.h"
+#include "optim/demo_codec.h"
 
 namespace tern {
 namespace {
@@ -93,6 +99,48 @@ TEST(DataParallelTest, AdamWAllReduceKeepsReplicasIdenticalAndSendsFourBytesPerP
   EXPECT_TRUE(r.value().replicas_identical);
   EXPECT_EQ(r.value().payload_bytes_per_step, 4.0 * static_cast<double>(r.value().params));
   EXPECT_LT(r.value().final_val_loss, r.value().initial_val_loss);
+}
+
+// DeMo on a LoRA model: the plan covers the adapters only, the frozen base never
+// changes, and the loss on the training batch falls.
+TEST(DataParallelTest, DemoTrainsLoraAdaptersOnly) {
+  const ModelConfig config = small_model();
+  RandomInitSource base(3, 0.1f);
+  LoraConfig lora;
+  lora.rank = 4;
+  lora.targets = {LinearId::kQ, LinearId::kV, LinearId::kUp, LinearId::kDown};
+  Result<BitNetModel> created = BitNetModel::create_lora(config, lora, base, 3);
+  ASSERT_TRUE(created.ok()) << created.status().message();
+  BitNetModel& model = created.value();
+  for (const TensorInfo& info : model.layout().tensors()) {
+    EXPECT_NE(info.name.find("lora"), std::string::npos) << info.name;
+  }
+  DemoConfig demo;
+  demo.chunk = 16;
+  demo.topk = 8;
+  demo.beta = 0.9;
+  Result<DemoPlan> plan = DemoPlan::create(model.layout(), demo);
+  ASSERT_TRUE(plan.ok());
+  DemoOptimizer optimizer(plan.value());
+  const std::vector<float> frozen(model.frozen().data(), model.frozen().data() + model.frozen().size());
+  const std::vector<TokenDataset> data = shards();
+  std::vector<int32_t> tokens(4 * 16), labels(4 * 16);
+  data[0].val_batch(0, 1, 4, 16, tokens, labels);
+  float first = 0.0f, last = 0.0f;
+  for (int step = 1; step <= 40; ++step) {
+    model.grads().zero();
+    last = model.forward(tokens, labels, 4, 16);
+    if (step == 1) first = last;
+    model.backward(1.0f);
+    const DemoUpdate update = optimizer.encode(model.grads(), 2e-3, step);
+    Result<DemoUpdate> received =
+        decode_demo_update(plan.value(), encode_demo_update(plan.value(), update));
+    ASSERT_TRUE(received.ok());
+    const DemoUpdate* one[] = {&received.value()};
+    demo_apply(plan.value(), one, 2e-3, model.params());
+  }
+  EXPECT_LT(last, first - 0.1f);
+  EXPECT_TRUE(std::equal(frozen.begin(), frozen.end(), model.frozen().data()));
 }
 
 TEST(DataParallelTest, BadConfigsAreRejectedWithTheField) {
