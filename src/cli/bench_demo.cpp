@@ -82,9 +82,9 @@ Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_o
   const int64_t per_shard = val_begin / o.workers;
   for (int w = 0; w < o.workers; ++w) {
     std::vector<int32_t> part(tokens.begin() + w * per_shard, tokens.begin() + (w + 1) * per_shard);
-    TERN_ASSIGN_OR_RETURN(TokenDataset d,
-                          TokenDataset::from_streams(TokenStream::owned(std::move(part)),
-                                                     TokenStream::owned(val), tokenizer.n_tokens()));
+    TERN_ASSIGN_OR_RETURN(
+        TokenDataset d, TokenDataset::from_streams(TokenStream::owned(std::move(part)),
+                                                   TokenStream::owned(val), tokenizer.n_tokens()));
     shards.push_back(std::move(d));
   }
   *vocab_out = tokenizer.n_tokens();
@@ -129,10 +129,11 @@ int run_bench(Options o) {
   int64_t params = 0;
   bool all_identical = true;
   if (!o.json) {
-    std::printf("tern bench demo: %d workers, tiny preset (vocab %lld), %lld steps of %lld x %lld "
-                "tokens per worker\n",
-                o.workers, static_cast<long long>(vocab), static_cast<long long>(o.steps),
-                static_cast<long long>(o.batch), static_cast<long long>(o.seq));
+    std::printf(
+        "tern bench demo: %d workers, tiny preset (vocab %lld), %lld steps of %lld x %lld "
+        "tokens per worker\n",
+        o.workers, static_cast<long long>(vocab), static_cast<long long>(o.steps),
+        static_cast<long long>(o.batch), static_cast<long long>(o.seq));
   }
   for (const Run& run : runs) {
     DataParallelConfig c;
@@ -183,49 +184,54 @@ int run_bench(Options o) {
     if (!adamw && plan_lines.empty()) {
       std::istringstream lines(res.demo_plan);
       for (std::string line; std::getline(lines, line);) plan_lines.push_back(line);
-      if (!o.json) std::printf("DeMo blocks per tensor (chunk 64, top-%lld):\n%s",
-                               static_cast<long long>(run.topk), res.demo_plan.c_str());
+      if (!o.json)
+        std::printf("DeMo blocks per tensor (chunk 64, top-%lld):\n%s",
+                    static_cast<long long>(run.topk), res.demo_plan.c_str());
     }
     if (run.topk == 4 && run.values == DemoValues::kSign) {
       loss_demo = res.final_val_loss;
       bytes_demo = bytes_per_param;
     }
     if (!o.json) {
-      std::printf("  %-18s lr %.0e  val loss %.4f -> %.4f  %9.1f B/step  %.5f B/param/step  "
-                  "x%.0f smaller  replicas %s  %.1f s\n",
-                  run.name.c_str(), c.schedule.peak_lr, res.initial_val_loss, res.final_val_loss,
-                  res.payload_bytes_per_step, bytes_per_param, 4.0 / bytes_per_param,
-                  res.replicas_identical ? "identical" : "DIFFER", res.seconds);
+      std::printf(
+          "  %-18s lr %.0e  val loss %.4f -> %.4f  %9.1f B/step  %.5f B/param/step  "
+          "x%.0f smaller  replicas %s  %.1f s\n",
+          run.name.c_str(), c.schedule.peak_lr, res.initial_val_loss, res.final_val_loss,
+          res.payload_bytes_per_step, bytes_per_param, 4.0 / bytes_per_param,
+          res.replicas_identical ? "identical" : "DIFFER", res.seconds);
       std::fflush(stdout);
     }
   }
   // Without both runs of the summary (--runs), its keys are null.
   const bool summary = loss_adamw > 0.0 && loss_demo > 0.0;
   const nlohmann::json gap = summary ? nlohmann::json(loss_demo / loss_adamw - 1.0) : nullptr;
-  nlohmann::json out = {{"bench", "demo"},
-                        {"preset", "tiny"},
-                        {"vocab", vocab},
-                        {"params", params},
-                        {"workers", o.workers},
-                        {"steps", o.steps},
-                        {"batch", o.batch},
-                        {"seq", o.seq},
-                        {"threads", default_pool().num_threads()},
-                        {"runs", table},
-                        {"demo_plan", plan_lines},
-                        {"replicas_identical", all_identical},
-                        {"bytes_per_param_step", loss_demo > 0.0 ? nlohmann::json(bytes_demo) : nullptr},
-                        {"dense_bytes_per_param_step", 4.0},
-                        {"loss_adamw", loss_adamw > 0.0 ? nlohmann::json(loss_adamw) : nullptr},
-                        {"loss_demo", loss_demo > 0.0 ? nlohmann::json(loss_demo) : nullptr},
-                        {"loss_gap", gap},
-                        {"adamw_val_drop", loss_adamw > 0.0 ? nlohmann::json(1.0 - loss_adamw / adamw_initial) : nullptr}};
+  nlohmann::json out = {
+      {"bench", "demo"},
+      {"preset", "tiny"},
+      {"vocab", vocab},
+      {"params", params},
+      {"workers", o.workers},
+      {"steps", o.steps},
+      {"batch", o.batch},
+      {"seq", o.seq},
+      {"threads", default_pool().num_threads()},
+      {"runs", table},
+      {"demo_plan", plan_lines},
+      {"replicas_identical", all_identical},
+      {"bytes_per_param_step", loss_demo > 0.0 ? nlohmann::json(bytes_demo) : nullptr},
+      {"dense_bytes_per_param_step", 4.0},
+      {"loss_adamw", loss_adamw > 0.0 ? nlohmann::json(loss_adamw) : nullptr},
+      {"loss_demo", loss_demo > 0.0 ? nlohmann::json(loss_demo) : nullptr},
+      {"loss_gap", gap},
+      {"adamw_val_drop",
+       loss_adamw > 0.0 ? nlohmann::json(1.0 - loss_adamw / adamw_initial) : nullptr}};
   if (o.json) {
     std::printf("%s\n", out.dump().c_str());
   } else if (summary) {
-    std::printf("DeMo k=4 sign: %.5f bytes/param/step (dense fp32: 4), loss gap %+.2f%% "
-                "(AdamW val loss fell %.0f%%)\n",
-                bytes_demo, 100.0 * gap.get<double>(), 100.0 * (1.0 - loss_adamw / adamw_initial));
+    std::printf(
+        "DeMo k=4 sign: %.5f bytes/param/step (dense fp32: 4), loss gap %+.2f%% "
+        "(AdamW val loss fell %.0f%%)\n",
+        bytes_demo, 100.0 * gap.get<double>(), 100.0 * (1.0 - loss_adamw / adamw_initial));
   }
   return all_identical ? 0 : 1;
 }
@@ -263,8 +269,8 @@ Command add_bench_demo_command(CLI::App& bench) {
                   "Only these runs (default all): adamw, k4-sign, k8-sign, k32-sign, k4-fp16, "
                   "k8-fp16, k32-fp16")
       ->delimiter(',')
-      ->check(CLI::IsMember({"adamw", "k4-sign", "k8-sign", "k32-sign", "k4-fp16", "k8-fp16",
-                             "k32-fp16"}));
+      ->check(CLI::IsMember(
+          {"adamw", "k4-sign", "k8-sign", "k32-sign", "k4-fp16", "k8-fp16", "k32-fp16"}));
   return {app, [o]() -> int { return run_bench(*o); }};
 }
 

@@ -46,9 +46,8 @@ BlockGrid make_block_grid(std::span<const int64_t> shape, int64_t chunk) {
 }
 
 std::string describe(const BlockGrid& g) {
-  std::string s = std::to_string(g.block_rows) + "x" + std::to_string(g.block_cols) +
-                  " blocks, " + std::to_string(g.grid_rows()) + "x" +
-                  std::to_string(g.grid_cols()) + " grid";
+  std::string s = std::to_string(g.block_rows) + "x" + std::to_string(g.block_cols) + " blocks, " +
+                  std::to_string(g.grid_rows()) + "x" + std::to_string(g.grid_cols()) + " grid";
   if (g.padded_rows != g.rows || g.padded_cols != g.cols) {
     s += " (padded " + std::to_string(g.rows) + "x" + std::to_string(g.cols) + " to " +
          std::to_string(g.padded_rows) + "x" + std::to_string(g.padded_cols) + ")";
@@ -95,11 +94,13 @@ void dct_forward_block(const BlockGrid& g, const float* block, float* coeffs, fl
   // column pass below reads contiguous memory too.
   float* t_cols = scratch;
   for (int64_t i = 0; i < br; ++i) {
-    for (int64_t l = 0; l < bc; ++l) t_cols[l * br + i] = ref::dot(block + i * bc, d_c + l * bc, bc);
+    for (int64_t l = 0; l < bc; ++l)
+      t_cols[l * br + i] = ref::dot(block + i * bc, d_c + l * bc, bc);
   }
   // Columns: C[k][l] = Σ_i D_r[k][i]·T[i][l].
   for (int64_t k = 0; k < br; ++k) {
-    for (int64_t l = 0; l < bc; ++l) coeffs[k * bc + l] = ref::dot(d_r + k * br, t_cols + l * br, br);
+    for (int64_t l = 0; l < bc; ++l)
+      coeffs[k * bc + l] = ref::dot(d_r + k * br, t_cols + l * br, br);
   }
 }
 

@@ -34,9 +34,9 @@ namespace tern {
 
 // How one tensor is cut into DCT blocks.
 struct BlockGrid {
-  int64_t rows = 1;         // logical rows (1 for vectors)
-  int64_t cols = 0;         // logical columns (the vector length for vectors)
-  int64_t block_rows = 1;   // 1 for vectors
+  int64_t rows = 1;        // logical rows (1 for vectors)
+  int64_t cols = 0;        // logical columns (the vector length for vectors)
+  int64_t block_rows = 1;  // 1 for vectors
   int64_t block_cols = 0;
   int64_t padded_rows = 1;  // multiples of the block dims, ≥ rows / cols
   int64_t padded_cols = 0;

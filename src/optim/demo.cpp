@@ -13,7 +13,9 @@ namespace {
 
 constexpr float kFp16Max = 65504.0f;
 
-float sign_of(float x) { return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f); }
+float sign_of(float x) {
+  return x > 0.0f ? 1.0f : (x < 0.0f ? -1.0f : 0.0f);
+}
 
 // The value a node sends for coefficient c (never zero: zeros are not kept).
 float wire_value(float c, DemoValues values) {
@@ -162,8 +164,8 @@ std::string DemoPlan::describe() const {
       if (!shape.empty()) shape += 'x';
       shape += std::to_string(d);
     }
-    const double density = static_cast<double>(topk(t) * grids_[t].num_blocks()) /
-                           static_cast<double>(info.size);
+    const double density =
+        static_cast<double>(topk(t) * grids_[t].num_blocks()) / static_cast<double>(info.size);
     char line[64];
     std::snprintf(line, sizeof(line), "density %.5f", density);
     out += info.name + " [" + shape + "]: " + tern::describe(grids_[t]) + ", top-" +
@@ -230,8 +232,8 @@ Status validate_update(const DemoPlan& plan, const DemoUpdate& update) {
                      std::to_string(tu.indices[e]) + " out of order or outside the block");
         }
         const float v = tu.values[e];
-        const bool ok = update.values == DemoValues::kSign ? (v == 1.0f || v == -1.0f)
-                                                           : std::isfinite(v);
+        const bool ok =
+            update.values == DemoValues::kSign ? (v == 1.0f || v == -1.0f) : std::isfinite(v);
         if (!ok) return bad(name + " block " + std::to_string(b) + ": bad value");
       }
     }
@@ -290,7 +292,8 @@ DemoUpdate DemoOptimizer::encode(const FlatBuffer& grads, double lr, int64_t ste
             slot_count[b] = static_cast<uint32_t>(kept);
             // Error feedback with the unquantized kept values.
             idct_sparse_block(grid, order, kept_values, removed.data());
-            for_each_block_element(grid, b, [&](int64_t ti, int64_t e) { delta[ti] -= removed[e]; });
+            for_each_block_element(grid, b,
+                                   [&](int64_t ti, int64_t e) { delta[ti] -= removed[e]; });
           }
         },
         1);

@@ -41,9 +41,9 @@ namespace tern {
 enum class DemoValues : uint8_t { kSign = 0, kFp16 = 1 };
 
 struct DemoConfig {
-  int64_t chunk = 64;       // DCT block edge
-  int64_t topk = 4;         // coefficients kept per block
-  double beta = 0.999;      // momentum decay
+  int64_t chunk = 64;   // DCT block edge
+  int64_t topk = 4;     // coefficients kept per block
+  double beta = 0.999;  // momentum decay
   double weight_decay = 0.0;
   DemoValues values = DemoValues::kSign;
 

@@ -17,7 +17,9 @@ constexpr size_t kDigestBytes = 32;
 constexpr size_t kFixedHeader = 4 + 1 + 1 + 8 + kTableHashBytes;
 
 // Bits needed to store a value in [0, n): ⌈log2 n⌉ (0 for n ≤ 1).
-int bits_for(int64_t n) { return n <= 1 ? 0 : std::bit_width(static_cast<uint64_t>(n - 1)); }
+int bits_for(int64_t n) {
+  return n <= 1 ? 0 : std::bit_width(static_cast<uint64_t>(n - 1));
+}
 
 void put_varint(std::vector<uint8_t>& out, uint64_t v) {
   while (v >= 0x80) {
@@ -208,11 +210,12 @@ Result<DemoUpdate> decode_demo_update(const DemoPlan& plan, std::span<const uint
     TERN_RETURN_IF_ERROR(in.varint("block rows", &rows));
     TERN_RETURN_IF_ERROR(in.varint("block cols", &cols));
     const BlockGrid& g = plan.grids()[t];
-    if (rows != static_cast<uint64_t>(g.block_rows) || cols != static_cast<uint64_t>(g.block_cols)) {
+    if (rows != static_cast<uint64_t>(g.block_rows) ||
+        cols != static_cast<uint64_t>(g.block_cols)) {
       return in.error("block grid", "tensor '" + plan.layout().at(t).name + "' has " +
                                         std::to_string(rows) + "x" + std::to_string(cols) +
-                                        " blocks, the plan " + std::to_string(g.block_rows) +
-                                        "x" + std::to_string(g.block_cols));
+                                        " blocks, the plan " + std::to_string(g.block_rows) + "x" +
+                                        std::to_string(g.block_cols));
     }
   }
   uint64_t payload_size = 0;
@@ -238,8 +241,9 @@ Result<DemoUpdate> decode_demo_update(const DemoPlan& plan, std::span<const uint
         if (!bits.get(count_bits, &count)) return bad_payload(name, b, "truncated");
         ++count;
         if (count > static_cast<uint64_t>(plan.topk(t))) {
-          return bad_payload(name, b, std::to_string(count) + " entries (top-k is " +
-                                          std::to_string(plan.topk(t)) + ")");
+          return bad_payload(
+              name, b,
+              std::to_string(count) + " entries (top-k is " + std::to_string(plan.topk(t)) + ")");
         }
       }
       for (uint64_t e = 0; e < count; ++e) {
@@ -247,8 +251,8 @@ Result<DemoUpdate> decode_demo_update(const DemoPlan& plan, std::span<const uint
         if (!bits.get(index_bits, &index)) return bad_payload(name, b, "truncated");
         if (index >= static_cast<uint64_t>(g.block_size()) ||
             (e > 0 && index <= tu.indices.back())) {
-          return bad_payload(name, b, "index " + std::to_string(index) +
-                                          " outside the block or not ascending");
+          return bad_payload(
+              name, b, "index " + std::to_string(index) + " outside the block or not ascending");
         }
         tu.indices.push_back(static_cast<uint32_t>(index));
       }

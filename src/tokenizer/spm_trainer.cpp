@@ -98,8 +98,8 @@ Result<Vocab> vocab_from_sentencepiece(const std::string& serialized_model) {
   return v;
 }
 
-Result<Vocab> train_vocab_on_documents(const std::vector<std::string>& documents,
-                                       int vocab_size, size_t max_lines) {
+Result<Vocab> train_vocab_on_documents(const std::vector<std::string>& documents, int vocab_size,
+                                       size_t max_lines) {
   std::vector<std::string> lines;
   for (const std::string& doc : documents) {
     std::istringstream in(doc);

@@ -32,7 +32,7 @@ Result<Vocab> vocab_from_sentencepiece(const std::string& serialized_model);
 
 // Trains a vocabulary on documents: their non-empty lines, at most max_lines of
 // them in document order, are the sentences.
-Result<Vocab> train_vocab_on_documents(const std::vector<std::string>& documents,
-                                       int vocab_size, size_t max_lines = 40000);
+Result<Vocab> train_vocab_on_documents(const std::vector<std::string>& documents, int vocab_size,
+                                       size_t max_lines = 40000);
 
 }  // namespace tern

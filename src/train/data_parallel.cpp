@@ -20,8 +20,8 @@ struct Worker {
   Rng rng;
   std::optional<AdamW> adamw;
   std::optional<DemoOptimizer> demo;
-  FlatBuffer canonical;                // overlap mode: θ without the look-ahead
-  std::vector<DemoUpdate> in_flight;   // overlap mode: last step's decoded updates
+  FlatBuffer canonical;               // overlap mode: θ without the look-ahead
+  std::vector<DemoUpdate> in_flight;  // overlap mode: last step's decoded updates
   double in_flight_lr = 0.0;
 };
 
@@ -72,7 +72,8 @@ Result<DataParallelResult> train_data_parallel(
   TERN_RETURN_IF_ERROR(parallel.validate());
   if (shards.empty()) return Status::Error("data-parallel: no worker shards");
   for (size_t w = 0; w < shards.size(); ++w) {
-    TERN_RETURN_IF_ERROR(shards[w].check_window(parallel.seq)
+    TERN_RETURN_IF_ERROR(shards[w]
+                             .check_window(parallel.seq)
                              .with_context("data-parallel: shard " + std::to_string(w)));
     if (shards[w].vocab() > config.vocab) {
       return Status::Error("data-parallel: shard " + std::to_string(w) + " has vocab " +
@@ -95,9 +96,14 @@ Result<DataParallelResult> train_data_parallel(
   for (int64_t w = 0; w < n_workers; ++w) {
     RandomInitSource init(parallel.seed);
     TERN_ASSIGN_OR_RETURN(BitNetModel model, BitNetModel::create_full(config, init));
-    workers.push_back(std::make_unique<Worker>(Worker{
-        std::move(model), Rng(derive_seed(parallel.seed, "worker " + std::to_string(w))), {}, {},
-        {}, {}, 0.0}));
+    workers.push_back(std::make_unique<Worker>(
+        Worker{std::move(model),
+               Rng(derive_seed(parallel.seed, "worker " + std::to_string(w))),
+               {},
+               {},
+               {},
+               {},
+               0.0}));
   }
   const TensorLayout& layout = workers[0]->model.layout();
   std::optional<DemoPlan> plan;
@@ -152,8 +158,8 @@ Result<DataParallelResult> train_data_parallel(
                        worker.model.params());
       }
       worker.model.grads().zero();
-      shards[static_cast<size_t>(w)].sample_train(worker.rng, parallel.batch, parallel.seq,
-                                                  tokens, labels);
+      shards[static_cast<size_t>(w)].sample_train(worker.rng, parallel.batch, parallel.seq, tokens,
+                                                  labels);
       loss_sum += worker.model.forward(tokens, labels, parallel.batch, parallel.seq);
       worker.model.backward(1.0f);
       if (demo) {
@@ -192,7 +198,8 @@ Result<DataParallelResult> train_data_parallel(
         std::vector<DemoUpdate> ordered;
         for (auto& r : received) ordered.push_back(std::move(r.second));
         if (parallel.overlap) {
-          if (step > 0) apply_updates(*plan, worker->in_flight, worker->in_flight_lr, worker->canonical);
+          if (step > 0)
+            apply_updates(*plan, worker->in_flight, worker->in_flight_lr, worker->canonical);
           worker->in_flight = std::move(ordered);
           worker->in_flight_lr = lr;
         } else {
@@ -232,8 +239,7 @@ Result<DataParallelResult> train_data_parallel(
   for (const auto& w : workers) {
     result.replicas_identical &= params_hash(final_params(*w)) == result.weight_hash;
   }
-  result.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }
 

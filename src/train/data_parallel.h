@@ -39,11 +39,11 @@ struct DataParallelConfig {
   int64_t steps = 200;
   int64_t batch = 8;  // sequences per worker per step
   int64_t seq = 128;
-  double clip = 1.0;  // ≤ 0 disables clipping
+  double clip = 1.0;    // ≤ 0 disables clipping
   LrSchedule schedule;  // total_steps is taken from `steps`
   AdamWConfig adamw;
   DemoConfig demo;
-  bool overlap = false;  // DeMo only
+  bool overlap = false;    // DeMo only
   int64_t eval_every = 0;  // 0: evaluate at the start and the end only
   int64_t eval_batches = 8;
   uint64_t seed = 1;
@@ -53,16 +53,16 @@ struct DataParallelConfig {
 
 struct DataParallelResult {
   int64_t workers = 0;
-  int64_t params = 0;                // trainable parameters per replica
-  std::vector<int64_t> eval_steps;   // steps at which val_loss was measured
+  int64_t params = 0;               // trainable parameters per replica
+  std::vector<int64_t> eval_steps;  // steps at which val_loss was measured
   std::vector<float> val_loss;
   float initial_val_loss = 0.0f;
   float final_val_loss = 0.0f;
-  float final_train_loss = 0.0f;     // mean over workers, last step
+  float final_train_loss = 0.0f;        // mean over workers, last step
   double payload_bytes_per_step = 0.0;  // per worker, mean over steps
   bool replicas_identical = false;
-  std::string weight_hash;           // BLAKE2b-256 hex of replica 0's parameters
-  std::string demo_plan;             // DeMo: DemoPlan::describe() (blocks, density)
+  std::string weight_hash;  // BLAKE2b-256 hex of replica 0's parameters
+  std::string demo_plan;    // DeMo: DemoPlan::describe() (blocks, density)
   double seconds = 0.0;
 };
 

@@ -193,12 +193,25 @@ TEST(DemoCodecTest, FuzzedPayloadsNeverCrashAndDecodedOnesAreCanonical) {
       for (int e = 0; e < edits; ++e) {
         const size_t at = rng.below(b.size());
         switch (kind) {
-          case 0: b[at] ^= static_cast<uint8_t>(1u << rng.below(8)); break;
-          case 1: b[at] = static_cast<uint8_t>(rng.below(256)); break;
-          case 2: b.resize(at); break;
-          case 3: b.insert(b.begin() + static_cast<std::ptrdiff_t>(at), static_cast<uint8_t>(rng.below(256))); break;
-          case 4: b.erase(b.begin() + static_cast<std::ptrdiff_t>(at)); break;
-          default: b[at] = 0; break;
+          case 0:
+            b[at] ^= static_cast<uint8_t>(1u << rng.below(8));
+            break;
+          case 1:
+            b[at] = static_cast<uint8_t>(rng.below(256));
+            break;
+          case 2:
+            b.resize(at);
+            break;
+          case 3:
+            b.insert(b.begin() + static_cast<std::ptrdiff_t>(at),
+                     static_cast<uint8_t>(rng.below(256)));
+            break;
+          case 4:
+            b.erase(b.begin() + static_cast<std::ptrdiff_t>(at));
+            break;
+          default:
+            b[at] = 0;
+            break;
         }
         if (b.empty()) break;
       }

@@ -135,12 +135,13 @@ TEST(demo_parity, DctBasisAndBlocks) {
   for (const auto& b : cfg.at("blocks")) {
     const int64_t br = b.at(0).get<int64_t>(), bc = b.at(1).get<int64_t>();
     const std::string tag = "block/" + std::to_string(br) + "x" + std::to_string(bc) + "/";
-    const std::vector<int64_t> shape = br == 1 ? std::vector<int64_t>{bc} : std::vector<int64_t>{br, bc};
+    const std::vector<int64_t> shape =
+        br == 1 ? std::vector<int64_t>{bc} : std::vector<int64_t>{br, bc};
     const BlockGrid grid = make_block_grid(shape, 64);
     ASSERT_EQ(grid.num_blocks(), 1);
     ASSERT_EQ(grid.block_size(), br * bc);
-    const std::vector<float> x = uniform(seed, {kStreamBlock, static_cast<uint64_t>(br),
-                                                static_cast<uint64_t>(bc)}, br * bc);
+    const std::vector<float> x = uniform(
+        seed, {kStreamBlock, static_cast<uint64_t>(br), static_cast<uint64_t>(bc)}, br * bc);
     const auto want_x = file.get(tag + "input").f32();
     ASSERT_TRUE(std::equal(x.begin(), x.end(), want_x.begin(), want_x.end())) << tag;
 
@@ -280,8 +281,9 @@ void expect_update_matches(const Case& c, const DemoUpdate& u, int64_t step, int
   const auto index = idx_rec.i8();
   const auto value = f.get("kept/value").f32();
   const auto slots = static_cast<size_t>(idx_rec.dims.at(2));
-  const size_t row = (static_cast<size_t>(step - 1) * static_cast<size_t>(c.peers) +
-                      static_cast<size_t>(peer)) * slots;
+  const size_t row =
+      (static_cast<size_t>(step - 1) * static_cast<size_t>(c.peers) + static_cast<size_t>(peer)) *
+      slots;
   const bool sign = c.plan->config().values == DemoValues::kSign;
   size_t slot = 0;
   ASSERT_EQ(u.tensors.size(), c.layout.count());
@@ -402,7 +404,8 @@ void run_trajectory(const std::string& stem) {
     const auto ptrs = pointers(pending);
     demo_apply(plan, ptrs, c.lr, params);
   }
-  expect_tensors_near(c, params, c.overlap ? "params/final" : "params/step" + std::to_string(c.steps),
+  expect_tensors_near(c, params,
+                      c.overlap ? "params/final" : "params/step" + std::to_string(c.steps),
                       "final params");
   // Momentum: relative to the peer's largest |δ| over all tensors. A block that keeps
   // most of its coefficients (g.small keeps 3 of 4) leaves a residual that is
@@ -415,9 +418,15 @@ void run_trajectory(const std::string& stem) {
   }
 }
 
-TEST(demo_parity, SignTrajectory) { run_trajectory("demo_sign"); }
-TEST(demo_parity, FP16Trajectory) { run_trajectory("demo_fp16"); }
-TEST(demo_parity, OverlapTrajectory) { run_trajectory("demo_overlap"); }
+TEST(demo_parity, SignTrajectory) {
+  run_trajectory("demo_sign");
+}
+TEST(demo_parity, FP16Trajectory) {
+  run_trajectory("demo_fp16");
+}
+TEST(demo_parity, OverlapTrajectory) {
+  run_trajectory("demo_overlap");
+}
 
 }  // namespace
 }  // namespace tern

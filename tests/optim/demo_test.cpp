@@ -200,7 +200,8 @@ TEST(DemoTest, ErrorFeedbackRemovesExactlyTheKeptUnquantizedEnergy) {
     // Recompute the kept coefficients from the fresh momentum.
     const BlockGrid& g = plan.value().grids()[0];
     FlatBuffer fresh(f.layout.buffer_size());
-    for (int64_t i = 0; i < w.size; ++i) fresh.data()[w.offset + i] = grads.data()[w.offset + i] * 0.1f;
+    for (int64_t i = 0; i < w.size; ++i)
+      fresh.data()[w.offset + i] = grads.data()[w.offset + i] * 0.1f;
     double kept_sq = 0.0;
     std::vector<float> block(g.block_size()), coeffs(g.block_size()), scratch(g.block_size());
     for (int64_t b = 0; b < g.num_blocks(); ++b) {

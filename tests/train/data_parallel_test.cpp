@@ -122,7 +122,8 @@ TEST(DataParallelTest, DemoTrainsLoraAdaptersOnly) {
   Result<DemoPlan> plan = DemoPlan::create(model.layout(), demo);
   ASSERT_TRUE(plan.ok());
   DemoOptimizer optimizer(plan.value());
-  const std::vector<float> frozen(model.frozen().data(), model.frozen().data() + model.frozen().size());
+  const std::vector<float> frozen(model.frozen().data(),
+                                  model.frozen().data() + model.frozen().size());
   const std::vector<TokenDataset> data = shards();
   std::vector<int32_t> tokens(4 * 16), labels(4 * 16);
   data[0].val_batch(0, 1, 4, 16, tokens, labels);
