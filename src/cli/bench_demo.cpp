@@ -37,13 +37,13 @@ struct Options {
   bool json = false;
   bool quick = false;
   int workers = 4;
-  int64_t steps = 300;
-  int64_t batch = 8;
+  int64_t steps = 600;
+  int64_t batch = 4;
   int64_t seq = 128;
   int vocab = 4096;
   size_t corpus_bytes = 4 << 20;
   double adamw_lr = 1e-2;
-  double demo_lr = 2e-3;
+  double demo_lr = 1e-2;
   double demo_beta = 0.999;
   int64_t warmup = 20;
   uint64_t seed = 1;
@@ -93,11 +93,11 @@ Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_o
 
 int run_bench(Options o) {
   if (o.quick) {
-    o.steps = 12;
-    o.batch = 2;
-    o.seq = 64;
-    o.vocab = 512;
-    o.corpus_bytes = 256 << 10;
+    o.steps = 8;
+    o.batch = 1;
+    o.seq = 32;
+    o.vocab = 400;
+    o.corpus_bytes = 128 << 10;
     o.warmup = 2;
   }
   int64_t vocab = 0;
@@ -142,7 +142,7 @@ int run_bench(Options o) {
     c.batch = o.batch;
     c.seq = o.seq;
     c.seed = o.seed;
-    c.eval_batches = o.quick ? 2 : 16;
+    c.eval_batches = o.quick ? 1 : 16;
     c.schedule.kind = ScheduleKind::kCosine;
     c.schedule.warmup_steps = o.warmup;
     c.adamw.weight_decay = 0.0;
@@ -248,9 +248,9 @@ Command add_bench_demo_command(CLI::App& bench) {
   app->add_flag("--quick", o->quick, "A few steps on a small corpus: a smoke test");
   app->add_option("--workers", o->workers, "Simulated workers (default 4)")
       ->check(CLI::Range(1, 64));
-  app->add_option("--steps", o->steps, "Optimizer steps per run (default 300)")
+  app->add_option("--steps", o->steps, "Optimizer steps per run (default 600)")
       ->check(CLI::Range(1, 1000000));
-  app->add_option("--batch", o->batch, "Sequences per worker per step (default 8)")
+  app->add_option("--batch", o->batch, "Sequences per worker per step (default 4)")
       ->check(CLI::Range(1, 4096));
   app->add_option("--seq", o->seq, "Tokens per sequence (default 128)")->check(CLI::Range(8, 256));
   app->add_option("--vocab", o->vocab, "SentencePiece vocabulary size (default 4096)")
@@ -259,7 +259,7 @@ Command add_bench_demo_command(CLI::App& bench) {
       ->check(CLI::Range(size_t{1} << 16, size_t{1} << 30));
   app->add_option("--adamw-lr", o->adamw_lr, "AdamW peak learning rate (default 1e-2)")
       ->check(CLI::Range(1e-6, 1.0));
-  app->add_option("--demo-lr", o->demo_lr, "DeMo peak learning rate (default 2e-3)")
+  app->add_option("--demo-lr", o->demo_lr, "DeMo peak learning rate (default 1e-2)")
       ->check(CLI::Range(1e-6, 1.0));
   app->add_option("--demo-beta", o->demo_beta, "DeMo momentum decay (default 0.999)")
       ->check(CLI::Range(0.0, 0.99999));
