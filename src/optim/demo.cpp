@@ -224,7 +224,9 @@ Status validate_update(const DemoPlan& plan, const DemoUpdate& update) {
       const uint32_t begin = tu.block_begin[b];
       const uint32_t end = tu.block_begin[b + 1];
       if (end < begin || end - begin > plan.topk(t)) {
-        return bad(name + " block " + std::to_string(b) + ": bad entry count");
+        return bad(name + " block " + std::to_string(b) + ": " +
+                   std::to_string(static_cast<int64_t>(end) - static_cast<int64_t>(begin)) +
+                   " entries (top-k is " + std::to_string(plan.topk(t)) + ")");
       }
       for (uint32_t e = begin; e < end; ++e) {
         if (tu.indices[e] >= g.block_size() || (e > begin && tu.indices[e] <= tu.indices[e - 1])) {
@@ -234,7 +236,11 @@ Status validate_update(const DemoPlan& plan, const DemoUpdate& update) {
         const float v = tu.values[e];
         const bool ok =
             update.values == DemoValues::kSign ? (v == 1.0f || v == -1.0f) : std::isfinite(v);
-        if (!ok) return bad(name + " block " + std::to_string(b) + ": bad value");
+        if (!ok) {
+          return bad(
+              name + " block " + std::to_string(b) + ": value " + std::to_string(v) +
+              (update.values == DemoValues::kSign ? " (sign values are ±1)" : " (not finite)"));
+        }
       }
     }
   }
