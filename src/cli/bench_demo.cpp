@@ -45,6 +45,7 @@ struct Options {
   double adamw_lr = 1e-2;
   double demo_lr = 1e-2;
   double demo_beta = 0.999;
+  double min_lr_fraction = 0.1;  // cosine floor as a fraction of the peak
   int64_t warmup = 20;
   uint64_t seed = 1;
   std::string gcide_dir = kDefaultGcideDir;
@@ -148,7 +149,7 @@ int run_bench(Options o) {
     c.adamw.weight_decay = 0.0;
     const bool adamw = run.optimizer == ParallelOptimizer::kAdamW;
     c.schedule.peak_lr = adamw ? o.adamw_lr : o.demo_lr;
-    c.schedule.min_lr = c.schedule.peak_lr / 10.0;
+    c.schedule.min_lr = c.schedule.peak_lr * o.min_lr_fraction;
     c.demo.topk = std::max<int64_t>(run.topk, 1);
     c.demo.values = run.values;
     c.demo.beta = o.demo_beta;
@@ -263,6 +264,9 @@ Command add_bench_demo_command(CLI::App& bench) {
       ->check(CLI::Range(1e-6, 1.0));
   app->add_option("--demo-beta", o->demo_beta, "DeMo momentum decay (default 0.999)")
       ->check(CLI::Range(0.0, 0.99999));
+  app->add_option("--min-lr-fraction", o->min_lr_fraction,
+                  "Cosine floor as a fraction of each run's peak learning rate (default 0.1)")
+      ->check(CLI::Range(0.0, 1.0));
   app->add_option("--seed", o->seed, "Seed for init, data order and arrival order (default 1)");
   app->add_option("--gcide-dir", o->gcide_dir, "Where dict-gcide installed its files");
   app->add_option("--runs", o->only,

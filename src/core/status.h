@@ -84,3 +84,18 @@ class [[nodiscard]] Result {
   auto tmp = (expr);                               \
   if (!tmp.ok()) return tmp.status();              \
   lhs = std::move(tmp).value()
+
+// Coroutine forms of the two macros above (a coroutine must co_return).
+#define TERN_CO_RETURN_IF_ERROR(expr)               \
+  do {                                              \
+    ::tern::Status tern_status_ = (expr);           \
+    if (!tern_status_.ok()) co_return tern_status_; \
+  } while (0)
+
+// `TERN_CO_ASSIGN_OR_RETURN(auto x, co_await MakeX());`
+#define TERN_CO_ASSIGN_OR_RETURN(lhs, expr) \
+  TERN_CO_ASSIGN_OR_RETURN_IMPL(TERN_CONCAT(tern_result_, __LINE__), lhs, expr)
+#define TERN_CO_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
+  auto tmp = (expr);                                  \
+  if (!tmp.ok()) co_return tmp.status();              \
+  lhs = std::move(tmp).value()
