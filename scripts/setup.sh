@@ -13,7 +13,10 @@ packages=(
   zlib1g-dev                         # reading the dictzip demo corpus; checkpoint CRC
   libpcre2-dev                       # tokenizer pre-tokenizer regexes (Unicode classes)
   libsentencepiece-dev               # tokenizer training (tern tokenizer train)
-  libsodium-dev                      # BLAKE2b content hashes (shards, tokenizers)
+  libsodium-dev                      # BLAKE2b hashes; Ed25519/X25519/ChaChaPoly for the network
+  libasio-dev                        # network: standalone asio with C++20 coroutines
+  libflatbuffers-dev flatbuffers-compiler  # network: schema'd, verifiable wire messages
+  golang-github-flynn-noise-dev      # Noise protocol test vectors (vectors.txt) for the tests
   libhwy-dev                         # SIMD kernels with run-time dispatch (Google Highway)
   libopenblas-dev                    # fp32 matrix products (LoRA, embeddings, output head)
   dict-gcide                         # demo corpus: GCIDE English dictionary
