@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cli/bench_demo.h"
+#include "cli/bench_net.h"
 #include "cli/bench_kernels.h"
 #include "cli/commands.h"
 #include "core/thread_pool.h"
@@ -244,7 +245,7 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
 
 Command add_bench_command(CLI::App& root) {
   CLI::App* app =
-      root.add_subcommand("bench", "Benchmarks that print JSON (memory, finetune, kernels, demo)");
+      root.add_subcommand("bench", "Benchmarks that print JSON (memory, finetune, kernels, demo, net)");
   app->require_subcommand(1);
 
   CLI::App* memory = app->add_subcommand(
@@ -278,10 +279,12 @@ Command add_bench_command(CLI::App& root) {
 
   const Command kernels = add_bench_kernels_command(*app);
   const Command demo = add_bench_demo_command(*app);
+  const Command net = add_bench_net_command(*app);
 
   return {app, [=]() -> int {
             if (kernels.app->parsed()) return kernels.run();
             if (demo.app->parsed()) return demo.run();
+            if (net.app->parsed()) return net.run();
             if (memory->parsed()) {
               if (!child->empty()) return memory_child(*memory_workload, *child);
               return memory_parent(*memory_workload, *memory_json);

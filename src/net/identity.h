@@ -6,7 +6,10 @@
 // Text form of a node id: "tern" followed by the lowercase RFC 4648 base32 of
 // the 32-byte key, no padding (56 characters in all). Key files hold the
 // 32-byte seed (see docs/network.md) and must not be readable by group or
-// others: load() refuses them with an error naming the mode.
+// others: load() refuses them with an error naming the mode. Format (text):
+//   tern-ed25519-key v1
+//   seed <64 lowercase hex digits>
+//   id <node id>            (checked against the seed on load)
 //
 // Thread-safety: Identity and NodeId are immutable after construction and safe
 // to share; the secret is wiped on destruction.

@@ -28,8 +28,8 @@
 //
 // Threading: like Connection. Everything runs on the Connection's executor;
 // at most one send() and one receive() in flight (CHECKed); they may run
-// concurrently with each other. Spans passed in must stay valid until the
-// operation completes.
+// concurrently with each other. The identity and spans passed in must stay
+// valid until the operation completes.
 #pragma once
 
 #include <cstddef>

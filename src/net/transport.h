@@ -7,7 +7,8 @@
 // (secure_channel.h): a Transport authenticates nobody.
 //
 // Threading: every operation is an asio coroutine that runs on the executor the
-// transport was created with. A Connection allows at most one send() and one
+// transport was created with (single-threaded: one thread runs it, or a
+// strand); close() too must be called there. A Connection allows at most one send() and one
 // receive() in flight at a time (a second concurrent call is a bug, CHECKed);
 // send and receive may run concurrently with each other.
 #pragma once
@@ -51,10 +52,13 @@ class Connection {
   virtual asio::awaitable<Status> send(std::span<const uint8_t> frame) = 0;
 
   // The next frame, or an error: closed by the peer, read timeout, oversized
-  // frame (the connection is then closed), or closed locally.
+  // frame (after either of these two the connection is closed), or closed
+  // locally. read_timeout counts from the call, so an idle connection whose
+  // peer sends nothing for read_timeout fails and closes.
   virtual asio::awaitable<Result<Bytes>> receive() = 0;
 
   // Closes both directions; pending and later operations fail. Idempotent.
+  // Destroying a connection closes it (pending operations then fail).
   virtual void close() = 0;
 
   // "host:port" for TCP, the endpoint name for in-process; for logs only.

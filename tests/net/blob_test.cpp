@@ -30,7 +30,7 @@ bool contains(const Status& status, const std::string& needle) {
   return status.message().find(needle) != std::string::npos;
 }
 
-TEST(BlobStoreTest, IdFollowsTheSpec) {
+TEST(blob_store, IdFollowsTheSpec) {
   const Bytes data = random_bytes(2 * 4096 + 100, 1);
   const BlobManifest manifest = make_manifest(data, 4096);
   ASSERT_EQ(manifest.chunk_count(), 3u);
@@ -49,7 +49,7 @@ TEST(BlobStoreTest, IdFollowsTheSpec) {
   EXPECT_EQ(manifest.id, root.finish());
 }
 
-TEST(BlobStoreTest, EmptyBlobHasNoChunks) {
+TEST(blob_store, EmptyBlobHasNoChunks) {
   const BlobManifest manifest = make_manifest({}, kDefaultChunkSize);
   EXPECT_EQ(manifest.chunk_count(), 0u);
   Blake2bHasher root;
@@ -71,7 +71,7 @@ TEST(BlobStoreTest, EmptyBlobHasNoChunks) {
   EXPECT_TRUE(other.missing_chunks(manifest.id).value().empty());
 }
 
-TEST(BlobStoreTest, ChunkSizeMustBeAPowerOfTwoInRange) {
+TEST(blob_store, ChunkSizeMustBeAPowerOfTwoInRange) {
   EXPECT_TRUE(check_chunk_size(4096).ok());
   EXPECT_TRUE(check_chunk_size(1u << 24).ok());
   for (uint32_t bad : {0u, 2048u, 5000u, 1u << 25, 3u << 20}) {
@@ -81,7 +81,7 @@ TEST(BlobStoreTest, ChunkSizeMustBeAPowerOfTwoInRange) {
   }
 }
 
-TEST(BlobStoreTest, PutServesBlobManifestAndChunks) {
+TEST(blob_store, PutServesBlobManifestAndChunks) {
   const Bytes data = random_bytes(3 * 4096 + 1, 2);
   BlobStore store(std::nullopt, 4096);
   Result<BlobId> id = store.put(data);
@@ -104,7 +104,7 @@ TEST(BlobStoreTest, PutServesBlobManifestAndChunks) {
   EXPECT_FALSE(store.has(unknown));
 }
 
-TEST(BlobStoreTest, VerifyManifestRefusesEveryLie) {
+TEST(blob_store, VerifyManifestRefusesEveryLie) {
   const Bytes data = random_bytes(5 * 4096, 3);
   const BlobManifest good = make_manifest(data, 4096);
   ASSERT_TRUE(verify_manifest(good.id, good).ok());
@@ -142,7 +142,7 @@ TEST(BlobStoreTest, VerifyManifestRefusesEveryLie) {
   EXPECT_EQ(store.used_bytes(), 0u);
 }
 
-TEST(BlobStoreTest, PartialDownloadCompletesInAnyOrder) {
+TEST(blob_store, PartialDownloadCompletesInAnyOrder) {
   const Bytes data = random_bytes(7 * 4096 + 123, 4);
   const BlobManifest manifest = make_manifest(data, 4096);
   BlobStore source(std::nullopt, 4096);
@@ -169,7 +169,7 @@ TEST(BlobStoreTest, PartialDownloadCompletesInAnyOrder) {
   EXPECT_EQ(store.used_bytes(), data.size());
 }
 
-TEST(BlobStoreTest, BadChunksAreRefusedByName) {
+TEST(blob_store, BadChunksAreRefusedByName) {
   const Bytes data = random_bytes(3 * 4096, 5);
   const BlobManifest manifest = make_manifest(data, 4096);
   const std::string blob = short_blob_id(manifest.id);
@@ -199,7 +199,7 @@ TEST(BlobStoreTest, BadChunksAreRefusedByName) {
   EXPECT_EQ(store.missing_chunks(manifest.id).value(), (std::vector<uint32_t>{0, 2}));
 }
 
-TEST(BlobStoreTest, CapacityBoundsPutAndBegin) {
+TEST(blob_store, CapacityBoundsPutAndBegin) {
   const Bytes a = random_bytes(10000, 6);
   const Bytes b = random_bytes(7000, 7);
   BlobStore store(16000, 4096);
@@ -218,7 +218,7 @@ TEST(BlobStoreTest, CapacityBoundsPutAndBegin) {
   EXPECT_TRUE(store.put({}).ok());  // empty blobs take nothing
 }
 
-TEST(BlobStoreTest, PutCompletesAPartialDownload) {
+TEST(blob_store, PutCompletesAPartialDownload) {
   const Bytes data = random_bytes(2 * 4096, 9);
   const BlobManifest manifest = make_manifest(data, 4096);
   BlobStore store(std::nullopt, 4096);
@@ -229,7 +229,7 @@ TEST(BlobStoreTest, PutCompletesAPartialDownload) {
   EXPECT_EQ(store.used_bytes(), data.size());
 }
 
-TEST(BlobStoreTest, ConcurrentPutChunkFromThreads) {
+TEST(blob_store, ConcurrentPutChunkFromThreads) {
   const Bytes data = random_bytes(64 * 4096, 10);
   const BlobManifest manifest = make_manifest(data, 4096);
   BlobStore store;

@@ -325,7 +325,7 @@ TEST(BroadcastGuard, ReorderingWithinWindowIsAcceptedExactlyOnce) {
   EXPECT_TRUE(guard.accept(f.msg(40), kNow).ok());
 }
 
-TEST(BroadcastNetReject, SeqBelowWindow) {
+TEST(broadcast_net_reject, SeqBelowWindow) {
   GuardFixture f;
   ReplayGuardLimits limits;
   limits.window = 64;
@@ -345,7 +345,7 @@ TEST(BroadcastNetReject, SeqBelowWindow) {
   EXPECT_TRUE(guard.accept(f.msg(999), kNow).ok());
 }
 
-TEST(BroadcastNetReject, WindowSlideForgetsBitsOfSeqsThatLeft) {
+TEST(broadcast_net_reject, WindowSlideForgetsBitsOfSeqsThatLeft) {
   // Seq 1 sets bit 1; after the window moves by small steps to 66 (window 64)
   // bit 1 belongs to seq 65, which was never seen and must be accepted.
   GuardFixture f;
@@ -361,7 +361,7 @@ TEST(BroadcastNetReject, WindowSlideForgetsBitsOfSeqsThatLeft) {
   EXPECT_TRUE(guard.accept(f.msg(3), kNow).ok());
 }
 
-TEST(BroadcastNetReject, ReplayedMessageIsLoggedAndRouterKeepsDelivering) {
+TEST(broadcast_net_reject, ReplayedMessageIsLoggedAndRouterKeepsDelivering) {
   const Identity alice = make_identity(1);
   const NodeId link_peer = make_identity(3).id();
   std::vector<std::string> got;
@@ -387,7 +387,7 @@ TEST(BroadcastNetReject, ReplayedMessageIsLoggedAndRouterKeepsDelivering) {
   EXPECT_EQ(router.counters().rejected_for(RejectReason::kDuplicate), 1u);
 }
 
-TEST(BroadcastNetReject, SeqReusedWithOtherContentOrAfterIdEvicted) {
+TEST(broadcast_net_reject, SeqReusedWithOtherContentOrAfterIdEvicted) {
   GuardFixture f;
   ReplayGuardLimits limits;
   limits.max_recent_ids = 1;
@@ -406,7 +406,7 @@ TEST(BroadcastNetReject, SeqReusedWithOtherContentOrAfterIdEvicted) {
   EXPECT_EQ(rejection(guard, m1), RejectReason::kSeqReused);
 }
 
-TEST(BroadcastNetReject, MessageForAnotherRun) {
+TEST(broadcast_net_reject, MessageForAnotherRun) {
   GuardFixture f;
   ReplayGuard guard(kRun);
   const SignedMessage other =
@@ -422,7 +422,7 @@ TEST(BroadcastNetReject, MessageForAnotherRun) {
   EXPECT_EQ(guard.tracked_senders(), 0u);
 }
 
-TEST(BroadcastNetReject, ExpiredAndFarFuture) {
+TEST(broadcast_net_reject, ExpiredAndFarFuture) {
   GuardFixture f;
   ReplayGuardLimits limits;
   limits.max_lifetime_ms = 30'000;
@@ -444,7 +444,7 @@ TEST(BroadcastNetReject, ExpiredAndFarFuture) {
   EXPECT_TRUE(guard.accept(f.msg(5, "b", kNow + 30'000), kNow).ok());
 }
 
-TEST(BroadcastNetReject, BodyTooLarge) {
+TEST(broadcast_net_reject, BodyTooLarge) {
   GuardFixture f;
   ReplayGuardLimits limits;
   limits.max_body_bytes = 8;
@@ -458,7 +458,7 @@ TEST(BroadcastNetReject, BodyTooLarge) {
   EXPECT_TRUE(guard.accept(f.msg(2, "12345678"), kNow).ok());
 }
 
-TEST(BroadcastNetReject, TamperedFieldsFailTheSignature) {
+TEST(broadcast_net_reject, TamperedFieldsFailTheSignature) {
   GuardFixture f;
   ReplayGuard guard(kRun);
   std::vector<SignedMessage> tampered;
@@ -495,7 +495,7 @@ TEST(BroadcastNetReject, TamperedFieldsFailTheSignature) {
   }
 }
 
-TEST(BroadcastNetReject, SenderNotOnAllowlist) {
+TEST(broadcast_net_reject, SenderNotOnAllowlist) {
   GuardFixture f;
   const Identity bob = make_identity(2);
   ReplayGuard guard(kRun);
@@ -511,7 +511,7 @@ TEST(BroadcastNetReject, SenderNotOnAllowlist) {
   EXPECT_TRUE(guard.accept(f.msg(1), kNow).ok());
 }
 
-TEST(BroadcastNetReject, SenderCapAndExpireFreesState) {
+TEST(broadcast_net_reject, SenderCapAndExpireFreesState) {
   ReplayGuardLimits limits;
   limits.max_senders = 2;
   ReplayGuard guard(kRun, limits);
@@ -538,7 +538,7 @@ TEST(BroadcastNetReject, SenderCapAndExpireFreesState) {
   EXPECT_EQ(guard.remembered_ids(), 0u);
 }
 
-TEST(BroadcastNetReject, OwnMessageComingBack) {
+TEST(broadcast_net_reject, OwnMessageComingBack) {
   const Identity self = make_identity(1);
   int delivered = 0;
   BroadcastRouter router(self, kRun, {}, [&](const SignedMessage&) { ++delivered; });
@@ -555,7 +555,7 @@ TEST(BroadcastNetReject, OwnMessageComingBack) {
   EXPECT_EQ(router.guard().tracked_senders(), 0u);
 }
 
-TEST(BroadcastNetReject, EveryRouterRejectionIsLoggedAndCounted) {
+TEST(broadcast_net_reject, EveryRouterRejectionIsLoggedAndCounted) {
   const Identity alice = make_identity(1);
   const NodeId link_peer = make_identity(3).id();
   BroadcastRouter router(make_identity(2), kRun, {}, [](const SignedMessage&) {});

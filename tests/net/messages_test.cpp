@@ -58,7 +58,7 @@ std::vector<WireMessage> one_of_each_kind() {
   return out;
 }
 
-TEST(BlobMessagesTest, EveryKindRoundTrips) {
+TEST(wire_messages, EveryKindRoundTrips) {
   const auto messages = one_of_each_kind();
   std::vector<bool> kinds_seen(std::variant_size_v<MessageBody>, false);
   for (const WireMessage& message : messages) {
@@ -72,7 +72,7 @@ TEST(BlobMessagesTest, EveryKindRoundTrips) {
   for (size_t i = 0; i < kinds_seen.size(); ++i) EXPECT_TRUE(kinds_seen[i]) << "kind " << i;
 }
 
-TEST(BlobMessagesTest, DecodesFromUnalignedBuffer) {
+TEST(wire_messages, DecodesFromUnalignedBuffer) {
   const WireMessage message = one_of_each_kind()[7];
   const Bytes encoded = encode_message(message);
   Bytes shifted(encoded.size() + 1);
@@ -333,7 +333,7 @@ std::vector<BadCase> bad_cases() {
   return cases;
 }
 
-TEST(BlobMessagesTest, RejectsEveryBadFieldByName) {
+TEST(wire_messages, RejectsEveryBadFieldByName) {
   for (const BadCase& bad : bad_cases()) {
     SCOPED_TRACE(bad.name);
     Result<WireMessage> decoded = decode_message(bad.encoded, bad.limits);
@@ -345,7 +345,7 @@ TEST(BlobMessagesTest, RejectsEveryBadFieldByName) {
   }
 }
 
-TEST(BlobMessagesTest, AcceptsLimitsExactly) {
+TEST(wire_messages, AcceptsLimitsExactly) {
   MessageLimits limits;
   limits.max_chunk_bytes = 4096;
   limits.max_string_bytes = 10;
@@ -403,7 +403,7 @@ Bytes mutate(const Bytes& input, const std::vector<Bytes>& corpus, Rng& rng) {
   return out;
 }
 
-TEST(BlobMessagesFuzzTest, MutatedEncodingsNeverCrashAndReencodeStably) {
+TEST(wire_messages_fuzz, MutatedEncodingsNeverCrashAndReencodeStably) {
   std::vector<Bytes> corpus;
   for (const WireMessage& message : one_of_each_kind()) corpus.push_back(encode_message(message));
   MessageLimits limits;

@@ -1,5 +1,5 @@
 // Node: links, blob serving and fetching, broadcast, and the rejection of
-// misbehaving peers (suites named NodeNetReject) while the node keeps serving.
+// misbehaving peers (suites named net_reject) while the node keeps serving.
 #include "net/node.h"
 
 #include <gtest/gtest.h>
@@ -44,14 +44,14 @@ NodeOptions small_options(RunId run = run_a()) {
 
 // ---------------------------------------------------------------- in-process
 
-class NodeMemoryTest : public ::testing::Test {
+class node_memory : public ::testing::Test {
  protected:
   asio::io_context io;
   MemoryNetwork network{io.get_executor()};
   MemoryTransport transport{network};
 };
 
-TEST_F(NodeMemoryTest, FetchesFromSeveralHoldersAndVerifies) {
+TEST_F(node_memory, FetchesFromSeveralHoldersAndVerifies) {
   Node a(io.get_executor(), transport, identity_from(1), small_options());
   Node b(io.get_executor(), transport, identity_from(2), small_options());
   Node c(io.get_executor(), transport, identity_from(3), small_options());
@@ -79,7 +79,7 @@ TEST_F(NodeMemoryTest, FetchesFromSeveralHoldersAndVerifies) {
   EXPECT_GE(a.counters().chunks_served + c.counters().chunks_served, 2 * 17u);
 }
 
-TEST_F(NodeMemoryTest, CorruptChunkIsRefetchedFromAnotherHolder) {
+TEST_F(node_memory, CorruptChunkIsRefetchedFromAnotherHolder) {
   Node honest(io.get_executor(), transport, identity_from(1), small_options());
   Node liar(io.get_executor(), transport, identity_from(2), small_options());
   Node fetcher(io.get_executor(), transport, identity_from(3), small_options());
@@ -99,7 +99,7 @@ TEST_F(NodeMemoryTest, CorruptChunkIsRefetchedFromAnotherHolder) {
   EXPECT_EQ(*fetcher.blobs().get(id).value(), data);
 }
 
-TEST_F(NodeMemoryTest, BroadcastIsRelayedToEveryMemberOnce) {
+TEST_F(node_memory, BroadcastIsRelayedToEveryMemberOnce) {
   NodeOptions hub_options = small_options();
   hub_options.relay = true;
   Node hub(io.get_executor(), transport, identity_from(10), hub_options);
@@ -122,7 +122,7 @@ TEST_F(NodeMemoryTest, BroadcastIsRelayedToEveryMemberOnce) {
 
 // ------------------------------------------------------- rejections over TCP
 
-class NodeNetReject : public ::testing::Test {
+class net_reject : public ::testing::Test {
  protected:
   void SetUp() override {
     node = std::make_unique<Node>(io.get_executor(), tcp, identity_from(1), small_options());
@@ -164,7 +164,7 @@ class NodeNetReject : public ::testing::Test {
   LogCapture logs;
 };
 
-TEST_F(NodeNetReject, UnauthenticatedPeer) {
+TEST_F(net_reject, UnauthenticatedPeer) {
   Result<std::unique_ptr<Connection>> raw = run_until_done(io, tcp.connect(node->address()));
   ASSERT_TRUE(raw.ok());
   const Bytes hello = {'h', 'e', 'l', 'l', 'o'};
@@ -175,7 +175,7 @@ TEST_F(NodeNetReject, UnauthenticatedPeer) {
   expect_still_serving(50);
 }
 
-TEST_F(NodeNetReject, PeerNotOnAllowlist) {
+TEST_F(net_reject, PeerNotOnAllowlist) {
   node->close();
   testing::run_for_ms(io, 5);
   NodeOptions options = small_options();
@@ -193,7 +193,7 @@ TEST_F(NodeNetReject, PeerNotOnAllowlist) {
   expect_still_serving(50);
 }
 
-TEST_F(NodeNetReject, PeerPresentsDifferentKeyThanDialed) {
+TEST_F(net_reject, PeerPresentsDifferentKeyThanDialed) {
   Node dialer(io.get_executor(), tcp, identity_from(70), small_options());
   const NodeId someone_else = identity_from(71).id();
   Result<NodeId> linked = run_until_done(io, dialer.connect(node->address(), someone_else));
@@ -205,7 +205,7 @@ TEST_F(NodeNetReject, PeerPresentsDifferentKeyThanDialed) {
   expect_still_serving(50);
 }
 
-TEST_F(NodeNetReject, ReplayedMessage) {
+TEST_F(net_reject, ReplayedMessage) {
   Result<std::unique_ptr<SecureChannel>> channel = raw_channel(80, run_a());
   ASSERT_TRUE(channel.ok()) << channel.status().message();
   const uint64_t now =
@@ -225,7 +225,7 @@ TEST_F(NodeNetReject, ReplayedMessage) {
   expect_still_serving(50);
 }
 
-TEST_F(NodeNetReject, MessageForAnotherRun) {
+TEST_F(net_reject, MessageForAnotherRun) {
   // A peer of another run cannot even link: the run id is in the prologue.
   Result<std::unique_ptr<SecureChannel>> other = raw_channel(90, run_b());
   EXPECT_FALSE(other.ok());
@@ -248,7 +248,7 @@ TEST_F(NodeNetReject, MessageForAnotherRun) {
   expect_still_serving(50);
 }
 
-TEST_F(NodeNetReject, OversizedFrame) {
+TEST_F(net_reject, OversizedFrame) {
   // A raw socket announcing a 1 GiB frame: refused before any allocation.
   asio::ip::tcp::socket socket(io);
   const std::string address = node->address();
@@ -262,7 +262,7 @@ TEST_F(NodeNetReject, OversizedFrame) {
   expect_still_serving(50);
 }
 
-TEST_F(NodeNetReject, RandomBytes) {
+TEST_F(net_reject, RandomBytes) {
   // Before the handshake: random frames.
   Result<std::unique_ptr<Connection>> raw = run_until_done(io, tcp.connect(node->address()));
   ASSERT_TRUE(raw.ok());

@@ -288,6 +288,53 @@ TEST(TcpTransport, CloseFailsPendingReceiveAndPeerSeesClosedByPeer) {
   EXPECT_NE(pending_error.find("connection closed"), std::string::npos) << pending_error;
 }
 
+TEST(TcpTransport, WriteTimeoutWhenPeerDoesNotRead) {
+  asio::io_context io;
+  TransportLimits limits;
+  limits.write_timeout = Millis(50);
+  TcpTransport transport(io.get_executor(), limits);
+  std::string error;
+  int sent = 0;
+  run(io, [&]() -> asio::awaitable<void> {
+    auto pair = co_await connect_pair(transport, transport);
+    CO_ASSERT_OK(pair);
+    // The server never reads: once the socket buffers are full, a send waits
+    // past the write timeout.
+    const Bytes frame(limits.max_frame_bytes);
+    for (int i = 0; i < 256 && error.empty(); ++i) {
+      Status status = co_await pair.value().client->send(frame);
+      if (status.ok()) {
+        ++sent;
+      } else {
+        error = status.message();
+      }
+    }
+  });
+  EXPECT_NE(error.find("write timeout after 50 ms"), std::string::npos)
+      << error << " after " << sent << " frames";
+}
+
+TEST(TcpTransport, DestroyingAConnectionWithPendingReceiveIsSafe) {
+  asio::io_context io;
+  TcpTransport transport(io.get_executor());
+  std::string pending_error;
+  run(io, [&]() -> asio::awaitable<void> {
+    auto pair = co_await connect_pair(transport, transport);
+    CO_ASSERT_OK(pair);
+    Connection* server = pair.value().server.get();
+    asio::co_spawn(
+        co_await asio::this_coro::executor,
+        [&, server]() -> asio::awaitable<void> {
+          auto frame = co_await server->receive();
+          pending_error = frame.ok() ? "ok" : frame.status().message();
+        },
+        rethrow);
+    co_await sleep_ms(1);
+    pair.value().server.reset();
+  });
+  EXPECT_NE(pending_error.find("connection closed"), std::string::npos) << pending_error;
+}
+
 TEST(TcpTransport, MaxConnectionsRefusesExtraAndKeepsServing) {
   asio::io_context io;
   TransportLimits limits;
