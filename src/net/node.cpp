@@ -69,6 +69,7 @@ class Node::Session : public std::enable_shared_from_this<Session> {
         peer_(channel_->peer()),
         description_(peer_.short_string() + " (" + channel_->peer_address() + ")"),
         request_timeout_(node.options_.request_timeout),
+        keepalive_(node.options_.keepalive),
         max_outbox_bytes_(node.options_.max_outbox_bytes),
         outbox_signal_(node.executor_),
         space_signal_(node.executor_) {}
@@ -163,8 +164,12 @@ class Node::Session : public std::enable_shared_from_this<Session> {
     auto self = shared_from_this();
     for (;;) {
       while (outbox_.empty() && !closed_) {
-        outbox_signal_.expires_at(asio::steady_timer::time_point::max());
-        co_await wait_on(outbox_signal_);
+        // Transports close a link whose reads wait past read_timeout, so an idle
+        // link carries an empty Have now and then. A cancel means new work.
+        outbox_signal_.expires_after(keepalive_);
+        auto [error] =
+            co_await outbox_signal_.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        if (!error && outbox_.empty() && !closed_) push(encode_message({0, msg::Have{}}));
       }
       if (closed_) co_return;
       Bytes bytes = std::move(outbox_.front());
@@ -266,6 +271,7 @@ class Node::Session : public std::enable_shared_from_this<Session> {
   const NodeId peer_;
   const std::string description_;
   const Millis request_timeout_;
+  const Millis keepalive_;
   const size_t max_outbox_bytes_;
   std::deque<Bytes> outbox_;
   size_t outbox_bytes_ = 0;

@@ -7,7 +7,8 @@
 //
 // Every link is a Session: one secure channel with a reader loop (requests
 // are answered, responses are matched to waiting requests by request id,
-// broadcasts go to the router) and a writer loop draining a bounded outbox.
+// broadcasts go to the router) and a writer loop draining a bounded outbox
+// (and sending an empty Have as a keepalive when the link is idle).
 // A full outbox stops the reader (back-pressure on the peer); a broadcast that
 // finds it full is dropped with a log line.
 //
@@ -55,6 +56,9 @@ struct NodeOptions {
   MessageLimits message_limits;
   SecureChannelOptions channel;  // max_message_bytes is set from message_limits
   Millis request_timeout{30'000};
+  // An idle link sends an empty Have this often; keep it well below the
+  // transport's read_timeout, which closes links that stay silent.
+  Millis keepalive{10'000};
   size_t max_peers = 64;
   size_t max_outbox_bytes = size_t{32} << 20;  // per link
   // When set, only these nodes may hold a link (either direction).

@@ -20,7 +20,7 @@ std::array<uint8_t, 32> seed_of(uint8_t first) {
   return seed;
 }
 
-class NoiseKeyFileTest : public ::testing::Test {
+class identity_key_file : public ::testing::Test {
  protected:
   void SetUp() override {
     char pattern[] = "/tmp/tern_identity_test_XXXXXX";
@@ -36,7 +36,7 @@ class NoiseKeyFileTest : public ::testing::Test {
   std::string dir_;
 };
 
-TEST(NoiseIdentityTest, FromSeedIsDeterministicAndDistinct) {
+TEST(identity, FromSeedIsDeterministicAndDistinct) {
   const Identity a = Identity::from_seed(seed_of(1));
   const Identity b = Identity::from_seed(seed_of(1));
   const Identity c = Identity::from_seed(seed_of(2));
@@ -46,7 +46,7 @@ TEST(NoiseIdentityTest, FromSeedIsDeterministicAndDistinct) {
   EXPECT_NE(Identity::generate().id(), Identity::generate().id());
 }
 
-TEST(NoiseIdentityTest, IdTextRoundTrip) {
+TEST(identity, IdTextRoundTrip) {
   const Identity identity = Identity::from_seed(seed_of(7));
   const std::string text = identity.id().to_string();
   EXPECT_EQ(text.size(), 56u);
@@ -58,7 +58,7 @@ TEST(NoiseIdentityTest, IdTextRoundTrip) {
   EXPECT_EQ(parsed.value(), identity.id());
 }
 
-TEST(NoiseIdentityTest, Base32MatchesRfc4648) {
+TEST(identity, Base32MatchesRfc4648) {
   // Bytes "foobar" then zeros: RFC 4648 gives "MZXW6YTBOI" for "foobar".
   NodeId id;
   const std::string foobar = "foobar";
@@ -70,7 +70,7 @@ TEST(NoiseIdentityTest, Base32MatchesRfc4648) {
   EXPECT_EQ(ones.to_string(), "tern" + std::string(51, '7') + "q");
 }
 
-TEST(NoiseIdentityTest, ParseErrors) {
+TEST(identity, ParseErrors) {
   const std::string good = Identity::from_seed(seed_of(3)).id().to_string();
   struct Case {
     std::string text;
@@ -94,7 +94,7 @@ TEST(NoiseIdentityTest, ParseErrors) {
   }
 }
 
-TEST(NoiseIdentityTest, SignAndVerify) {
+TEST(identity, SignAndVerify) {
   const Identity identity = Identity::from_seed(seed_of(9));
   const std::string text = "a message";
   const std::span<const uint8_t> message(reinterpret_cast<const uint8_t*>(text.data()),
@@ -112,7 +112,7 @@ TEST(NoiseIdentityTest, SignAndVerify) {
   EXPECT_FALSE(verify_signature(identity.id(), message, signature));
 }
 
-TEST(NoiseIdentityTest, DhKeyMatchesNodeId) {
+TEST(identity, DhKeyMatchesNodeId) {
   const Identity identity = Identity::from_seed(seed_of(11));
   Result<X25519Key> derived = dh_public_of(identity.id());
   ASSERT_TRUE(derived.ok());
@@ -123,7 +123,7 @@ TEST(NoiseIdentityTest, DhKeyMatchesNodeId) {
   EXPECT_EQ(check, identity.dh_public());
 }
 
-TEST(NoiseIdentityTest, DhPublicOfInvalidPointFails) {
+TEST(identity, DhPublicOfInvalidPointFails) {
   NodeId bogus;
   bogus.key.fill(0);
   bogus.key[0] = 1;  // a small-order point: rejected by libsodium's conversion
@@ -132,7 +132,7 @@ TEST(NoiseIdentityTest, DhPublicOfInvalidPointFails) {
   EXPECT_NE(derived.status().message().find(bogus.to_string()), std::string::npos);
 }
 
-TEST(NoiseIdentityTest, CopyKeepsKeys) {
+TEST(identity, CopyKeepsKeys) {
   const Identity a = Identity::from_seed(seed_of(12));
   Identity b = Identity::from_seed(seed_of(13));
   b = a;
@@ -141,7 +141,7 @@ TEST(NoiseIdentityTest, CopyKeepsKeys) {
   EXPECT_EQ(c.dh_secret(), a.dh_secret());
 }
 
-TEST_F(NoiseKeyFileTest, SaveLoadRoundTripWithMode0600) {
+TEST_F(identity_key_file, SaveLoadRoundTripWithMode0600) {
   const Identity identity = Identity::from_seed(seed_of(20));
   ASSERT_TRUE(identity.save(path("node.key")).ok());
   struct stat info;
@@ -153,7 +153,7 @@ TEST_F(NoiseKeyFileTest, SaveLoadRoundTripWithMode0600) {
   EXPECT_EQ(loaded.value().dh_secret(), identity.dh_secret());
 }
 
-TEST_F(NoiseKeyFileTest, RefusesOverwrite) {
+TEST_F(identity_key_file, RefusesOverwrite) {
   const Identity identity = Identity::from_seed(seed_of(21));
   ASSERT_TRUE(identity.save(path("node.key")).ok());
   Status again = Identity::from_seed(seed_of(22)).save(path("node.key"));
@@ -164,13 +164,13 @@ TEST_F(NoiseKeyFileTest, RefusesOverwrite) {
   EXPECT_EQ(Identity::load(path("node.key")).value().id(), identity.id());
 }
 
-TEST_F(NoiseKeyFileTest, SaveIntoMissingDirectoryFails) {
+TEST_F(identity_key_file, SaveIntoMissingDirectoryFails) {
   Status status = Identity::generate().save(path("no/such/dir/node.key"));
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("no/such/dir"), std::string::npos);
 }
 
-TEST_F(NoiseKeyFileTest, RefusesLoosePermissions) {
+TEST_F(identity_key_file, RefusesLoosePermissions) {
   ASSERT_TRUE(Identity::from_seed(seed_of(23)).save(path("node.key")).ok());
   for (mode_t mode : {0644, 0640, 0604, 0660, 0601}) {
     ASSERT_EQ(chmod(path("node.key").c_str(), mode), 0);
@@ -186,7 +186,7 @@ TEST_F(NoiseKeyFileTest, RefusesLoosePermissions) {
   EXPECT_TRUE(Identity::load(path("node.key")).ok());
 }
 
-TEST_F(NoiseKeyFileTest, MalformedFilesFailWithClearErrors) {
+TEST_F(identity_key_file, MalformedFilesFailWithClearErrors) {
   const Identity identity = Identity::from_seed(seed_of(24));
   ASSERT_TRUE(identity.save(path("good.key")).ok());
   std::string good;

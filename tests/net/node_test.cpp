@@ -120,6 +120,30 @@ TEST_F(node_memory, BroadcastIsRelayedToEveryMemberOnce) {
   EXPECT_EQ(hub.broadcast_counters().delivered, 1u);
 }
 
+// Transports close links whose reads wait past read_timeout; an idle link
+// stays up only because of the keepalive.
+TEST(node_keepalive, IdleLinkSurvivesTheReadTimeoutOnlyWithKeepalive) {
+  for (const bool keepalive : {true, false}) {
+    asio::io_context io;
+    MemoryNetwork network(io.get_executor());
+    TransportLimits limits;
+    limits.read_timeout = Millis(300);
+    MemoryTransport transport(network, limits);
+    NodeOptions options = small_options();
+    options.keepalive = keepalive ? Millis(40) : Millis(60'000);
+    Node a(io.get_executor(), transport, identity_from(1), options);
+    Node b(io.get_executor(), transport, identity_from(2), options);
+    ASSERT_TRUE(a.listen("mem:a").ok());
+    ASSERT_TRUE(run_until_done(io, b.connect("mem:a", a.id())).ok());
+    testing::run_for_ms(io, 1200);
+    EXPECT_EQ(b.connected(a.id()), keepalive);
+    EXPECT_EQ(a.connected(b.id()), keepalive);
+    a.close();
+    b.close();
+    testing::run_for_ms(io, 5);
+  }
+}
+
 // ------------------------------------------------------- rejections over TCP
 
 class net_reject : public ::testing::Test {

@@ -148,7 +148,7 @@ void run_vector(const VectorBlock& block, Pattern pattern) {
   EXPECT_TRUE(initiator_ciphers.has_value()) << "handshake did not finish";
 }
 
-TEST(NoiseVectors, FlynnNoiseVectors) {
+TEST(noise_vectors, FlynnNoiseVectors) {
   if (!std::filesystem::exists(kVectorFile)) {
     GTEST_SKIP() << "Noise test vectors " << kVectorFile
                  << " not found (Debian package golang-github-flynn-noise-dev)";
@@ -179,7 +179,7 @@ TEST(NoiseVectors, FlynnNoiseVectors) {
   for (const auto& [pattern, count] : checked) EXPECT_GE(count, 4) << pattern;
 }
 
-TEST(NoiseTest, HmacBlake2bIsStandardHmac) {
+TEST(noise, HmacBlake2bIsStandardHmac) {
   // HMAC-BLAKE2b-512 reference value computed independently with Python's
   // hmac.new(b"key", b"The quick brown fox jumps over the lazy dog", "blake2b").
   const Bytes key = bytes_of("key");
@@ -232,7 +232,7 @@ void run_handshake(HandshakeState& initiator, HandshakeState& responder) {
   ASSERT_TRUE(responder.is_finished());
 }
 
-TEST(NoiseTest, PatternNamesRoundTrip) {
+TEST(noise, PatternNamesRoundTrip) {
   for (const char* name :
        {"N", "K", "X", "NN", "NK", "NX", "KN", "KK", "KX", "XN", "XK", "XX", "IN", "IK", "IX"}) {
     Result<Pattern> pattern = parse_pattern(name);
@@ -246,7 +246,7 @@ TEST(NoiseTest, PatternNamesRoundTrip) {
   EXPECT_FALSE(is_one_way(Pattern::IK));
 }
 
-TEST(NoiseTest, CreateChecksKeys) {
+TEST(noise, CreateChecksKeys) {
   HandshakeConfig config;
   config.pattern = Pattern::IK;
   config.initiator = true;
@@ -264,7 +264,7 @@ TEST(NoiseTest, CreateChecksKeys) {
   EXPECT_NE(missing_local.status().message().find("local static key"), std::string::npos);
 }
 
-TEST(NoiseTest, XxAndIkLearnRemoteStatic) {
+TEST(noise, XxAndIkLearnRemoteStatic) {
   const KeyPair alice = test_pair(1), bob = test_pair(2);
   for (Pattern pattern : {Pattern::XX, Pattern::IK}) {
     HandshakeState initiator = make_side(pattern, true, alice, bob).value();
@@ -276,7 +276,7 @@ TEST(NoiseTest, XxAndIkLearnRemoteStatic) {
   }
 }
 
-TEST(NoiseTest, OutOfTurnAndAfterFinishFail) {
+TEST(noise, OutOfTurnAndAfterFinishFail) {
   const KeyPair alice = test_pair(1), bob = test_pair(2);
   HandshakeState initiator = make_side(Pattern::XX, true, alice, bob).value();
   HandshakeState responder = make_side(Pattern::XX, false, bob, alice).value();
@@ -300,7 +300,7 @@ TEST(NoiseTest, OutOfTurnAndAfterFinishFail) {
   EXPECT_NE(extra.status().message().find("finished"), std::string::npos);
 }
 
-TEST(NoiseTest, MessageSizeLimits) {
+TEST(noise, MessageSizeLimits) {
   const KeyPair alice = test_pair(1), bob = test_pair(2);
   HandshakeState initiator = make_side(Pattern::IK, true, alice, bob).value();
   // IK message 1: e (32) + encrypted s (48) + payload + tag (16).
@@ -325,7 +325,7 @@ TEST(NoiseTest, MessageSizeLimits) {
   EXPECT_NE(truncated.status().message().find("too short"), std::string::npos);
 }
 
-TEST(NoiseTest, TamperedHandshakeAndTransportFailCleanly) {
+TEST(noise, TamperedHandshakeAndTransportFailCleanly) {
   const KeyPair alice = test_pair(1), bob = test_pair(2);
   for (size_t position : {size_t{0}, size_t{40}, size_t{90}}) {
     HandshakeState initiator = make_side(Pattern::IK, true, alice, bob).value();
@@ -361,7 +361,7 @@ TEST(NoiseTest, TamperedHandshakeAndTransportFailCleanly) {
   EXPECT_FALSE(b_receive.decrypt_with_ad({}, ciphertext).ok());
 }
 
-TEST(NoiseTest, LowOrderEphemeralRejected) {
+TEST(noise, LowOrderEphemeralRejected) {
   const KeyPair alice = test_pair(1), bob = test_pair(2);
   HandshakeState initiator = make_side(Pattern::NN, true, alice, bob).value();
   HandshakeState responder = make_side(Pattern::NN, false, bob, alice).value();
@@ -374,7 +374,7 @@ TEST(NoiseTest, LowOrderEphemeralRejected) {
       << read.status().message();
 }
 
-TEST(NoiseTest, RekeyChangesKeyAndStaysInSync) {
+TEST(noise, RekeyChangesKeyAndStaysInSync) {
   const KeyPair alice = test_pair(1), bob = test_pair(2);
   HandshakeState a = make_side(Pattern::XX, true, alice, bob).value();
   HandshakeState b = make_side(Pattern::XX, false, bob, alice).value();
@@ -416,7 +416,7 @@ TEST(NoiseTest, RekeyChangesKeyAndStaysInSync) {
             manual.encrypt_with_ad({}, bytes_of("z")).value());
 }
 
-TEST(NoiseTest, NonceExhaustionIsAnError) {
+TEST(noise, NonceExhaustionIsAnError) {
   CipherState state;
   std::array<uint8_t, 32> key{};
   state.initialize_key(key);
@@ -433,7 +433,7 @@ TEST(NoiseTest, NonceExhaustionIsAnError) {
 
 // >= 10,000 random and mutated messages thrown at responders and a transport
 // receiver: every one must fail or succeed cleanly, none may crash.
-TEST(NoiseTest, FuzzResponderNeverCrashes) {
+TEST(noise, FuzzResponderNeverCrashes) {
   const KeyPair alice = test_pair(1), bob = test_pair(2);
   Rng rng(1234);
   HandshakeState template_initiator = make_side(Pattern::IK, true, alice, bob).value();

@@ -84,7 +84,7 @@ struct Channels {
   ChannelResult acceptor = Status::Error("not run");
 };
 
-class SecureChannelTest : public ::testing::Test {
+class noise_secure_channel : public ::testing::Test {
  protected:
   Channels handshake(const HandshakeSetup& setup) {
     auto [a, b] = network_.connection_pair(test_limits(), test_limits());
@@ -163,7 +163,7 @@ class SecureChannelTest : public ::testing::Test {
   MemoryNetwork network_{io_.get_executor()};
 };
 
-TEST_F(SecureChannelTest, XxHandshakeCarriesMessagesBothWays) {
+TEST_F(noise_secure_channel, XxHandshakeCarriesMessagesBothWays) {
   HandshakeSetup setup;
   Channels channels = handshake(setup);
   ASSERT_TRUE(channels.dialer.ok()) << channels.dialer.status().message();
@@ -178,7 +178,7 @@ TEST_F(SecureChannelTest, XxHandshakeCarriesMessagesBothWays) {
   exchange(acceptor, dialer, messages);
 }
 
-TEST_F(SecureChannelTest, IkHandshakeWithKnownPeer) {
+TEST_F(noise_secure_channel, IkHandshakeWithKnownPeer) {
   HandshakeSetup setup;
   setup.expected = setup.acceptor.id();
   Channels channels = handshake(setup);
@@ -191,7 +191,7 @@ TEST_F(SecureChannelTest, IkHandshakeWithKnownPeer) {
   exchange(*channels.acceptor.value(), *channels.dialer.value(), messages);
 }
 
-TEST_F(SecureChannelTest, WrongExpectedPeerNamesBothIds) {
+TEST_F(noise_secure_channel, WrongExpectedPeerNamesBothIds) {
   const Identity someone_else = identity_of(3);
   for (bool force_xx : {false, true}) {
     SCOPED_TRACE(force_xx ? "XX" : "IK");
@@ -209,7 +209,7 @@ TEST_F(SecureChannelTest, WrongExpectedPeerNamesBothIds) {
   }
 }
 
-TEST_F(SecureChannelTest, DifferentPrologueContextRejected) {
+TEST_F(noise_secure_channel, DifferentPrologueContextRejected) {
   for (bool ik : {false, true}) {
     SCOPED_TRACE(ik ? "IK" : "XX");
     HandshakeSetup setup;
@@ -229,7 +229,7 @@ TEST_F(SecureChannelTest, DifferentPrologueContextRejected) {
   }
 }
 
-TEST_F(SecureChannelTest, TamperedHandshakeFramesRejected) {
+TEST_F(noise_secure_channel, TamperedHandshakeFramesRejected) {
   // XX frames from the dialer: 0 = message 1 (e in clear), 2... index 1 is
   // message 3 (encrypted static key and payload).
   for (int index : {0, 1}) {
@@ -248,7 +248,7 @@ TEST_F(SecureChannelTest, TamperedHandshakeFramesRejected) {
   EXPECT_FALSE(channels.acceptor.ok());
 }
 
-TEST_F(SecureChannelTest, TamperedTransportFrameRejectedAndChannelClosed) {
+TEST_F(noise_secure_channel, TamperedTransportFrameRejectedAndChannelClosed) {
   HandshakeSetup setup;
   setup.expected = setup.acceptor.id();  // IK: the dialer sends 1 handshake frame
   setup.tamper_dialer_frame = 2;         // the second transport frame
@@ -273,7 +273,7 @@ TEST_F(SecureChannelTest, TamperedTransportFrameRejectedAndChannelClosed) {
   EXPECT_FALSE(dialer_receive.ok());
 }
 
-TEST_F(SecureChannelTest, RandomFirstFrameRejected) {
+TEST_F(noise_secure_channel, RandomFirstFrameRejected) {
   Rng rng(99);
   for (int round = 0; round < 40; ++round) {
     auto [raw, b] = network_.connection_pair(test_limits(), test_limits());
@@ -326,7 +326,7 @@ TEST_F(SecureChannelTest, RandomFirstFrameRejected) {
   EXPECT_TRUE(contains(dialed.status().message(), "secure dial to mem:pair-"));
 }
 
-TEST_F(SecureChannelTest, RekeyEveryThreeMessages) {
+TEST_F(noise_secure_channel, RekeyEveryThreeMessages) {
   HandshakeSetup setup;
   setup.dial_options.rekey_interval = 3;
   setup.accept_options.rekey_interval = 3;
@@ -339,7 +339,7 @@ TEST_F(SecureChannelTest, RekeyEveryThreeMessages) {
   exchange(*channels.acceptor.value(), *channels.dialer.value(), messages);
 }
 
-TEST_F(SecureChannelTest, MismatchedRekeyIntervalFails) {
+TEST_F(noise_secure_channel, MismatchedRekeyIntervalFails) {
   // Proves the rekey really changes keys: sides that rekey at different points
   // stop understanding each other exactly there.
   HandshakeSetup setup;
@@ -354,7 +354,7 @@ TEST_F(SecureChannelTest, MismatchedRekeyIntervalFails) {
   EXPECT_FALSE(receive_one(acceptor).ok());
 }
 
-TEST_F(SecureChannelTest, OversizeMessagesRejected) {
+TEST_F(noise_secure_channel, OversizeMessagesRejected) {
   HandshakeSetup setup;
   setup.dial_options.max_message_bytes = 300'000;
   setup.accept_options.max_message_bytes = 100'000;
@@ -377,7 +377,7 @@ TEST_F(SecureChannelTest, OversizeMessagesRejected) {
   EXPECT_FALSE(send_one(dialer, bytes_of("after")).ok());
 }
 
-TEST_F(SecureChannelTest, ClosedPeerSurfacesAsError) {
+TEST_F(noise_secure_channel, ClosedPeerSurfacesAsError) {
   HandshakeSetup setup;
   Channels channels = handshake(setup);
   ASSERT_TRUE(channels.dialer.ok() && channels.acceptor.ok());
@@ -389,7 +389,7 @@ TEST_F(SecureChannelTest, ClosedPeerSurfacesAsError) {
   EXPECT_TRUE(channels.dialer.value()->closed());
 }
 
-TEST_F(SecureChannelTest, InvalidExpectedIdFailsDial) {
+TEST_F(noise_secure_channel, InvalidExpectedIdFailsDial) {
   HandshakeSetup setup;
   NodeId bogus;
   bogus.key[0] = 1;  // small-order point: no X25519 key
