@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "core/rng.h"
+#include "net/in_flight.h"
 
 namespace tern::net {
 
@@ -81,15 +82,6 @@ struct FaultyState {
   bool sending = false;
 };
 
-struct BusyGuard {
-  explicit BusyGuard(bool& flag) : flag_(flag) {
-    TERN_CHECK(!flag_, "a second concurrent send() on one connection");
-    flag_ = true;
-  }
-  ~BusyGuard() { flag_ = false; }
-  bool& flag_;
-};
-
 class FaultyConnection final : public Connection {
  public:
   FaultyConnection(std::unique_ptr<Connection> inner, std::shared_ptr<Shared> shared, uint64_t seed)
@@ -98,7 +90,7 @@ class FaultyConnection final : public Connection {
 
   asio::awaitable<Status> send(std::span<const uint8_t> frame) override {
     std::shared_ptr<FaultyState> s = state_;
-    BusyGuard busy(s->sending);
+    InFlightGuard busy(s->sending, "send()");
     if (s->closed) {
       co_return Status::Error("send to " + s->inner->peer_address() + ": connection closed");
     }

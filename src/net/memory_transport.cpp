@@ -7,6 +7,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "core/log.h"
+#include "net/in_flight.h"
 
 namespace tern::net {
 namespace {
@@ -40,16 +41,6 @@ bool fits(const Pipe& pipe, const MemoryQueueLimits& queue, size_t frame_bytes) 
   if (pipe.frames.empty()) return true;
   return pipe.frames.size() + 1 <= queue.max_frames && pipe.bytes + frame_bytes <= queue.max_bytes;
 }
-
-// Clears `flag` when the operation that set it ends, however it ends.
-struct BusyGuard {
-  explicit BusyGuard(bool& flag) : flag_(flag) {
-    TERN_CHECK(!flag_, "a second concurrent send() or receive() on one connection");
-    flag_ = true;
-  }
-  ~BusyGuard() { flag_ = false; }
-  bool& flag_;
-};
 
 // State of one end, shared with the coroutines running on it so that they
 // stay valid when the Connection object is destroyed while they wait.
@@ -89,7 +80,7 @@ class MemoryConnection final : public Connection {
 
   asio::awaitable<Status> send(std::span<const uint8_t> frame) override {
     std::shared_ptr<EndState> s = state_;
-    BusyGuard busy(s->sending);
+    InFlightGuard busy(s->sending, "send()");
     if (frame.size() > s->limits.max_frame_bytes) {
       co_return Status::Error("send to " + s->peer + ": frame of " + std::to_string(frame.size()) +
                               " bytes exceeds the limit of " +
@@ -122,7 +113,7 @@ class MemoryConnection final : public Connection {
 
   asio::awaitable<Result<Bytes>> receive() override {
     std::shared_ptr<EndState> s = state_;
-    BusyGuard busy(s->receiving);
+    InFlightGuard busy(s->receiving, "receive()");
     const Clock::time_point deadline = Clock::now() + s->limits.read_timeout;
     for (;;) {
       if (s->closed) co_return Status::Error("receive from " + s->peer + ": connection closed");
@@ -243,7 +234,7 @@ class MemoryListener final : public Listener {
 
   asio::awaitable<Result<std::unique_ptr<Connection>>> accept() override {
     std::shared_ptr<detail::MemoryListenerState> s = state_;
-    BusyGuard busy(s->accepting);
+    InFlightGuard busy(s->accepting, "accept()");
     for (;;) {
       if (s->closed) co_return Status::Error("accept on mem:" + s->name + ": listener closed");
       if (!s->backlog.empty()) {

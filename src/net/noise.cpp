@@ -379,6 +379,20 @@ Status HandshakeState::mix_dh(const KeyPair& local, const std::optional<X25519Ke
   return Status::Ok();
 }
 
+// The DH tokens: which of our keys meets which of the peer's depends on the
+// token and on which side this is (es = initiator's e with responder's s).
+Status HandshakeState::mix_dh_token(std::string_view token) {
+  if (token == "ee") return mix_dh(*e_, remote_ephemeral_, "ee");
+  if (token == "es") {
+    return initiator_ ? mix_dh(*e_, remote_static_, "es") : mix_dh(*s_, remote_ephemeral_, "es");
+  }
+  if (token == "se") {
+    return initiator_ ? mix_dh(*s_, remote_ephemeral_, "se") : mix_dh(*e_, remote_static_, "se");
+  }
+  TERN_CHECK(token == "ss", "unknown token ", token);
+  return mix_dh(*s_, remote_static_, "ss");
+}
+
 Result<Bytes> HandshakeState::write_message(std::span<const uint8_t> payload) {
   if (failed_) return fail(Status::Error("write: the handshake already failed"));
   if (next_message_ >= message_count()) return fail(Status::Error("write: handshake finished"));
@@ -395,18 +409,8 @@ Result<Bytes> HandshakeState::write_message(std::span<const uint8_t> payload) {
       Result<Bytes> encrypted = symmetric_.encrypt_and_hash(s_->public_key);
       if (!encrypted.ok()) return fail(encrypted.status());
       out.insert(out.end(), encrypted.value().begin(), encrypted.value().end());
-    } else if (token == "ee") {
-      status = mix_dh(*e_, remote_ephemeral_, "ee");
-    } else if (token == "es") {
-      status =
-          initiator_ ? mix_dh(*e_, remote_static_, "es") : mix_dh(*s_, remote_ephemeral_, "es");
-    } else if (token == "se") {
-      status =
-          initiator_ ? mix_dh(*s_, remote_ephemeral_, "se") : mix_dh(*e_, remote_static_, "se");
-    } else if (token == "ss") {
-      status = mix_dh(*s_, remote_static_, "ss");
     } else {
-      TERN_CHECK(false, "unknown token ", token);
+      status = mix_dh_token(token);
     }
     if (!status.ok()) return fail(status);
   }
@@ -459,18 +463,8 @@ Result<Bytes> HandshakeState::read_message(std::span<const uint8_t> message) {
       X25519Key rs;
       std::copy(decrypted.value().begin(), decrypted.value().end(), rs.begin());
       remote_static_ = rs;
-    } else if (token == "ee") {
-      status = mix_dh(*e_, remote_ephemeral_, "ee");
-    } else if (token == "es") {
-      status =
-          initiator_ ? mix_dh(*e_, remote_static_, "es") : mix_dh(*s_, remote_ephemeral_, "es");
-    } else if (token == "se") {
-      status =
-          initiator_ ? mix_dh(*s_, remote_ephemeral_, "se") : mix_dh(*e_, remote_static_, "se");
-    } else if (token == "ss") {
-      status = mix_dh(*s_, remote_static_, "ss");
     } else {
-      TERN_CHECK(false, "unknown token ", token);
+      status = mix_dh_token(token);
     }
     if (!status.ok()) return fail(status);
   }

@@ -169,6 +169,7 @@ class HandshakeState {
   size_t message_count() const;
   Status fail(Status status);
   Status mix_dh(const KeyPair& local, const std::optional<X25519Key>& remote, const char* token);
+  Status mix_dh_token(std::string_view token);  // ee, es, se or ss
 
   Pattern pattern_;
   bool initiator_;

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <utility>
 
+#include "net/in_flight.h"
+
 // GCC 12 with -fsanitize=address inlines asio's coroutine-frame allocator
 // (awaitable_frame_base's operator new/delete, a matching pair) and then
 // reports them as mismatched: a false positive, silenced for this file only.
@@ -71,19 +73,6 @@ Result<NodeId> bound_identity(std::span<const uint8_t> payload, const X25519Key&
   }
   return id;
 }
-
-// Marks an operation in flight for its lifetime (one send, one receive).
-class InFlight {
- public:
-  InFlight(bool& flag, const char* operation) : flag_(flag) {
-    TERN_CHECK(!flag_, "concurrent SecureChannel::", operation);
-    flag_ = true;
-  }
-  ~InFlight() { flag_ = false; }
-
- private:
-  bool& flag_;
-};
 
 }  // namespace
 
@@ -271,7 +260,7 @@ asio::awaitable<Result<std::unique_ptr<SecureChannel>>> SecureChannel::accept(
 }
 
 asio::awaitable<Status> SecureChannel::send(std::span<const uint8_t> message) {
-  InFlight in_flight(send_in_flight_, "send");
+  InFlightGuard in_flight(send_in_flight_, "SecureChannel::send()");
   const std::string what =
       "secure send to " + connection_->peer_address() + " (peer " + peer_.short_string() + ")";
   if (closed_) co_return Status::Error(what + ": channel closed");
@@ -302,7 +291,7 @@ asio::awaitable<Status> SecureChannel::send(std::span<const uint8_t> message) {
 }
 
 asio::awaitable<Result<Bytes>> SecureChannel::receive() {
-  InFlight in_flight(receive_in_flight_, "receive");
+  InFlightGuard in_flight(receive_in_flight_, "SecureChannel::receive()");
   const std::string what =
       "secure receive from " + connection_->peer_address() + " (peer " + peer_.short_string() + ")";
   if (closed_) co_return Status::Error(what + ": channel closed");

@@ -13,6 +13,7 @@
 #include <asio/write.hpp>
 
 #include "core/log.h"
+#include "net/in_flight.h"
 
 namespace tern::net {
 namespace {
@@ -39,15 +40,6 @@ Result<tcp::endpoint> to_endpoint(const std::string& operation, const std::strin
 // connections it handed out (which may outlive it).
 struct ConnectionSlots {
   std::atomic<int> alive{0};
-};
-
-struct BusyGuard {
-  explicit BusyGuard(bool& flag) : flag_(flag) {
-    TERN_CHECK(!flag_, "a second concurrent send() or receive() on one connection");
-    flag_ = true;
-  }
-  ~BusyGuard() { flag_ = false; }
-  bool& flag_;
 };
 
 // Arms a timer for `timeout`; if it fires before disarm(), `on_expiry` runs.
@@ -124,7 +116,7 @@ class TcpConnection final : public Connection {
 
   asio::awaitable<Status> send(std::span<const uint8_t> frame) override {
     std::shared_ptr<TcpState> s = state_;
-    BusyGuard busy(s->sending);
+    InFlightGuard busy(s->sending, "send()");
     if (frame.size() > s->limits.max_frame_bytes) {
       co_return Status::Error("send to " + s->peer + ": frame of " + std::to_string(frame.size()) +
                               " bytes exceeds the limit of " +
@@ -156,7 +148,7 @@ class TcpConnection final : public Connection {
 
   asio::awaitable<Result<Bytes>> receive() override {
     std::shared_ptr<TcpState> s = state_;
-    BusyGuard busy(s->receiving);
+    InFlightGuard busy(s->receiving, "receive()");
     if (s->closed) co_return Status::Error("receive from " + s->peer + ": connection closed");
     TcpState* raw = s.get();
     s->read_watchdog.arm(s, s->limits.read_timeout, [raw] { raw->close(); });
@@ -242,7 +234,7 @@ class TcpListener final : public Listener {
 
   asio::awaitable<Result<std::unique_ptr<Connection>>> accept() override {
     std::shared_ptr<ListenerState> s = state_;
-    BusyGuard busy(s->accepting);
+    InFlightGuard busy(s->accepting, "accept()");
     for (;;) {
       if (s->closed) co_return Status::Error("accept on " + s->address + ": listener closed");
       asio::error_code ec;
