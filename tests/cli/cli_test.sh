@@ -68,6 +68,17 @@ if [[ -f /usr/share/dictd/gcide.index ]]; then
 else
   echo "skip: bench demo smoke run (dict-gcide not installed)"
 fi
+net_out="$("$tern" bench net --quick --json 2>&1)"; net_rc=$?; net_bad=""
+for key in tcp_mb_per_s link_mb_per_s blob_mb_per_s link_vs_tcp; do
+  grep -Eq "\"$key\":[0-9.]*[1-9]" <<< "$net_out" || net_bad+=" $key"
+done
+if [[ $net_rc -ne 0 || -n "$net_bad" ]]; then
+  echo "FAIL: bench net smoke run: exit $net_rc, missing:$net_bad"
+  echo "$net_out" | tail -3; failures=$((failures + 1))
+else
+  echo "ok: bench net smoke run"
+fi
+expect "bench net refuses a zero-size blob" 105 "blob-mb" -- "$tern" bench net --blob-mb 0
 expect "bench demo names a bad run" 105 "k5-sign" -- "$tern" bench demo --runs adamw,k5-sign
 expect "data prepare needs a vocab" 1 "vocab" -- "$tern" data prepare /nonexistent/a.txt -o /tmp/x
 expect "data info names a missing dir" 1 "/nonexistent/shards" -- "$tern" data info /nonexistent/shards

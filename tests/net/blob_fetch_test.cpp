@@ -18,20 +18,12 @@
 
 #include "core/log.h"
 #include "core/rng.h"
+#include "net/net_test_support.h"
 
 namespace tern::net {
 namespace {
 
-Bytes random_bytes(size_t size, uint64_t seed) {
-  Rng rng(seed);
-  Bytes out(size);
-  for (size_t i = 0; i + 8 <= size; i += 8) {
-    const uint64_t word = rng.next_u64();
-    for (int b = 0; b < 8; ++b) out[i + b] = static_cast<uint8_t>(word >> (8 * b));
-  }
-  for (size_t i = size / 8 * 8; i < size; ++i) out[i] = static_cast<uint8_t>(rng.next_u64());
-  return out;
-}
+using testing::random_bytes;
 
 struct InFlight {
   int now = 0;

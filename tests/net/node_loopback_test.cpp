@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "net/faulty_transport.h"
+#include "net/net_test_support.h"
 #include "net/node.h"
-#include "net/node_harness.h"
 #include "net/tcp_transport.h"
 
 namespace tern::net {

@@ -11,7 +11,7 @@
 #include "core/log.h"
 #include "net/memory_transport.h"
 #include "net/messages.h"
-#include "net/node_harness.h"
+#include "net/net_test_support.h"
 #include "net/secure_channel.h"
 #include "net/tcp_transport.h"
 
@@ -22,6 +22,7 @@ using testing::identity_from;
 using testing::random_bytes;
 using testing::run_until;
 using testing::run_until_done;
+using testing::unix_now_ms;
 
 RunId run_a() {
   RunId id{};
@@ -232,10 +233,7 @@ TEST_F(net_reject, PeerPresentsDifferentKeyThanDialed) {
 TEST_F(net_reject, ReplayedMessage) {
   Result<std::unique_ptr<SecureChannel>> channel = raw_channel(80, run_a());
   ASSERT_TRUE(channel.ok()) << channel.status().message();
-  const uint64_t now =
-      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count());
+  const uint64_t now = unix_now_ms();
   const SignedMessage first = sign_message(identity_from(80), run_a(), 5, now + 60'000, 1, {9});
   const Bytes wire = encode_message({0, to_wire(first)});
   ASSERT_TRUE(send(*channel.value(), wire).ok());
@@ -259,10 +257,7 @@ TEST_F(net_reject, MessageForAnotherRun) {
   // A member of this run relaying a message signed for another run.
   Result<std::unique_ptr<SecureChannel>> member = raw_channel(91, run_a());
   ASSERT_TRUE(member.ok()) << member.status().message();
-  const uint64_t now =
-      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count());
+  const uint64_t now = unix_now_ms();
   const SignedMessage foreign = sign_message(identity_from(91), run_b(), 1, now + 60'000, 1, {1});
   ASSERT_TRUE(send(*member.value(), encode_message({0, to_wire(foreign)})).ok());
   ASSERT_TRUE(run_until(

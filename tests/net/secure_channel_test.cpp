@@ -10,21 +10,15 @@
 
 #include "core/rng.h"
 #include "net/memory_transport.h"
+#include "net/net_test_support.h"
 
 namespace tern::net {
 namespace {
 
 using ChannelResult = Result<std::unique_ptr<SecureChannel>>;
 
-void rethrow(std::exception_ptr e) {
-  if (e) std::rethrow_exception(e);
-}
-
-Identity identity_of(uint8_t fill) {
-  std::array<uint8_t, 32> seed;
-  seed.fill(fill);
-  return Identity::from_seed(seed);
-}
+using testing::identity_from;
+using testing::rethrow;
 
 Bytes bytes_of(std::string_view text) {
   return Bytes(text.begin(), text.end());
@@ -69,8 +63,8 @@ class TamperingConnection final : public Connection {
 };
 
 struct HandshakeSetup {
-  Identity dialer = identity_of(1);
-  Identity acceptor = identity_of(2);
+  Identity dialer = identity_from(1);
+  Identity acceptor = identity_from(2);
   std::optional<NodeId> expected;
   Bytes dial_context = bytes_of("run-1");
   Bytes accept_context = bytes_of("run-1");
@@ -86,6 +80,15 @@ struct Channels {
 
 class noise_secure_channel : public ::testing::Test {
  protected:
+  // A completed handshake whose sides rekey every `dial_interval` and
+  // `accept_interval` messages.
+  Channels handshake_with_rekey(uint64_t dial_interval, uint64_t accept_interval) {
+    HandshakeSetup setup;
+    setup.dial_options.rekey_interval = dial_interval;
+    setup.accept_options.rekey_interval = accept_interval;
+    return handshake(setup);
+  }
+
   Channels handshake(const HandshakeSetup& setup) {
     auto [a, b] = network_.connection_pair(test_limits(), test_limits());
     std::unique_ptr<Connection> dial_end = std::move(a);
@@ -192,7 +195,7 @@ TEST_F(noise_secure_channel, IkHandshakeWithKnownPeer) {
 }
 
 TEST_F(noise_secure_channel, WrongExpectedPeerNamesBothIds) {
-  const Identity someone_else = identity_of(3);
+  const Identity someone_else = identity_from(3);
   for (bool force_xx : {false, true}) {
     SCOPED_TRACE(force_xx ? "XX" : "IK");
     HandshakeSetup setup;
@@ -290,7 +293,7 @@ TEST_F(noise_secure_channel, RandomFirstFrameRejected) {
     asio::co_spawn(
         io_,
         [&, connection = std::move(b)]() mutable -> asio::awaitable<void> {
-          accepted = co_await SecureChannel::accept(std::move(connection), identity_of(2),
+          accepted = co_await SecureChannel::accept(std::move(connection), identity_from(2),
                                                     bytes_of("ctx"));
         },
         rethrow);
@@ -305,7 +308,7 @@ TEST_F(noise_secure_channel, RandomFirstFrameRejected) {
   asio::co_spawn(
       io_,
       [&, connection = std::move(a)]() mutable -> asio::awaitable<void> {
-        dialed = co_await SecureChannel::dial(std::move(connection), identity_of(1), std::nullopt,
+        dialed = co_await SecureChannel::dial(std::move(connection), identity_from(1), std::nullopt,
                                               bytes_of("ctx"));
       },
       rethrow);
@@ -327,10 +330,7 @@ TEST_F(noise_secure_channel, RandomFirstFrameRejected) {
 }
 
 TEST_F(noise_secure_channel, RekeyEveryThreeMessages) {
-  HandshakeSetup setup;
-  setup.dial_options.rekey_interval = 3;
-  setup.accept_options.rekey_interval = 3;
-  Channels channels = handshake(setup);
+  Channels channels = handshake_with_rekey(3, 3);
   ASSERT_TRUE(channels.dialer.ok() && channels.acceptor.ok());
   std::vector<Bytes> messages;
   for (int i = 0; i < 20; ++i) messages.push_back(bytes_of("message " + std::to_string(i)));
@@ -342,10 +342,7 @@ TEST_F(noise_secure_channel, RekeyEveryThreeMessages) {
 TEST_F(noise_secure_channel, MismatchedRekeyIntervalFails) {
   // Proves the rekey really changes keys: sides that rekey at different points
   // stop understanding each other exactly there.
-  HandshakeSetup setup;
-  setup.dial_options.rekey_interval = 3;
-  setup.accept_options.rekey_interval = 4;
-  Channels channels = handshake(setup);
+  Channels channels = handshake_with_rekey(3, 4);
   ASSERT_TRUE(channels.dialer.ok() && channels.acceptor.ok());
   SecureChannel& dialer = *channels.dialer.value();
   SecureChannel& acceptor = *channels.acceptor.value();

@@ -11,36 +11,12 @@
 
 #include "net/faulty_transport.h"
 #include "net/memory_transport.h"
+#include "net/net_test_support.h"
 
 namespace tern::net {
 namespace {
 
-// gtest's ASSERT_* `return`, which a coroutine cannot.
-#define CO_ASSERT_TRUE(cond)             \
-  do {                                   \
-    if (!(cond)) {                       \
-      ADD_FAILURE() << "failed: " #cond; \
-      co_return;                         \
-    }                                    \
-  } while (0)
-#define CO_ASSERT_OK(expr)                                          \
-  do {                                                              \
-    const auto& co_result_ = (expr);                                \
-    if (!co_result_.ok()) {                                         \
-      ADD_FAILURE() << #expr ": " << co_result_.status().message(); \
-      co_return;                                                    \
-    }                                                               \
-  } while (0)
-
-void rethrow(std::exception_ptr e) {
-  if (e) std::rethrow_exception(e);
-}
-
-template <typename Coroutine>
-void run(asio::io_context& io, Coroutine coroutine) {
-  asio::co_spawn(io, std::move(coroutine), rethrow);
-  io.run();
-}
+using testing::run;
 
 // Frame i: 8 bytes holding i, then (i % 50) bytes of pattern.
 Bytes numbered(uint64_t i) {
@@ -66,6 +42,19 @@ struct FaultyRig {
         plain(network),
         faulty(plain, policy, seed),
         listener(std::move(plain.listen("mem:server").value())) {}
+
+  struct Link {
+    std::unique_ptr<Connection> client;  // through `faulty`
+    std::unique_ptr<Connection> server;  // plain
+  };
+  // Connects the faulty client and accepts it on the server.
+  asio::awaitable<Result<Link>> connect_client() {
+    Link link;
+    TERN_CO_ASSIGN_OR_RETURN(link.client, co_await faulty.connect("mem:server"));
+    TERN_CO_ASSIGN_OR_RETURN(link.server, co_await listener->accept());
+    co_return link;
+  }
+
   MemoryNetwork network;
   MemoryTransport plain;
   FaultyTransport faulty;
@@ -85,17 +74,17 @@ Outcome send_through(FaultPolicy policy, uint64_t seed, int frames) {
   FaultyRig setup(io, policy, seed, MemoryQueueLimits{.max_frames = 4096, .max_bytes = 64 << 20});
   Outcome outcome;
   run(io, [&]() -> asio::awaitable<void> {
-    auto client = co_await setup.faulty.connect("mem:server");
-    CO_ASSERT_OK(client);
-    auto server = co_await setup.listener->accept();
-    CO_ASSERT_OK(server);
+    auto link = co_await setup.connect_client();
+    CO_ASSERT_OK(link);
+    Connection& client = *link.value().client;
+    Connection& server = *link.value().server;
     for (int i = 0; i < frames; ++i) {
-      Status sent = co_await client.value()->send(numbered(i));
+      Status sent = co_await client.send(numbered(i));
       outcome.send_ok.push_back(sent.ok());
     }
-    client.value()->close();
+    client.close();
     for (;;) {
-      auto frame = co_await server.value()->receive();
+      auto frame = co_await server.receive();
       if (!frame.ok()) break;
       outcome.received.push_back(std::move(frame.value()));
     }
@@ -154,12 +143,12 @@ TEST(FaultyTransport, CorruptionLeavesEmptyFramesAlone) {
   policy.corrupt_probability = 1.0;
   FaultyRig setup(io, policy, 3);
   run(io, [&]() -> asio::awaitable<void> {
-    auto client = co_await setup.faulty.connect("mem:server");
-    CO_ASSERT_OK(client);
-    auto server = co_await setup.listener->accept();
-    CO_ASSERT_OK(server);
-    CO_ASSERT_TRUE((co_await client.value()->send(Bytes())).ok());
-    auto frame = co_await server.value()->receive();
+    auto link = co_await setup.connect_client();
+    CO_ASSERT_OK(link);
+    Connection& client = *link.value().client;
+    Connection& server = *link.value().server;
+    CO_ASSERT_TRUE((co_await client.send(Bytes())).ok());
+    auto frame = co_await server.receive();
     CO_ASSERT_OK(frame);
     EXPECT_TRUE(frame.value().empty());
   });
@@ -197,20 +186,20 @@ TEST(FaultyTransport, DisconnectProbabilityClosesOnceAndPeerSeesIt) {
   int sent_before_failure = 0;
   std::string peer_error;
   run(io, [&]() -> asio::awaitable<void> {
-    auto client = co_await setup.faulty.connect("mem:server");
-    CO_ASSERT_OK(client);
-    auto server = co_await setup.listener->accept();
-    CO_ASSERT_OK(server);
+    auto link = co_await setup.connect_client();
+    CO_ASSERT_OK(link);
+    Connection& client = *link.value().client;
+    Connection& server = *link.value().server;
     for (int i = 0; i < 1000; ++i) {
-      Status sent = co_await client.value()->send(numbered(i));
+      Status sent = co_await client.send(numbered(i));
       if (!sent.ok()) {
         EXPECT_NE(sent.message().find("disconnected by fault injection"), std::string::npos);
         break;
       }
       ++sent_before_failure;
     }
-    for (int i = 0; i < sent_before_failure; ++i) CO_ASSERT_OK(co_await server.value()->receive());
-    auto after = co_await server.value()->receive();
+    for (int i = 0; i < sent_before_failure; ++i) CO_ASSERT_OK(co_await server.receive());
+    auto after = co_await server.receive();
     CO_ASSERT_TRUE(!after.ok());
     peer_error = after.status().message();
   });
@@ -251,20 +240,20 @@ TEST(FaultyTransport, PolicyChangesAtRunTime) {
   asio::io_context io;
   FaultyRig setup(io, FaultPolicy{}, 17);
   run(io, [&]() -> asio::awaitable<void> {
-    auto client = co_await setup.faulty.connect("mem:server");
-    CO_ASSERT_OK(client);
-    auto server = co_await setup.listener->accept();
-    CO_ASSERT_OK(server);
-    CO_ASSERT_TRUE((co_await client.value()->send(numbered(0))).ok());
+    auto link = co_await setup.connect_client();
+    CO_ASSERT_OK(link);
+    Connection& client = *link.value().client;
+    Connection& server = *link.value().server;
+    CO_ASSERT_TRUE((co_await client.send(numbered(0))).ok());
     FaultPolicy broken;
     broken.drop_probability = 1.0;
     setup.faulty.set_policy(broken);
     EXPECT_EQ(setup.faulty.policy().drop_probability, 1.0);
-    CO_ASSERT_TRUE((co_await client.value()->send(numbered(1))).ok());  // dropped
+    CO_ASSERT_TRUE((co_await client.send(numbered(1))).ok());  // dropped
     setup.faulty.set_policy(FaultPolicy{});
-    CO_ASSERT_TRUE((co_await client.value()->send(numbered(2))).ok());
-    auto a = co_await server.value()->receive();
-    auto b = co_await server.value()->receive();
+    CO_ASSERT_TRUE((co_await client.send(numbered(2))).ok());
+    auto a = co_await server.receive();
+    auto b = co_await server.receive();
     CO_ASSERT_OK(a);
     CO_ASSERT_OK(b);
     EXPECT_EQ(number_of(a.value()), 0u);
@@ -335,14 +324,14 @@ TEST(FaultyTransport, BandwidthCapMakesSendsWait) {
   asio::io_context io;
   FaultyRig setup(io, policy, 1);
   run(io, [&]() -> asio::awaitable<void> {
-    auto client = co_await setup.faulty.connect("mem:server");
-    CO_ASSERT_OK(client);
-    auto server = co_await setup.listener->accept();
-    CO_ASSERT_OK(server);
+    auto link = co_await setup.connect_client();
+    CO_ASSERT_OK(link);
+    Connection& client = *link.value().client;
+    Connection& server = *link.value().server;
     for (int i = 0; i < 4; ++i) {
-      CO_ASSERT_TRUE((co_await client.value()->send(Bytes(10'000))).ok());
+      CO_ASSERT_TRUE((co_await client.send(Bytes(10'000))).ok());
     }
-    for (int i = 0; i < 4; ++i) CO_ASSERT_OK(co_await server.value()->receive());
+    for (int i = 0; i < 4; ++i) CO_ASSERT_OK(co_await server.receive());
   });
   const FaultCounts counts = setup.faulty.counts();
   // The first frame empties the bucket; each later one owes 10 kB = 100 ms,

@@ -10,47 +10,16 @@
 
 #include "core/log.h"
 #include "net/memory_transport.h"
+#include "net/net_test_support.h"
 
 namespace tern::net {
 namespace {
 
-// gtest's ASSERT_* `return`, which a coroutine cannot.
-#define CO_ASSERT_TRUE(cond)             \
-  do {                                   \
-    if (!(cond)) {                       \
-      ADD_FAILURE() << "failed: " #cond; \
-      co_return;                         \
-    }                                    \
-  } while (0)
-#define CO_ASSERT_OK(expr)                                          \
-  do {                                                              \
-    const auto& co_result_ = (expr);                                \
-    if (!co_result_.ok()) {                                         \
-      ADD_FAILURE() << #expr ": " << co_result_.status().message(); \
-      co_return;                                                    \
-    }                                                               \
-  } while (0)
-
-void rethrow(std::exception_ptr e) {
-  if (e) std::rethrow_exception(e);
-}
-
-template <typename Coroutine>
-void run(asio::io_context& io, Coroutine coroutine) {
-  asio::co_spawn(io, std::move(coroutine), rethrow);
-  io.run();
-}
-
-// Lets other coroutines on the io_context run.
-asio::awaitable<void> yield(int times = 1) {
-  for (int i = 0; i < times; ++i) co_await asio::post(asio::use_awaitable);
-}
-
-Bytes pattern(size_t size, uint8_t seed) {
-  Bytes bytes(size);
-  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(seed + i * 31 + (i >> 8));
-  return bytes;
-}
+using testing::pattern;
+using testing::pending_receive_error;
+using testing::rethrow;
+using testing::run;
+using testing::yield;
 
 TransportLimits fast_fail_limits() {
   TransportLimits limits;
@@ -73,35 +42,10 @@ TEST(MemoryTransport, RoundTripsFramesOfAllSizesInOrder) {
     auto server = co_await listener.value()->accept();
     CO_ASSERT_OK(server);
     EXPECT_EQ(client.value()->peer_address(), "mem:server");
-    const std::vector<size_t> sizes = {0, 1, 64 * 1024, 1024 * 1024};
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      Status sent = co_await client.value()->send(pattern(sizes[i], static_cast<uint8_t>(i)));
-      CO_ASSERT_TRUE(sent.ok());
-    }
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      auto frame = co_await server.value()->receive();
-      CO_ASSERT_OK(frame);
-      EXPECT_EQ(frame.value(), pattern(sizes[i], static_cast<uint8_t>(i)));
-    }
+    co_await testing::expect_round_trip_of_all_sizes(*client.value(), *server.value());
     done = true;
   });
   EXPECT_TRUE(done);
-}
-
-asio::awaitable<void> send_frames(Connection& connection, int count, uint8_t tag) {
-  for (int i = 0; i < count; ++i) {
-    Status sent = co_await connection.send(pattern(100 + i, static_cast<uint8_t>(tag + i)));
-    CO_ASSERT_TRUE(sent.ok());
-  }
-}
-
-asio::awaitable<void> receive_frames(Connection& connection, int count, uint8_t tag, int& seen) {
-  for (int i = 0; i < count; ++i) {
-    auto frame = co_await connection.receive();
-    CO_ASSERT_OK(frame);
-    EXPECT_EQ(frame.value(), pattern(100 + i, static_cast<uint8_t>(tag + i)));
-    ++seen;
-  }
 }
 
 TEST(MemoryTransport, ManyFramesBothDirectionsConcurrently) {
@@ -111,10 +55,7 @@ TEST(MemoryTransport, ManyFramesBothDirectionsConcurrently) {
   constexpr int kFrames = 500;
   int seen_by_a = 0;
   int seen_by_b = 0;
-  asio::co_spawn(io, send_frames(*a, kFrames, 1), rethrow);
-  asio::co_spawn(io, send_frames(*b, kFrames, 2), rethrow);
-  asio::co_spawn(io, receive_frames(*a, kFrames, 2, seen_by_a), rethrow);
-  asio::co_spawn(io, receive_frames(*b, kFrames, 1, seen_by_b), rethrow);
+  testing::spawn_two_way_exchange(io.get_executor(), *a, *b, kFrames, 100, 1, seen_by_a, seen_by_b);
   io.run();
   EXPECT_EQ(seen_by_a, kFrames);
   EXPECT_EQ(seen_by_b, kFrames);
@@ -266,17 +207,8 @@ TEST(MemoryTransport, CloseFailsPeerAfterQueuedFramesAndPendingLocalOps) {
   MemoryNetwork network2(io2.get_executor());
   auto [c, d] = network2.connection_pair();
   std::string pending_error;
-  asio::co_spawn(
-      io2,
-      [&]() -> asio::awaitable<void> {
-        auto frame = co_await c->receive();
-        pending_error = frame.ok() ? "ok" : frame.status().message();
-      },
-      rethrow);
   run(io2, [&]() -> asio::awaitable<void> {
-    co_await yield(2);
-    c->close();
-    co_return;
+    pending_error = co_await pending_receive_error(*c, [&] { c->close(); });
   });
   EXPECT_NE(pending_error.find("connection closed"), std::string::npos) << pending_error;
 }
@@ -286,16 +218,8 @@ TEST(MemoryTransport, DestroyingAConnectionWithPendingReceiveIsSafe) {
   MemoryNetwork network(io.get_executor());
   auto [c, d] = network.connection_pair();
   std::string pending_error;
-  asio::co_spawn(
-      io,
-      [&, conn = c.get()]() -> asio::awaitable<void> {
-        auto frame = co_await conn->receive();
-        pending_error = frame.ok() ? "ok" : frame.status().message();
-      },
-      rethrow);
   run(io, [&]() -> asio::awaitable<void> {
-    co_await yield(2);
-    c.reset();
+    pending_error = co_await pending_receive_error(*c, [&] { c.reset(); });
   });
   EXPECT_NE(pending_error.find("connection closed"), std::string::npos) << pending_error;
 }
@@ -306,58 +230,8 @@ TEST(MemoryTransport, MaxConnectionsRefusesExtraAndKeepsServing) {
   TransportLimits limits;
   limits.max_connections = 1;
   MemoryTransport transport(network, limits);
-  auto listener = transport.listen("mem:hub");
-  ASSERT_TRUE(listener.ok());
-  int handlers_done = 0;
-  // Server: accepts forever, echoes every frame of each connection.
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        for (;;) {
-          auto accepted = co_await listener.value()->accept();
-          if (!accepted.ok()) co_return;
-          asio::co_spawn(
-              io,
-              [&, connection = std::shared_ptr<Connection>(
-                      std::move(accepted.value()))]() -> asio::awaitable<void> {
-                for (;;) {
-                  auto frame = co_await connection->receive();
-                  if (!frame.ok()) break;
-                  if (!(co_await connection->send(frame.value())).ok()) break;
-                }
-                connection->close();
-                ++handlers_done;
-              },
-              rethrow);
-        }
-      },
-      rethrow);
-  LogCapture capture;
-  run(io, [&]() -> asio::awaitable<void> {
-    auto first = co_await transport.connect("mem:hub");
-    CO_ASSERT_OK(first);
-    CO_ASSERT_TRUE((co_await first.value()->send(Bytes(1, 1))).ok());
-    auto echo = co_await first.value()->receive();
-    CO_ASSERT_OK(echo);
-
-    auto extra = co_await transport.connect("mem:hub");
-    CO_ASSERT_OK(extra);  // like TCP: refused once the listener gets to it
-    auto refused = co_await extra.value()->receive();
-    CO_ASSERT_TRUE(!refused.ok());
-    EXPECT_NE(refused.status().message().find("closed by peer"), std::string::npos);
-    EXPECT_TRUE(capture.contains("refused connection from mem:client-1"));
-    EXPECT_TRUE(capture.contains("1 connections alive (max 1)"));
-
-    first.value()->close();
-    while (handlers_done < 1) co_await yield();
-    auto later = co_await transport.connect("mem:hub");
-    CO_ASSERT_OK(later);
-    CO_ASSERT_TRUE((co_await later.value()->send(Bytes(1, 2))).ok());
-    auto later_echo = co_await later.value()->receive();
-    CO_ASSERT_OK(later_echo);
-    EXPECT_EQ(later_echo.value(), Bytes(1, 2));
-    listener.value()->close();
-  });
+  testing::expect_max_connections_refuses_extra_and_keeps_serving(io, transport, "mem:hub",
+                                                                  "mem:client-1");
 }
 
 TEST(MemoryTransport, AddressErrors) {
@@ -396,21 +270,7 @@ TEST(MemoryTransport, ClosingListenerFailsPendingAccept) {
   asio::io_context io;
   MemoryNetwork network(io.get_executor());
   MemoryTransport transport(network);
-  auto listener = transport.listen("mem:x");
-  ASSERT_TRUE(listener.ok());
-  std::string error;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        auto accepted = co_await listener.value()->accept();
-        error = accepted.ok() ? "ok" : accepted.status().message();
-      },
-      rethrow);
-  run(io, [&]() -> asio::awaitable<void> {
-    co_await yield(2);
-    listener.value()->close();
-  });
-  EXPECT_NE(error.find("listener closed"), std::string::npos) << error;
+  testing::expect_closing_listener_fails_pending_accept(io, transport, "mem:x");
 }
 
 }  // namespace

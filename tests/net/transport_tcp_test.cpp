@@ -12,6 +12,7 @@
 #include <asio/write.hpp>
 
 #include "core/log.h"
+#include "net/net_test_support.h"
 #include "net/tcp_transport.h"
 
 namespace tern::net {
@@ -19,43 +20,10 @@ namespace {
 
 using asio::ip::tcp;
 
-// gtest's ASSERT_* `return`, which a coroutine cannot.
-#define CO_ASSERT_TRUE(cond)             \
-  do {                                   \
-    if (!(cond)) {                       \
-      ADD_FAILURE() << "failed: " #cond; \
-      co_return;                         \
-    }                                    \
-  } while (0)
-#define CO_ASSERT_OK(expr)                                          \
-  do {                                                              \
-    const auto& co_result_ = (expr);                                \
-    if (!co_result_.ok()) {                                         \
-      ADD_FAILURE() << #expr ": " << co_result_.status().message(); \
-      co_return;                                                    \
-    }                                                               \
-  } while (0)
-
-void rethrow(std::exception_ptr e) {
-  if (e) std::rethrow_exception(e);
-}
-
-template <typename Coroutine>
-void run(asio::io_context& io, Coroutine coroutine) {
-  asio::co_spawn(io, std::move(coroutine), rethrow);
-  io.run();
-}
-
-asio::awaitable<void> sleep_ms(int ms) {
-  asio::steady_timer timer(co_await asio::this_coro::executor, Millis(ms));
-  co_await timer.async_wait(asio::use_awaitable);
-}
-
-Bytes pattern(size_t size, uint8_t seed) {
-  Bytes bytes(size);
-  for (size_t i = 0; i < size; ++i) bytes[i] = static_cast<uint8_t>(seed + i * 31 + (i >> 8));
-  return bytes;
-}
+using testing::pattern;
+using testing::pending_receive_error;
+using testing::rethrow;
+using testing::run;
 
 struct Pair {
   std::unique_ptr<Listener> listener;
@@ -70,6 +38,17 @@ asio::awaitable<Result<Pair>> connect_pair(TcpTransport& server_side, TcpTranspo
   TERN_CO_ASSIGN_OR_RETURN(pair.client, co_await client_side.connect(pair.listener->address()));
   TERN_CO_ASSIGN_OR_RETURN(pair.server, co_await pair.listener->accept());
   co_return pair;
+}
+
+// Runs `body(pair)` on a pair connected through `transport`, until `io` has no
+// work left.
+template <typename Body>
+void run_on_pair(asio::io_context& io, TcpTransport& transport, Body body) {
+  run(io, [&]() -> asio::awaitable<void> {
+    auto pair = co_await connect_pair(transport, transport);
+    CO_ASSERT_OK(pair);
+    co_await body(pair.value());
+  });
 }
 
 TEST(TcpTransport, ListenOnPortZeroReportsTheBoundPort) {
@@ -89,47 +68,13 @@ TEST(TcpTransport, RoundTripsFramesOfAllSizesInOrder) {
   asio::io_context io;
   TcpTransport transport(io.get_executor());
   bool done = false;
-  run(io, [&]() -> asio::awaitable<void> {
-    auto pair = co_await connect_pair(transport, transport);
-    CO_ASSERT_OK(pair);
-    Pair& p = pair.value();
+  run_on_pair(io, transport, [&](Pair& p) -> asio::awaitable<void> {
     EXPECT_EQ(p.client->peer_address(), p.listener->address());
     EXPECT_EQ(p.server->peer_address().rfind("127.0.0.1:", 0), 0u);
-    const std::vector<size_t> sizes = {0, 1, 64 * 1024, 1024 * 1024};
-    // Sender and receiver run concurrently: a 1 MiB frame exceeds socket buffers.
-    asio::co_spawn(
-        co_await asio::this_coro::executor,
-        [&]() -> asio::awaitable<void> {
-          for (size_t i = 0; i < sizes.size(); ++i) {
-            Status sent = co_await p.client->send(pattern(sizes[i], static_cast<uint8_t>(i)));
-            CO_ASSERT_TRUE(sent.ok());
-          }
-        },
-        rethrow);
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      auto frame = co_await p.server->receive();
-      CO_ASSERT_OK(frame);
-      EXPECT_EQ(frame.value(), pattern(sizes[i], static_cast<uint8_t>(i)));
-    }
+    co_await testing::expect_round_trip_of_all_sizes(*p.client, *p.server);
     done = true;
   });
   EXPECT_TRUE(done);
-}
-
-asio::awaitable<void> send_frames(Connection& connection, int count, uint8_t tag) {
-  for (int i = 0; i < count; ++i) {
-    Status sent = co_await connection.send(pattern(1000 + 37 * i, static_cast<uint8_t>(tag + i)));
-    CO_ASSERT_TRUE(sent.ok());
-  }
-}
-
-asio::awaitable<void> receive_frames(Connection& connection, int count, uint8_t tag, int& seen) {
-  for (int i = 0; i < count; ++i) {
-    auto frame = co_await connection.receive();
-    CO_ASSERT_OK(frame);
-    EXPECT_EQ(frame.value(), pattern(1000 + 37 * i, static_cast<uint8_t>(tag + i)));
-    ++seen;
-  }
 }
 
 TEST(TcpTransport, ManyFramesBothDirectionsConcurrently) {
@@ -143,11 +88,8 @@ TEST(TcpTransport, ManyFramesBothDirectionsConcurrently) {
     auto pair = co_await connect_pair(transport, transport);
     CO_ASSERT_OK(pair);
     p = std::move(pair.value());
-    auto executor = co_await asio::this_coro::executor;
-    asio::co_spawn(executor, send_frames(*p.client, kFrames, 1), rethrow);
-    asio::co_spawn(executor, send_frames(*p.server, kFrames, 2), rethrow);
-    asio::co_spawn(executor, receive_frames(*p.client, kFrames, 2, seen_by_client), rethrow);
-    asio::co_spawn(executor, receive_frames(*p.server, kFrames, 1, seen_by_server), rethrow);
+    testing::spawn_two_way_exchange(co_await asio::this_coro::executor, *p.client, *p.server,
+                                    kFrames, 1000, 37, seen_by_client, seen_by_server);
   });
   EXPECT_EQ(seen_by_client, kFrames);
   EXPECT_EQ(seen_by_server, kFrames);
@@ -158,14 +100,12 @@ TEST(TcpTransport, OversizedSendIsRefusedLocally) {
   TransportLimits limits;
   limits.max_frame_bytes = 1000;
   TcpTransport transport(io.get_executor(), limits);
-  run(io, [&]() -> asio::awaitable<void> {
-    auto pair = co_await connect_pair(transport, transport);
-    CO_ASSERT_OK(pair);
-    Status refused = co_await pair.value().client->send(Bytes(1001));
+  run_on_pair(io, transport, [&](Pair& p) -> asio::awaitable<void> {
+    Status refused = co_await p.client->send(Bytes(1001));
     EXPECT_NE(refused.message().find("1001 bytes exceeds the limit of 1000"), std::string::npos)
         << refused.message();
-    CO_ASSERT_TRUE((co_await pair.value().client->send(Bytes(1000))).ok());
-    auto frame = co_await pair.value().server->receive();
+    CO_ASSERT_TRUE((co_await p.client->send(Bytes(1000))).ok());
+    auto frame = co_await p.server->receive();
     CO_ASSERT_OK(frame);
     EXPECT_EQ(frame.value().size(), 1000u);
   });
@@ -264,25 +204,17 @@ TEST(TcpTransport, CloseFailsPendingReceiveAndPeerSeesClosedByPeer) {
   asio::io_context io;
   TcpTransport transport(io.get_executor());
   std::string pending_error;
-  run(io, [&]() -> asio::awaitable<void> {
-    auto pair = co_await connect_pair(transport, transport);
-    CO_ASSERT_OK(pair);
-    Pair& p = pair.value();
-    asio::co_spawn(
-        co_await asio::this_coro::executor,
-        [&]() -> asio::awaitable<void> {
-          auto frame = co_await p.server->receive();
-          pending_error = frame.ok() ? "ok" : frame.status().message();
-        },
-        rethrow);
-    co_await sleep_ms(1);
-    p.server->close();
-    p.server->close();  // idempotent
+  run_on_pair(io, transport, [&](Pair& p) -> asio::awaitable<void> {
+    pending_error = co_await pending_receive_error(*p.server, [&] {
+      p.server->close();
+      p.server->close();  // idempotent
+    });
     auto from_peer = co_await p.client->receive();
     CO_ASSERT_TRUE(!from_peer.ok());
     EXPECT_NE(from_peer.status().message().find("closed by peer"), std::string::npos)
         << from_peer.status().message();
-    Status sent = co_await p.server->send(Bytes(1, 1));
+    const Bytes one(1, 1);
+    Status sent = co_await p.server->send(one);
     EXPECT_NE(sent.message().find("connection closed"), std::string::npos) << sent.message();
   });
   EXPECT_NE(pending_error.find("connection closed"), std::string::npos) << pending_error;
@@ -295,14 +227,12 @@ TEST(TcpTransport, WriteTimeoutWhenPeerDoesNotRead) {
   TcpTransport transport(io.get_executor(), limits);
   std::string error;
   int sent = 0;
-  run(io, [&]() -> asio::awaitable<void> {
-    auto pair = co_await connect_pair(transport, transport);
-    CO_ASSERT_OK(pair);
+  run_on_pair(io, transport, [&](Pair& p) -> asio::awaitable<void> {
     // The server never reads: once the socket buffers are full, a send waits
     // past the write timeout.
     const Bytes frame(limits.max_frame_bytes);
     for (int i = 0; i < 256 && error.empty(); ++i) {
-      Status status = co_await pair.value().client->send(frame);
+      Status status = co_await p.client->send(frame);
       if (status.ok()) {
         ++sent;
       } else {
@@ -318,19 +248,9 @@ TEST(TcpTransport, DestroyingAConnectionWithPendingReceiveIsSafe) {
   asio::io_context io;
   TcpTransport transport(io.get_executor());
   std::string pending_error;
-  run(io, [&]() -> asio::awaitable<void> {
-    auto pair = co_await connect_pair(transport, transport);
-    CO_ASSERT_OK(pair);
-    Connection* server = pair.value().server.get();
-    asio::co_spawn(
-        co_await asio::this_coro::executor,
-        [&, server]() -> asio::awaitable<void> {
-          auto frame = co_await server->receive();
-          pending_error = frame.ok() ? "ok" : frame.status().message();
-        },
-        rethrow);
-    co_await sleep_ms(1);
-    pair.value().server.reset();
+  run_on_pair(io, transport, [&](Pair& p) -> asio::awaitable<void> {
+    std::unique_ptr<Connection>& server = p.server;
+    pending_error = co_await pending_receive_error(*server, [&] { server.reset(); });
   });
   EXPECT_NE(pending_error.find("connection closed"), std::string::npos) << pending_error;
 }
@@ -340,58 +260,8 @@ TEST(TcpTransport, MaxConnectionsRefusesExtraAndKeepsServing) {
   TransportLimits limits;
   limits.max_connections = 1;
   TcpTransport transport(io.get_executor(), limits);
-  auto listener = transport.listen("127.0.0.1:0");
-  ASSERT_TRUE(listener.ok());
-  int handlers_done = 0;
-  // Server: accepts until closed, echoes every frame of each connection.
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        for (;;) {
-          auto accepted = co_await listener.value()->accept();
-          if (!accepted.ok()) co_return;
-          asio::co_spawn(
-              io,
-              [&, connection = std::shared_ptr<Connection>(
-                      std::move(accepted.value()))]() -> asio::awaitable<void> {
-                for (;;) {
-                  auto frame = co_await connection->receive();
-                  if (!frame.ok()) break;
-                  if (!(co_await connection->send(frame.value())).ok()) break;
-                }
-                connection->close();
-                ++handlers_done;
-              },
-              rethrow);
-        }
-      },
-      rethrow);
-  LogCapture capture;
-  run(io, [&]() -> asio::awaitable<void> {
-    const std::string address = listener.value()->address();
-    auto first = co_await transport.connect(address);
-    CO_ASSERT_OK(first);
-    CO_ASSERT_TRUE((co_await first.value()->send(Bytes(1, 1))).ok());
-    CO_ASSERT_OK(co_await first.value()->receive());
-
-    auto extra = co_await transport.connect(address);
-    CO_ASSERT_OK(extra);  // the kernel completes the handshake; the listener then closes it
-    auto refused = co_await extra.value()->receive();
-    CO_ASSERT_TRUE(!refused.ok());
-    EXPECT_TRUE(capture.contains("refused connection from 127.0.0.1:"));
-    EXPECT_TRUE(capture.contains("1 connections alive (max 1)"));
-
-    first.value()->close();
-    while (handlers_done < 1) co_await sleep_ms(1);
-    auto later = co_await transport.connect(address);
-    CO_ASSERT_OK(later);
-    CO_ASSERT_TRUE((co_await later.value()->send(Bytes(1, 2))).ok());
-    auto echo = co_await later.value()->receive();
-    CO_ASSERT_OK(echo);
-    EXPECT_EQ(echo.value(), Bytes(1, 2));
-    later.value()->close();
-    listener.value()->close();
-  });
+  testing::expect_max_connections_refuses_extra_and_keeps_serving(io, transport, "127.0.0.1:0",
+                                                                  "127.0.0.1:");
 }
 
 TEST(TcpTransport, ConnectToClosedPortFailsCleanly) {
@@ -414,21 +284,7 @@ TEST(TcpTransport, ConnectToClosedPortFailsCleanly) {
 TEST(TcpTransport, ClosingListenerFailsPendingAccept) {
   asio::io_context io;
   TcpTransport transport(io.get_executor());
-  auto listener = transport.listen("127.0.0.1:0");
-  ASSERT_TRUE(listener.ok());
-  std::string error;
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        auto accepted = co_await listener.value()->accept();
-        error = accepted.ok() ? "ok" : accepted.status().message();
-      },
-      rethrow);
-  run(io, [&]() -> asio::awaitable<void> {
-    co_await sleep_ms(1);
-    listener.value()->close();
-  });
-  EXPECT_NE(error.find("listener closed"), std::string::npos) << error;
+  testing::expect_closing_listener_fails_pending_accept(io, transport, "127.0.0.1:0");
 }
 
 TEST(TcpTransport, ParsesAddresses) {
