@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/flat_buffer.h"
+#include "core/log.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
@@ -129,6 +130,31 @@ TEST(FlatBufferDeathTest, DuplicateNameIsABug) {
   TensorLayout layout;
   layout.add("w", {2});
   EXPECT_DEATH(layout.add("w", {3}), "duplicate tensor name 'w'");
+}
+
+TEST(LogTest, CaptureSeesLinesAtOrAboveTheLevelAndRestoresTheSink) {
+  std::vector<std::string> outer_lines;
+  LogSink previous =
+      set_log_sink([&](LogLevel level, std::string_view component, std::string_view message) {
+        outer_lines.push_back(std::string(log_level_name(level)) + " " + std::string(component) +
+                              " " + std::string(message));
+      });
+  {
+    LogCapture capture;
+    log(LogLevel::kWarn, "net", "rejected ", 3, " peers");
+    log(LogLevel::kDebug, "net", "dropped below the level");
+    EXPECT_EQ(capture.lines(), (std::vector<std::string>{"[warn] net: rejected 3 peers"}));
+    EXPECT_TRUE(capture.contains("3 peers"));
+    EXPECT_FALSE(capture.contains("dropped"));
+    set_log_level(LogLevel::kDebug);
+    log(LogLevel::kDebug, "net", "now kept");
+    set_log_level(LogLevel::kInfo);
+    EXPECT_TRUE(capture.contains("[debug] net: now kept"));
+  }
+  // The capture is gone: lines reach the sink installed before it.
+  log(LogLevel::kError, "core", "after");
+  EXPECT_EQ(outer_lines, (std::vector<std::string>{"error core after"}));
+  set_log_sink(std::move(previous));
 }
 
 }  // namespace
