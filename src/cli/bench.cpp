@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "cli/bench_demo.h"
-#include "cli/bench_net.h"
 #include "cli/bench_kernels.h"
+#include "cli/bench_net.h"
 #include "cli/commands.h"
 #include "core/thread_pool.h"
 #include "model/bitnet.h"
@@ -244,8 +244,8 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
 }  // namespace
 
 Command add_bench_command(CLI::App& root) {
-  CLI::App* app =
-      root.add_subcommand("bench", "Benchmarks that print JSON (memory, finetune, kernels, demo, net)");
+  CLI::App* app = root.add_subcommand(
+      "bench", "Benchmarks that print JSON (memory, finetune, kernels, demo, net)");
   app->require_subcommand(1);
 
   CLI::App* memory = app->add_subcommand(
