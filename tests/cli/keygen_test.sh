@@ -5,24 +5,10 @@
 # Usage: keygen_test.sh path/to/tern
 set -uo pipefail
 tern="$1"
-failures=0
+source "$(dirname "$0")/expect.sh"
 dir="$(mktemp -d)"
 trap 'rm -rf "$dir"' EXIT
 
-expect() {  # expect <description> <expected exit: 0|nonzero> <regex> -- command...
-  local what="$1" want="$2" regex="$3"
-  shift 4
-  local out rc
-  out="$("$@" 2>&1)"
-  rc=$?
-  if [[ "$want" == 0 && $rc -ne 0 ]] || [[ "$want" != 0 && $rc -eq 0 ]]; then
-    echo "FAIL: $what: exit $rc"; echo "$out" | head -20; failures=$((failures + 1)); return
-  fi
-  if ! grep -Eq -- "$regex" <<< "$out"; then
-    echo "FAIL: $what: output lacks /$regex/"; echo "$out" | head -20; failures=$((failures + 1)); return
-  fi
-  echo "ok: $what"
-}
 
 key="$dir/node.key"
 id_pattern='^tern[a-z2-7]{52}$'
