@@ -9,6 +9,7 @@ packages=(
   cmake ninja-build g++ pkg-config   # build
   libgtest-dev libgmock-dev          # tests
   nlohmann-json3-dev                 # configs and golden-file headers
+  libtomlplusplus-dev                # swarm run config (TOML), used header-only
   libcli11-dev                       # command line
   zlib1g-dev                         # reading the dictzip demo corpus; checkpoint CRC
   libpcre2-dev                       # tokenizer pre-tokenizer regexes (Unicode classes)
@@ -16,6 +17,7 @@ packages=(
   libsodium-dev                      # BLAKE2b hashes; Ed25519/X25519/ChaChaPoly for the network
   libasio-dev                        # network: standalone asio with C++20 coroutines
   libflatbuffers-dev flatbuffers-compiler  # network: schema'd, verifiable wire messages
+  libsqlite3-dev                     # swarm ledger: the coordinator's crash-safe event log
   golang-github-flynn-noise-dev      # Noise protocol test vectors (vectors.txt) for the tests
   libhwy-dev                         # SIMD kernels with run-time dispatch (Google Highway)
   libopenblas-dev                    # fp32 matrix products (LoRA, embeddings, output head)

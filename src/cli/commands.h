@@ -25,5 +25,6 @@ Command add_generate_command(CLI::App& root);
 Command add_eval_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_keygen_command(CLI::App& root);
+Command add_ledger_command(CLI::App& root);
 
 }  // namespace tern::cli

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
       tern::cli::add_generate_command(app), tern::cli::add_eval_command(app),
       tern::cli::add_info_command(app),     tern::cli::add_tokenizer_command(app),
       tern::cli::add_convert_command(app),  tern::cli::add_bench_command(app),
-      tern::cli::add_keygen_command(app),
+      tern::cli::add_keygen_command(app),   tern::cli::add_ledger_command(app),
   };
   // CLI11 only says "a subcommand is required" for a misspelt one; name it instead.
   for (int i = 1; i < argc; ++i) {

@@ -1,0 +1,340 @@
+#include "swarm/event_codec.h"
+
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace tern::swarm {
+namespace {
+
+enum class EventTag : uint8_t {
+  kJoin = 0,
+  kLeave = 1,
+  kTrainDone = 2,
+  kAttest = 3,
+  kTick = 4,
+  kPause = 5,
+  kResume = 6,
+};
+
+class Writer {
+ public:
+  void u8(uint8_t v) { out_.push_back(v); }
+  void u32(uint32_t v) {
+    for (int i = 0; i < 4; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void u64(uint64_t v) {
+    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  void count(size_t n) {
+    TERN_CHECK(n <= UINT32_MAX, "list of ", n, " items does not fit the u32 count");
+    u32(static_cast<uint32_t>(n));
+  }
+  void bytes32(const std::array<uint8_t, 32>& a) { out_.insert(out_.end(), a.begin(), a.end()); }
+  std::vector<uint8_t>& out() { return out_; }
+
+ private:
+  std::vector<uint8_t> out_;
+};
+
+// Bounds-checked reader; every failure names the field and its offset.
+class Reader {
+ public:
+  Reader(std::span<const uint8_t> bytes, const char* what) : bytes_(bytes), what_(what) {}
+
+  Status need(size_t n, const char* field) const {
+    if (bytes_.size() - pos_ < n) {
+      return Status::Error(std::string("decode ") + what_ + ": truncated at " + field +
+                           " (offset " + std::to_string(pos_) + ", needs " + std::to_string(n) +
+                           " bytes, " + std::to_string(bytes_.size() - pos_) + " left)");
+    }
+    return Status::Ok();
+  }
+  Status error(const char* field, size_t offset, const std::string& problem) const {
+    return Status::Error(std::string("decode ") + what_ + ": " + field + " at offset " +
+                         std::to_string(offset) + " " + problem);
+  }
+
+  Result<uint8_t> u8(const char* field) {
+    TERN_RETURN_IF_ERROR(need(1, field));
+    return bytes_[pos_++];
+  }
+  Result<uint32_t> u32(const char* field) {
+    TERN_RETURN_IF_ERROR(need(4, field));
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= uint32_t{bytes_[pos_ + i]} << (8 * i);
+    pos_ += 4;
+    return v;
+  }
+  Result<uint64_t> u64(const char* field) {
+    TERN_RETURN_IF_ERROR(need(8, field));
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t{bytes_[pos_ + i]} << (8 * i);
+    pos_ += 8;
+    return v;
+  }
+  Result<std::array<uint8_t, 32>> bytes32(const char* field) {
+    TERN_RETURN_IF_ERROR(need(32, field));
+    std::array<uint8_t, 32> a{};
+    for (size_t i = 0; i < 32; ++i) a[i] = bytes_[pos_ + i];
+    pos_ += 32;
+    return a;
+  }
+  Result<bool> boolean(const char* field) {
+    const size_t at = pos_;
+    TERN_ASSIGN_OR_RETURN(uint8_t v, u8(field));
+    if (v > 1) return error(field, at, "is " + std::to_string(v) + " (expected 0 or 1)");
+    return v == 1;
+  }
+  // A u32 item count whose items (item_size bytes each) must fit in what is left,
+  // so a forged count cannot make us allocate.
+  Result<uint32_t> count(const char* field, size_t item_size) {
+    const size_t at = pos_;
+    TERN_ASSIGN_OR_RETURN(uint32_t n, u32(field));
+    if (uint64_t{n} * item_size > bytes_.size() - pos_) {
+      return error(field, at,
+                   "is " + std::to_string(n) + " items of " + std::to_string(item_size) +
+                       " bytes, but only " + std::to_string(bytes_.size() - pos_) +
+                       " bytes follow");
+    }
+    return n;
+  }
+  Status finish() const {
+    if (pos_ != bytes_.size()) {
+      return Status::Error(std::string("decode ") + what_ + ": " +
+                           std::to_string(bytes_.size() - pos_) + " trailing bytes at offset " +
+                           std::to_string(pos_));
+    }
+    return Status::Ok();
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  std::span<const uint8_t> bytes_;
+  const char* what_;
+  size_t pos_ = 0;
+};
+
+Result<std::vector<BatchRange>> read_ranges(Reader& r) {
+  TERN_ASSIGN_OR_RETURN(uint32_t n, r.count("batch count", 16));
+  std::vector<BatchRange> ranges(n);
+  for (BatchRange& range : ranges) {
+    TERN_ASSIGN_OR_RETURN(range.begin, r.u64("batch begin"));
+    TERN_ASSIGN_OR_RETURN(range.end, r.u64("batch end"));
+  }
+  return ranges;
+}
+
+Result<Event> read_event_body(Reader& r, EventTag tag) {
+  switch (tag) {
+    case EventTag::kJoin: {
+      Join e;
+      TERN_ASSIGN_OR_RETURN(e.now_ms, r.u64("now_ms"));
+      TERN_ASSIGN_OR_RETURN(e.member.key, r.bytes32("member"));
+      return Event{e};
+    }
+    case EventTag::kLeave: {
+      Leave e;
+      TERN_ASSIGN_OR_RETURN(e.now_ms, r.u64("now_ms"));
+      TERN_ASSIGN_OR_RETURN(e.member.key, r.bytes32("member"));
+      return Event{e};
+    }
+    case EventTag::kTrainDone: {
+      TrainDone e;
+      TERN_ASSIGN_OR_RETURN(e.now_ms, r.u64("now_ms"));
+      TERN_ASSIGN_OR_RETURN(e.member.key, r.bytes32("member"));
+      TERN_ASSIGN_OR_RETURN(e.round, r.u64("round"));
+      TERN_ASSIGN_OR_RETURN(e.batches, read_ranges(r));
+      TERN_ASSIGN_OR_RETURN(e.update_hash, r.bytes32("update_hash"));
+      return Event{std::move(e)};
+    }
+    case EventTag::kAttest: {
+      Attest e;
+      TERN_ASSIGN_OR_RETURN(e.now_ms, r.u64("now_ms"));
+      TERN_ASSIGN_OR_RETURN(e.witness.key, r.bytes32("witness"));
+      TERN_ASSIGN_OR_RETURN(e.round, r.u64("round"));
+      TERN_ASSIGN_OR_RETURN(uint32_t n, r.count("bitmap length", 1));
+      e.received.resize(n);
+      for (uint8_t& b : e.received) {
+        TERN_ASSIGN_OR_RETURN(b, r.u8("bitmap"));
+      }
+      TERN_ASSIGN_OR_RETURN(e.weight_hash, r.bytes32("weight_hash"));
+      return Event{std::move(e)};
+    }
+    case EventTag::kTick: {
+      Tick e;
+      TERN_ASSIGN_OR_RETURN(e.now_ms, r.u64("now_ms"));
+      return Event{e};
+    }
+    case EventTag::kPause: {
+      Pause e;
+      TERN_ASSIGN_OR_RETURN(e.now_ms, r.u64("now_ms"));
+      return Event{e};
+    }
+    case EventTag::kResume: {
+      Resume e;
+      TERN_ASSIGN_OR_RETURN(e.now_ms, r.u64("now_ms"));
+      return Event{e};
+    }
+  }
+  TERN_CHECK(false, "unreachable event tag ", static_cast<int>(tag));
+  return Status::Error("unreachable");
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode_event(const Event& event) {
+  Writer w;
+  w.u8(kEventCodecVersion);
+  std::visit(
+      [&w](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, Join>) {
+          w.u8(static_cast<uint8_t>(EventTag::kJoin));
+          w.u64(e.now_ms);
+          w.bytes32(e.member.key);
+        } else if constexpr (std::is_same_v<T, Leave>) {
+          w.u8(static_cast<uint8_t>(EventTag::kLeave));
+          w.u64(e.now_ms);
+          w.bytes32(e.member.key);
+        } else if constexpr (std::is_same_v<T, TrainDone>) {
+          w.u8(static_cast<uint8_t>(EventTag::kTrainDone));
+          w.u64(e.now_ms);
+          w.bytes32(e.member.key);
+          w.u64(e.round);
+          w.count(e.batches.size());
+          for (const BatchRange& range : e.batches) {
+            w.u64(range.begin);
+            w.u64(range.end);
+          }
+          w.bytes32(e.update_hash);
+        } else if constexpr (std::is_same_v<T, Attest>) {
+          w.u8(static_cast<uint8_t>(EventTag::kAttest));
+          w.u64(e.now_ms);
+          w.bytes32(e.witness.key);
+          w.u64(e.round);
+          w.count(e.received.size());
+          w.out().insert(w.out().end(), e.received.begin(), e.received.end());
+          w.bytes32(e.weight_hash);
+        } else if constexpr (std::is_same_v<T, Tick>) {
+          w.u8(static_cast<uint8_t>(EventTag::kTick));
+          w.u64(e.now_ms);
+        } else if constexpr (std::is_same_v<T, Pause>) {
+          w.u8(static_cast<uint8_t>(EventTag::kPause));
+          w.u64(e.now_ms);
+        } else {
+          static_assert(std::is_same_v<T, Resume>);
+          w.u8(static_cast<uint8_t>(EventTag::kResume));
+          w.u64(e.now_ms);
+        }
+      },
+      event);
+  return std::move(w.out());
+}
+
+Result<Event> decode_event(std::span<const uint8_t> bytes) {
+  Reader r(bytes, "event");
+  TERN_ASSIGN_OR_RETURN(uint8_t version, r.u8("version"));
+  if (version != kEventCodecVersion) {
+    return r.error(
+        "version", 0,
+        "is " + std::to_string(version) + " (expected " + std::to_string(kEventCodecVersion) + ")");
+  }
+  TERN_ASSIGN_OR_RETURN(uint8_t tag, r.u8("tag"));
+  if (tag > static_cast<uint8_t>(EventTag::kResume)) {
+    return r.error("tag", 1, "is " + std::to_string(tag) + " (no such event kind; 0..6)");
+  }
+  TERN_ASSIGN_OR_RETURN(Event event, read_event_body(r, static_cast<EventTag>(tag)));
+  TERN_RETURN_IF_ERROR(r.finish());
+  return event;
+}
+
+std::vector<uint8_t> encode_config(const CoordinatorConfig& c) {
+  Writer w;
+  w.u8(kConfigCodecVersion);
+  w.u64(c.run_seed);
+  w.u32(c.min_members);
+  w.u32(c.max_members);
+  w.u32(c.witnesses_per_round);
+  w.u64(c.warmup_ms);
+  w.u64(c.round_train_ms);
+  w.u64(c.round_witness_ms);
+  w.u64(c.cooldown_ms);
+  w.u32(c.rounds_per_epoch);
+  w.u32(c.epochs);
+  w.u64(c.total_steps);
+  w.u32(c.batches_per_round);
+  w.u8(c.allowlist ? 1 : 0);
+  if (c.allowlist) {
+    w.count(c.allowlist->size());
+    for (const net::NodeId& id : *c.allowlist) w.bytes32(id.key);
+  }
+  return std::move(w.out());
+}
+
+Result<CoordinatorConfig> decode_config(std::span<const uint8_t> bytes) {
+  Reader r(bytes, "coordinator config");
+  CoordinatorConfig c;
+  TERN_ASSIGN_OR_RETURN(uint8_t version, r.u8("version"));
+  if (version != kConfigCodecVersion) {
+    return r.error("version", 0,
+                   "is " + std::to_string(version) + " (expected " +
+                       std::to_string(kConfigCodecVersion) + ")");
+  }
+  TERN_ASSIGN_OR_RETURN(c.run_seed, r.u64("run_seed"));
+  TERN_ASSIGN_OR_RETURN(c.min_members, r.u32("min_members"));
+  TERN_ASSIGN_OR_RETURN(c.max_members, r.u32("max_members"));
+  TERN_ASSIGN_OR_RETURN(c.witnesses_per_round, r.u32("witnesses_per_round"));
+  TERN_ASSIGN_OR_RETURN(c.warmup_ms, r.u64("warmup_ms"));
+  TERN_ASSIGN_OR_RETURN(c.round_train_ms, r.u64("round_train_ms"));
+  TERN_ASSIGN_OR_RETURN(c.round_witness_ms, r.u64("round_witness_ms"));
+  TERN_ASSIGN_OR_RETURN(c.cooldown_ms, r.u64("cooldown_ms"));
+  TERN_ASSIGN_OR_RETURN(c.rounds_per_epoch, r.u32("rounds_per_epoch"));
+  TERN_ASSIGN_OR_RETURN(c.epochs, r.u32("epochs"));
+  TERN_ASSIGN_OR_RETURN(c.total_steps, r.u64("total_steps"));
+  TERN_ASSIGN_OR_RETURN(c.batches_per_round, r.u32("batches_per_round"));
+  TERN_ASSIGN_OR_RETURN(bool has_allowlist, r.boolean("has_allowlist"));
+  if (has_allowlist) {
+    TERN_ASSIGN_OR_RETURN(uint32_t n, r.count("allowlist count", 32));
+    std::vector<net::NodeId> ids(n);
+    for (net::NodeId& id : ids) {
+      TERN_ASSIGN_OR_RETURN(id.key, r.bytes32("allowlist key"));
+    }
+    c.allowlist = std::move(ids);
+  }
+  TERN_RETURN_IF_ERROR(r.finish());
+  return c;
+}
+
+bool events_equal(const Event& a, const Event& b) {
+  if (a.index() != b.index()) return false;
+  return std::visit(
+      [&b](const auto& x) -> bool {
+        using T = std::decay_t<decltype(x)>;
+        const T& y = std::get<T>(b);
+        if constexpr (std::is_same_v<T, Join> || std::is_same_v<T, Leave>) {
+          return x.now_ms == y.now_ms && x.member == y.member;
+        } else if constexpr (std::is_same_v<T, TrainDone>) {
+          return x.now_ms == y.now_ms && x.member == y.member && x.round == y.round &&
+                 x.batches == y.batches && x.update_hash == y.update_hash;
+        } else if constexpr (std::is_same_v<T, Attest>) {
+          return x.now_ms == y.now_ms && x.witness == y.witness && x.round == y.round &&
+                 x.received == y.received && x.weight_hash == y.weight_hash;
+        } else {
+          return x.now_ms == y.now_ms;
+        }
+      },
+      a);
+}
+
+bool configs_equal(const CoordinatorConfig& a, const CoordinatorConfig& b) {
+  return a.run_seed == b.run_seed && a.min_members == b.min_members &&
+         a.max_members == b.max_members && a.witnesses_per_round == b.witnesses_per_round &&
+         a.warmup_ms == b.warmup_ms && a.round_train_ms == b.round_train_ms &&
+         a.round_witness_ms == b.round_witness_ms && a.cooldown_ms == b.cooldown_ms &&
+         a.rounds_per_epoch == b.rounds_per_epoch && a.epochs == b.epochs &&
+         a.total_steps == b.total_steps && a.batches_per_round == b.batches_per_round &&
+         a.allowlist == b.allowlist;
+}
+
+}  // namespace tern::swarm
