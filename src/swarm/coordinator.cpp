@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/le_writer.h"
 
 namespace tern::swarm {
 namespace {
@@ -15,20 +16,12 @@ constexpr uint32_t kMaxMembers = 100'000;
 constexpr uint32_t kMaxWitnesses = 1'000;
 
 // Canonical little-endian writer for snapshot and history hashing.
-class Writer {
+class Writer : public LeWriter {
  public:
-  void u8(uint8_t v) { out_.push_back(v); }
-  void u64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
-  }
   void boolean(bool v) { u8(v ? 1 : 0); }
-  template <size_t N>
-  void bytes(const std::array<uint8_t, N>& a) {
-    out_.insert(out_.end(), a.begin(), a.end());
-  }
   void blob(const std::vector<uint8_t>& v) {
     u64(v.size());
-    out_.insert(out_.end(), v.begin(), v.end());
+    bytes(v);
   }
   void id(const net::NodeId& n) { bytes(n.key); }
   void ids(const std::vector<net::NodeId>& v) {
@@ -42,10 +35,6 @@ class Writer {
       u64(r.end);
     }
   }
-  std::vector<uint8_t>& out() { return out_; }
-
- private:
-  std::vector<uint8_t> out_;
 };
 
 void encode_plan(Writer& w, const RoundPlan& plan) {

@@ -4,6 +4,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/check.h"
+#include "core/le_writer.h"
+
 namespace tern::swarm {
 namespace {
 
@@ -17,24 +20,13 @@ enum class EventTag : uint8_t {
   kResume = 6,
 };
 
-class Writer {
+class Writer : public LeWriter {
  public:
-  void u8(uint8_t v) { out_.push_back(v); }
-  void u32(uint32_t v) {
-    for (int i = 0; i < 4; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
-  }
-  void u64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
-  }
   void count(size_t n) {
     TERN_CHECK(n <= UINT32_MAX, "list of ", n, " items does not fit the u32 count");
     u32(static_cast<uint32_t>(n));
   }
-  void bytes32(const std::array<uint8_t, 32>& a) { out_.insert(out_.end(), a.begin(), a.end()); }
-  std::vector<uint8_t>& out() { return out_; }
-
- private:
-  std::vector<uint8_t> out_;
+  void bytes32(const std::array<uint8_t, 32>& a) { bytes(a); }
 };
 
 // Bounds-checked reader; every failure names the field and its offset.
