@@ -26,5 +26,7 @@ Command add_eval_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_keygen_command(CLI::App& root);
 Command add_ledger_command(CLI::App& root);
+Command add_coordinator_command(CLI::App& root);
+Command add_join_command(CLI::App& root);
 
 }  // namespace tern::cli

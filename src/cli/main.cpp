@@ -18,12 +18,13 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
 
   std::vector<tern::cli::Command> commands = {
-      tern::cli::add_demo_command(app),     tern::cli::add_data_command(app),
-      tern::cli::add_pretrain_command(app), tern::cli::add_finetune_command(app),
-      tern::cli::add_generate_command(app), tern::cli::add_eval_command(app),
-      tern::cli::add_info_command(app),     tern::cli::add_tokenizer_command(app),
-      tern::cli::add_convert_command(app),  tern::cli::add_bench_command(app),
-      tern::cli::add_keygen_command(app),   tern::cli::add_ledger_command(app),
+      tern::cli::add_demo_command(app),        tern::cli::add_data_command(app),
+      tern::cli::add_pretrain_command(app),    tern::cli::add_finetune_command(app),
+      tern::cli::add_generate_command(app),    tern::cli::add_eval_command(app),
+      tern::cli::add_info_command(app),        tern::cli::add_tokenizer_command(app),
+      tern::cli::add_convert_command(app),     tern::cli::add_bench_command(app),
+      tern::cli::add_keygen_command(app),      tern::cli::add_ledger_command(app),
+      tern::cli::add_coordinator_command(app), tern::cli::add_join_command(app),
   };
   // CLI11 only says "a subcommand is required" for a misspelt one; name it instead.
   for (int i = 1; i < argc; ++i) {

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/check.h"
+
 namespace tern {
 
 class LeWriter {
@@ -22,6 +24,17 @@ class LeWriter {
     out_.insert(out_.end(), a.begin(), a.end());
   }
   void bytes(const std::vector<uint8_t>& v) { out_.insert(out_.end(), v.begin(), v.end()); }
+  // A u32 item count (lists longer than that are a bug in the caller).
+  void count(size_t n) {
+    TERN_CHECK(n <= UINT32_MAX, "list of ", n, " items does not fit the u32 count");
+    u32(static_cast<uint32_t>(n));
+  }
+  // The counterpart of LeReader::byte_string: a u32 length, then the bytes.
+  template <typename Bytes>
+  void byte_string(const Bytes& v) {
+    count(v.size());
+    out_.insert(out_.end(), v.begin(), v.end());
+  }
   std::vector<uint8_t>& out() { return out_; }
 
  private:

@@ -98,7 +98,11 @@ class FaultyConnection final : public Connection {
     Rng& rng = s->rng;
     const FaultPolicy policy = shared.snapshot();
     const uint64_t ordinal = s->frames++;
-    shared.count([](FaultCounts& c) { ++c.frames; });
+    const size_t frame_bytes = frame.size();
+    shared.count([frame_bytes](FaultCounts& c) {
+      ++c.frames;
+      c.frame_bytes += frame_bytes;
+    });
 
     const bool disconnect_now =
         (policy.disconnect_after_frames > 0 && ordinal >= policy.disconnect_after_frames) ||

@@ -53,7 +53,8 @@ struct FaultPolicy {
 };
 
 struct FaultCounts {
-  uint64_t frames = 0;  // frames passed to send()
+  uint64_t frames = 0;       // frames passed to send()
+  uint64_t frame_bytes = 0;  // their bytes (an upload meter when wrapping a member's transport)
   uint64_t dropped = 0;
   uint64_t corrupted = 0;
   uint64_t delayed = 0;

@@ -240,6 +240,12 @@ class Node::Session : public std::enable_shared_from_this<Session> {
       co_return queued;
     }
     if (auto* broadcast = std::get_if<msg::Broadcast>(&body)) {
+      if (node.broadcast_peers_ && node.broadcast_peers_->count(peer_) == 0) {
+        ++node.counters_.rejected_messages;
+        log(LogLevel::kWarn, "net", "broadcast on a blob-only link from ", peer_.short_string(),
+            " dropped");
+        co_return Status::Ok();
+      }
       // Duplicates are normal when several relays forward the same message;
       // the router logs and counts every rejection, and the link stays up.
       (void)node.router_->on_receive(peer_, from_wire(*broadcast), node.now_ms());
@@ -480,7 +486,9 @@ Result<NodeId> Node::admit(std::unique_ptr<SecureChannel> channel, const char* d
   if (existing != sessions_.end()) existing->second->close("replaced by a new link", false);
   auto session = std::make_shared<Session>(*this, std::move(channel));
   sessions_[peer] = session;
-  router_->add_link(std::make_shared<SessionLink>(session, counters_));
+  if (!broadcast_peers_ || broadcast_peers_->count(peer) != 0) {
+    router_->add_link(std::make_shared<SessionLink>(session, counters_));
+  }
   ++counters_.links_opened;
   session->start(executor_);
   return peer;
@@ -494,6 +502,21 @@ void Node::session_closed(const NodeId& peer, const Session* session) {
   closing_.push_back(it->second);
   sessions_.erase(it);
   router_->remove_link(peer);
+}
+
+void Node::set_broadcast_peers(std::optional<std::vector<NodeId>> peers) {
+  if (!peers) {
+    broadcast_peers_.reset();
+  } else {
+    broadcast_peers_.emplace(peers->begin(), peers->end());
+  }
+  for (const auto& [peer, session] : sessions_) {
+    if (!broadcast_peers_ || broadcast_peers_->count(peer) != 0) {
+      router_->add_link(std::make_shared<SessionLink>(session, counters_));
+    } else {
+      router_->remove_link(peer);
+    }
+  }
 }
 
 bool Node::connected(const NodeId& peer) const {

@@ -108,6 +108,11 @@ class Node {
 
   // Signs and sends a broadcast to every link; returns what was sent.
   SignedMessage publish(uint16_t kind, Bytes body, uint64_t lifetime_ms);
+  // Restricts broadcasts to links with these peers (a member of a star sets
+  // its coordinator): other links carry blobs only, so a message is not sent
+  // and received twice (directly and relayed). A broadcast arriving on another
+  // link is dropped and counted as a rejected message. nullopt: every link.
+  void set_broadcast_peers(std::optional<std::vector<NodeId>> peers);
   // Called once per accepted broadcast from another node.
   void on_broadcast(std::function<void(const SignedMessage&)> handler);
   const BroadcastCounters& broadcast_counters() const;
@@ -149,6 +154,7 @@ class Node {
   // Expires with the node: coroutines parked across its destruction see it.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::optional<std::set<NodeId>> allowed_;
+  std::optional<std::set<NodeId>> broadcast_peers_;
   NodeCounters counters_;
   ChunkTamper tamper_;
   bool closed_ = false;

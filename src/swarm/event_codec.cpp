@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/le_reader.h"
 #include "core/le_writer.h"
 
 namespace tern::swarm {
@@ -20,94 +21,7 @@ enum class EventTag : uint8_t {
   kResume = 6,
 };
 
-class Writer : public LeWriter {
- public:
-  void count(size_t n) {
-    TERN_CHECK(n <= UINT32_MAX, "list of ", n, " items does not fit the u32 count");
-    u32(static_cast<uint32_t>(n));
-  }
-  void bytes32(const std::array<uint8_t, 32>& a) { bytes(a); }
-};
-
-// Bounds-checked reader; every failure names the field and its offset.
-class Reader {
- public:
-  Reader(std::span<const uint8_t> bytes, const char* what) : bytes_(bytes), what_(what) {}
-
-  Status need(size_t n, const char* field) const {
-    if (bytes_.size() - pos_ < n) {
-      return Status::Error(std::string("decode ") + what_ + ": truncated at " + field +
-                           " (offset " + std::to_string(pos_) + ", needs " + std::to_string(n) +
-                           " bytes, " + std::to_string(bytes_.size() - pos_) + " left)");
-    }
-    return Status::Ok();
-  }
-  Status error(const char* field, size_t offset, const std::string& problem) const {
-    return Status::Error(std::string("decode ") + what_ + ": " + field + " at offset " +
-                         std::to_string(offset) + " " + problem);
-  }
-
-  Result<uint8_t> u8(const char* field) {
-    TERN_RETURN_IF_ERROR(need(1, field));
-    return bytes_[pos_++];
-  }
-  Result<uint32_t> u32(const char* field) {
-    TERN_RETURN_IF_ERROR(need(4, field));
-    uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= uint32_t{bytes_[pos_ + i]} << (8 * i);
-    pos_ += 4;
-    return v;
-  }
-  Result<uint64_t> u64(const char* field) {
-    TERN_RETURN_IF_ERROR(need(8, field));
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= uint64_t{bytes_[pos_ + i]} << (8 * i);
-    pos_ += 8;
-    return v;
-  }
-  Result<std::array<uint8_t, 32>> bytes32(const char* field) {
-    TERN_RETURN_IF_ERROR(need(32, field));
-    std::array<uint8_t, 32> a{};
-    for (size_t i = 0; i < 32; ++i) a[i] = bytes_[pos_ + i];
-    pos_ += 32;
-    return a;
-  }
-  Result<bool> boolean(const char* field) {
-    const size_t at = pos_;
-    TERN_ASSIGN_OR_RETURN(uint8_t v, u8(field));
-    if (v > 1) return error(field, at, "is " + std::to_string(v) + " (expected 0 or 1)");
-    return v == 1;
-  }
-  // A u32 item count whose items (item_size bytes each) must fit in what is left,
-  // so a forged count cannot make us allocate.
-  Result<uint32_t> count(const char* field, size_t item_size) {
-    const size_t at = pos_;
-    TERN_ASSIGN_OR_RETURN(uint32_t n, u32(field));
-    if (uint64_t{n} * item_size > bytes_.size() - pos_) {
-      return error(field, at,
-                   "is " + std::to_string(n) + " items of " + std::to_string(item_size) +
-                       " bytes, but only " + std::to_string(bytes_.size() - pos_) +
-                       " bytes follow");
-    }
-    return n;
-  }
-  Status finish() const {
-    if (pos_ != bytes_.size()) {
-      return Status::Error(std::string("decode ") + what_ + ": " +
-                           std::to_string(bytes_.size() - pos_) + " trailing bytes at offset " +
-                           std::to_string(pos_));
-    }
-    return Status::Ok();
-  }
-  size_t pos() const { return pos_; }
-
- private:
-  std::span<const uint8_t> bytes_;
-  const char* what_;
-  size_t pos_ = 0;
-};
-
-Result<std::vector<BatchRange>> read_ranges(Reader& r) {
+Result<std::vector<BatchRange>> read_ranges(LeReader& r) {
   TERN_ASSIGN_OR_RETURN(uint32_t n, r.count("batch count", 16));
   std::vector<BatchRange> ranges(n);
   for (BatchRange& range : ranges) {
@@ -117,7 +31,7 @@ Result<std::vector<BatchRange>> read_ranges(Reader& r) {
   return ranges;
 }
 
-Result<Event> read_event_body(Reader& r, EventTag tag) {
+Result<Event> read_event_body(LeReader& r, EventTag tag) {
   switch (tag) {
     case EventTag::kJoin: {
       Join e;
@@ -176,7 +90,7 @@ Result<Event> read_event_body(Reader& r, EventTag tag) {
 }  // namespace
 
 std::vector<uint8_t> encode_event(const Event& event) {
-  Writer w;
+  LeWriter w;
   w.u8(kEventCodecVersion);
   std::visit(
       [&w](const auto& e) {
@@ -184,30 +98,30 @@ std::vector<uint8_t> encode_event(const Event& event) {
         if constexpr (std::is_same_v<T, Join>) {
           w.u8(static_cast<uint8_t>(EventTag::kJoin));
           w.u64(e.now_ms);
-          w.bytes32(e.member.key);
+          w.bytes(e.member.key);
         } else if constexpr (std::is_same_v<T, Leave>) {
           w.u8(static_cast<uint8_t>(EventTag::kLeave));
           w.u64(e.now_ms);
-          w.bytes32(e.member.key);
+          w.bytes(e.member.key);
         } else if constexpr (std::is_same_v<T, TrainDone>) {
           w.u8(static_cast<uint8_t>(EventTag::kTrainDone));
           w.u64(e.now_ms);
-          w.bytes32(e.member.key);
+          w.bytes(e.member.key);
           w.u64(e.round);
           w.count(e.batches.size());
           for (const BatchRange& range : e.batches) {
             w.u64(range.begin);
             w.u64(range.end);
           }
-          w.bytes32(e.update_hash);
+          w.bytes(e.update_hash);
         } else if constexpr (std::is_same_v<T, Attest>) {
           w.u8(static_cast<uint8_t>(EventTag::kAttest));
           w.u64(e.now_ms);
-          w.bytes32(e.witness.key);
+          w.bytes(e.witness.key);
           w.u64(e.round);
           w.count(e.received.size());
           w.out().insert(w.out().end(), e.received.begin(), e.received.end());
-          w.bytes32(e.weight_hash);
+          w.bytes(e.weight_hash);
         } else if constexpr (std::is_same_v<T, Tick>) {
           w.u8(static_cast<uint8_t>(EventTag::kTick));
           w.u64(e.now_ms);
@@ -225,7 +139,7 @@ std::vector<uint8_t> encode_event(const Event& event) {
 }
 
 Result<Event> decode_event(std::span<const uint8_t> bytes) {
-  Reader r(bytes, "event");
+  LeReader r(bytes, "event");
   TERN_ASSIGN_OR_RETURN(uint8_t version, r.u8("version"));
   if (version != kEventCodecVersion) {
     return r.error(
@@ -242,7 +156,7 @@ Result<Event> decode_event(std::span<const uint8_t> bytes) {
 }
 
 std::vector<uint8_t> encode_config(const CoordinatorConfig& c) {
-  Writer w;
+  LeWriter w;
   w.u8(kConfigCodecVersion);
   w.u64(c.run_seed);
   w.u32(c.min_members);
@@ -259,13 +173,13 @@ std::vector<uint8_t> encode_config(const CoordinatorConfig& c) {
   w.u8(c.allowlist ? 1 : 0);
   if (c.allowlist) {
     w.count(c.allowlist->size());
-    for (const net::NodeId& id : *c.allowlist) w.bytes32(id.key);
+    for (const net::NodeId& id : *c.allowlist) w.bytes(id.key);
   }
   return std::move(w.out());
 }
 
 Result<CoordinatorConfig> decode_config(std::span<const uint8_t> bytes) {
-  Reader r(bytes, "coordinator config");
+  LeReader r(bytes, "coordinator config");
   CoordinatorConfig c;
   TERN_ASSIGN_OR_RETURN(uint8_t version, r.u8("version"));
   if (version != kConfigCodecVersion) {

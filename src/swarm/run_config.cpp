@@ -397,6 +397,14 @@ void read_model(Section& s, Parsed& p) {
     s.missing("preset", "give preset = \"<name>\" or gguf = \"<path>\"");
   }
 
+  if (auto vocab = s.integer("vocab", 256, int64_t{1} << 24)) {
+    if (gguf) {
+      s.bad(*s.node("vocab"), "vocab", "applies to a preset only (a gguf fixes its vocabulary)");
+    } else {
+      m.vocab = *vocab;
+    }
+  }
+
   auto rank = s.integer("lora_rank", 1, 4096);
   auto alpha = s.real(
       "lora_alpha", [](double v) { return v > 0.0 && v <= 1e6; }, "must be a number in (0, 1e6]");
@@ -850,6 +858,7 @@ std::string to_toml(const RunConfig& c) {
   out += "\n[model]\n";
   if (!c.model.preset.empty()) put_string(out, "preset", c.model.preset);
   if (!c.model.gguf.empty()) put_string(out, "gguf", c.model.gguf);
+  if (c.model.vocab > 0) put_int(out, "vocab", static_cast<uint64_t>(c.model.vocab));
   if (c.model.lora_rank > 0) {
     put_int(out, "lora_rank", static_cast<uint64_t>(c.model.lora_rank));
     put_double(out, "lora_alpha", c.model.lora_alpha);
@@ -986,6 +995,16 @@ LrSchedule to_lr_schedule(const RunConfig& c) {
   out.total_steps = static_cast<int64_t>(effective_total_steps(c));
   out.decay_fraction = c.optimizer.decay_fraction;
   return out;
+}
+
+Result<ModelConfig> to_model_config(const RunConfig& c) {
+  if (c.model.preset.empty()) {
+    return Status::Error("run config: [model] gguf = " + c.model.gguf +
+                         ": the model's config comes from the file");
+  }
+  TERN_ASSIGN_OR_RETURN(ModelConfig model, preset_config(c.model.preset));
+  if (c.model.vocab > 0) model.vocab = c.model.vocab;
+  return model;
 }
 
 std::optional<LoraConfig> to_lora_config(const RunConfig& c) {

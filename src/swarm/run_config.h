@@ -60,6 +60,7 @@ struct RunConfig {
     // Exactly one of preset (a preset_names() entry) and gguf (a file path).
     std::string preset;
     std::string gguf;
+    int64_t vocab = 0;  // preset only: overrides the preset's vocabulary size (0: keep it)
     // LoRA fine-tuning: lora_rank > 0 enables it; 0 trains the full model.
     int64_t lora_rank = 0;
     double lora_alpha = 0.0;             // default 2 * lora_rank
@@ -143,6 +144,9 @@ uint64_t effective_total_steps(const RunConfig& config);
 CoordinatorConfig to_coordinator_config(const RunConfig& config);
 DemoConfig to_demo_config(const RunConfig& config);
 LrSchedule to_lr_schedule(const RunConfig& config);
+// The model config of a preset run, with [model] vocab applied; an error for
+// a gguf run (whose config is in the file).
+Result<ModelConfig> to_model_config(const RunConfig& config);
 // nullopt when the run trains the full model (lora_rank == 0).
 std::optional<LoraConfig> to_lora_config(const RunConfig& config);
 

@@ -1,0 +1,183 @@
+// `tern coordinator` and `tern join`: the two processes of a swarm run
+// (docs/swarm.md). The coordinator serves one run from its TOML config and
+// its ledger file; members join it with their own key and local shards.
+#include <cinttypes>
+#include <cstdio>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+
+#include "cli/commands.h"
+#include "net/faulty_transport.h"
+#include "net/identity.h"
+#include "net/tcp_transport.h"
+#include "swarm/client.h"
+#include "swarm/coordinator_server.h"
+#include "swarm/run_config.h"
+
+namespace tern::cli {
+namespace {
+
+int swarm_fail(const char* command, const Status& status) {
+  std::fprintf(stderr, "tern %s: %s\n", command, status.message().c_str());
+  return 1;
+}
+
+void rethrow_if_set(std::exception_ptr error) {
+  if (error) std::rethrow_exception(error);
+}
+
+struct CoordinatorFlags {
+  std::string config, state, listen = "127.0.0.1:7400", key;
+  uint64_t linger_ms = 3000;
+};
+
+int run_coordinator(const CoordinatorFlags& f) {
+  Result<swarm::RunConfig> config = swarm::load_run_config(f.config);
+  if (!config.ok()) return swarm_fail("coordinator", config.status());
+  Result<net::Identity> identity = net::Identity::load(f.key);
+  if (!identity.ok()) return swarm_fail("coordinator", identity.status());
+  asio::io_context io;
+  net::TcpTransport tcp(io.get_executor());
+  swarm::CoordinatorServerOptions options;
+  options.linger_ms = f.linger_ms;
+  options.on_status = [last = std::string()](const swarm::StatusMessage& st) mutable {
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "coordinator: %s epoch %" PRIu64 " round %" PRIu64 " step %" PRIu64
+                  " members %zu pending %zu batches %" PRIu64 "/%" PRIu64,
+                  swarm::state_name(st.state), st.epoch, st.in_round ? st.round : uint64_t{0},
+                  st.step, st.members.size(), st.pending_joins.size(), st.trained_batches,
+                  st.schedule_batches);
+    if (line != last) {
+      std::fprintf(stderr, "%s\n", line);
+      last = line;
+    }
+  };
+  Result<std::unique_ptr<swarm::CoordinatorServer>> server = swarm::CoordinatorServer::open(
+      io.get_executor(), tcp, std::move(identity).value(), config.value(), f.state, options);
+  if (!server.ok()) return swarm_fail("coordinator", server.status());
+  if (Status s = server.value()->listen(f.listen); !s.ok()) return swarm_fail("coordinator", s);
+  std::fprintf(stderr, "coordinator: run %s (%s), id %s, listening on %s%s\n",
+               config.value().run.name.c_str(), swarm::run_id_hex(config.value().run.id).c_str(),
+               server.value()->id().to_string().c_str(), server.value()->address().c_str(),
+               server.value()->restored() ? ", restored from its ledger" : "");
+  Status result;
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { result = co_await server.value()->run(); },
+      rethrow_if_set);
+  io.run();
+  if (!result.ok()) return swarm_fail("coordinator", result);
+  std::printf("{\"state\":\"%s\",\"epoch\":%" PRIu64 ",\"step\":%" PRIu64
+              ",\"trained_batches\":%" PRIu64 ",\"ledger_entries\":%" PRIu64 "}\n",
+              swarm::state_name(server.value()->coordinator().state()),
+              server.value()->coordinator().epoch(), server.value()->coordinator().step(),
+              server.value()->coordinator().trained_batches(),
+              server.value()->coordinator().snapshot().event_count);
+  return 0;
+}
+
+struct JoinFlags {
+  std::string config, coordinator, coordinator_id, key, listen = "127.0.0.1:0", shards, checkpoint;
+  uint64_t upload_cap = 0;
+};
+
+int run_join(const JoinFlags& f) {
+  Result<swarm::RunConfig> config = swarm::load_run_config(f.config);
+  if (!config.ok()) return swarm_fail("join", config.status());
+  Result<net::Identity> identity = net::Identity::load(f.key);
+  if (!identity.ok()) return swarm_fail("join", identity.status());
+  swarm::ClientOptions options;
+  options.coordinator_address = f.coordinator;
+  if (!f.coordinator_id.empty()) {
+    Result<net::NodeId> id = net::NodeId::parse(f.coordinator_id);
+    if (!id.ok()) return swarm_fail("join", id.status().with_context("--coordinator-id"));
+    options.coordinator_id = id.value();
+  }
+  options.listen = f.listen;
+  options.shards = f.shards;
+  options.checkpoint_path = f.checkpoint;
+
+  asio::io_context io;
+  net::TcpTransport tcp(io.get_executor());
+  // Every byte this member sends passes the fault layer: it meters the upload
+  // and, with --upload-cap, limits it (per link).
+  net::FaultPolicy policy;
+  policy.bandwidth_bytes_per_second = f.upload_cap;
+  net::FaultyTransport transport(tcp, policy, 1);
+  options.uploaded_bytes = [&transport] { return transport.counts().frame_bytes; };
+  const net::NodeId me = identity.value().id();
+  Result<std::unique_ptr<swarm::SwarmClient>> client = swarm::SwarmClient::create(
+      io.get_executor(), transport, std::move(identity).value(), config.value(), options);
+  if (!client.ok()) return swarm_fail("join", client.status());
+  client.value()->on_progress([](const swarm::ClientProgress& p) {
+    std::fprintf(stderr,
+                 "join: round %" PRIu64 " epoch %" PRIu64 " step %" PRIu64
+                 " members %zu loss %.4f uploaded %" PRIu64 " B\n",
+                 p.round, p.epoch, p.step, p.members, static_cast<double>(p.train_loss),
+                 p.uploaded_bytes);
+  });
+  std::fprintf(stderr, "join: member %s joining run %s at %s\n", me.to_string().c_str(),
+               config.value().run.name.c_str(), f.coordinator.c_str());
+  std::optional<Result<swarm::ClientReport>> report;
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { report = co_await client.value()->run(); },
+      rethrow_if_set);
+  io.run();
+  if (!report || !report->ok()) {
+    return swarm_fail("join", report ? report->status() : Status::Error("stopped early"));
+  }
+  const swarm::ClientReport& r = report->value();
+  const double steps = static_cast<double>(r.steps_applied > 0 ? r.steps_applied : 1);
+  std::printf(
+      "{\"member\":\"%s\",\"steps\":%" PRIu64 ",\"rounds_trained\":%" PRIu64
+      ",\"batches_trained\":%" PRIu64 ",\"params\":%" PRId64
+      ",\"initial_val_loss\":%.6f,\"final_val_loss\":%.6f,\"synced_from_peers\":%s"
+      ",\"update_bytes\":%" PRIu64 ",\"uploaded_bytes\":%" PRIu64
+      ",\"upload_bytes_per_param_step\":%.6g,\"weight_hash\":\"%s\",\"checkpoint\":\"%s\"}\n",
+      me.to_string().c_str(), r.steps_applied, r.rounds_trained, r.batches_trained, r.params,
+      static_cast<double>(r.initial_val_loss), static_cast<double>(r.final_val_loss),
+      r.synced_from_peers ? "true" : "false", r.updates_sent_bytes, r.uploaded_bytes,
+      static_cast<double>(r.uploaded_bytes) / static_cast<double>(r.params) / steps,
+      to_hex(r.weight_hash).c_str(), r.checkpoint_path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+Command add_coordinator_command(CLI::App& root) {
+  CLI::App* app = root.add_subcommand("coordinator", "Coordinate a swarm training run");
+  auto f = std::make_shared<CoordinatorFlags>();
+  app->add_option("--config", f->config, "Run config (TOML; docs/run-config.md)")->required();
+  app->add_option("--state", f->state, "Ledger file (SQLite): created, or resumed after a crash")
+      ->required();
+  app->add_option("--key", f->key, "Coordinator key file (tern keygen)")->required();
+  app->add_option("--listen", f->listen, "Address to listen on (host:port)")->capture_default_str();
+  app->add_option("--linger-ms", f->linger_ms, "Keep serving this long after the run finishes")
+      ->capture_default_str();
+  return {app, [f]() { return run_coordinator(*f); }};
+}
+
+Command add_join_command(CLI::App& root) {
+  CLI::App* app = root.add_subcommand("join", "Join a swarm training run as a member");
+  auto f = std::make_shared<JoinFlags>();
+  app->add_option("--config", f->config, "The run's config (TOML), as the coordinator has it")
+      ->required();
+  app->add_option("--coordinator", f->coordinator, "Coordinator address (host:port)")->required();
+  app->add_option("--key", f->key, "This member's key file (tern keygen)")->required();
+  app->add_option("--coordinator-id", f->coordinator_id, "Pin the coordinator's node id");
+  app->add_option("--listen", f->listen, "Where peers fetch this member's blobs")
+      ->capture_default_str();
+  app->add_option("--shards", f->shards, "Local token shards (default: [data] shards)");
+  app->add_option("--checkpoint", f->checkpoint, "Write the final weights here (GGUF)");
+  app->add_option("--upload-cap", f->upload_cap,
+                  "Cap every link's upload at this many bytes/s (0: none)")
+      ->capture_default_str();
+  return {app, [f]() { return run_join(*f); }};
+}
+
+}  // namespace tern::cli

@@ -1,0 +1,789 @@
+#include "swarm/client.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/thread_pool.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/shards.h"
+#include "model/bitnet.h"
+#include "model/model_file.h"
+#include "model/weight_source.h"
+#include "net/node.h"
+#include "optim/adamw.h"
+#include "optim/demo.h"
+#include "optim/demo_codec.h"
+#include "swarm/assignment.h"
+
+namespace tern::swarm {
+namespace {
+
+constexpr uint64_t kRepublishMs = 2'000;  // Join / Trained / Attest / Weights repeats
+constexpr uint64_t kLingerMs = 2'000;     // keep serving blobs after the run ends
+
+uint64_t system_now_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+Blake2bDigest hash_params(const FlatBuffer& params) {
+  Blake2bHasher h;
+  h.update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(params.data()),
+                                    static_cast<size_t>(params.size()) * sizeof(float)));
+  return h.finish();
+}
+
+std::span<const uint8_t> param_bytes(const FlatBuffer& params) {
+  return {reinterpret_cast<const uint8_t*>(params.data()),
+          static_cast<size_t>(params.size()) * sizeof(float)};
+}
+
+bool contains(const std::vector<net::NodeId>& ids, const net::NodeId& id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+// The plan of a round as published, once its roster and batch list pass the
+// checks plan_round() relies on (the Status is untrusted input).
+Result<RoundPlan> plan_from_status(const StatusMessage& st, uint64_t run_seed,
+                                   uint32_t witnesses_per_round) {
+  if (st.roster.empty())
+    return Status::Error("status: round " + std::to_string(st.round) + " has an empty roster");
+  for (size_t i = 1; i < st.roster.size(); ++i) {
+    if (!(st.roster[i - 1] < st.roster[i])) {
+      return Status::Error("status: round " + std::to_string(st.round) +
+                           " roster is not sorted and unique at slot " + std::to_string(i));
+    }
+  }
+  return plan_round(run_seed, st.epoch, st.round_in_epoch, st.roster, st.batch_list,
+                    witnesses_per_round);
+}
+
+struct RoundInfo {
+  StatusMessage status;  // the first Status seen for the round
+  RoundPlan plan;
+};
+
+struct FetchedUpdate {
+  bool done = false;
+  Status status;
+  std::shared_ptr<const DemoUpdate> update;
+};
+
+struct TrainOutput {
+  float loss = 0.0f;
+  std::vector<uint8_t> payload;
+};
+
+}  // namespace
+
+class SwarmClient::Impl {
+ public:
+  Impl(asio::any_io_executor executor, net::Transport& transport, net::Identity identity,
+       RunConfig config, ClientOptions options, BitNetModel model, DemoPlan plan, ShardSet shards)
+      : executor_(std::move(executor)),
+        config_(std::move(config)),
+        config_hash_(swarm::config_hash(config_)),
+        options_(std::move(options)),
+        model_(std::move(model)),
+        plan_(std::move(plan)),
+        demo_(plan_),
+        shards_(std::move(shards)),
+        schedule_(to_lr_schedule(config_)),
+        canonical_(model_.layout().buffer_size()),
+        worker_(1) {
+    if (!options_.now_ms) options_.now_ms = system_now_ms;
+    std::memcpy(canonical_.data(), model_.params().data(),
+                static_cast<size_t>(canonical_.size()) * sizeof(float));
+    net::NodeOptions node_options;
+    node_options.run_id = config_.run.id;
+    node_options.now_ms = options_.now_ms;
+    node_options.request_timeout = net::Millis(5'000);
+    node_ = std::make_unique<net::Node>(executor_, transport, std::move(identity), node_options);
+    node_->on_broadcast([this](const net::SignedMessage& m) { on_message(m); });
+  }
+
+  const net::NodeId& id() const { return node_->id(); }
+  void set_progress(std::function<void(const ClientProgress&)> f) { progress_ = std::move(f); }
+
+  asio::awaitable<Result<ClientReport>> run();
+
+ private:
+  uint64_t now_ms() const { return options_.now_ms(); }
+  void on_message(const net::SignedMessage& m);
+  void on_status(const StatusMessage& st);
+  void on_trained(const net::NodeId& from, const TrainedMessage& m);
+  void publish(SwarmKind kind, std::vector<uint8_t> body) {
+    node_->publish(static_cast<uint16_t>(kind), std::move(body), options_.message_lifetime_ms);
+  }
+  std::string address_of(const net::NodeId& member) const;
+  asio::awaitable<Status> ensure_link(const net::NodeId& peer);
+  // Fetches and decodes one update blob from the given holders (once).
+  asio::awaitable<void> fetch_update(net::BlobId blob, std::vector<net::NodeId> holders);
+  asio::awaitable<Status> apply_result(const RoundResult& result);
+  asio::awaitable<Status> train(const StatusMessage& st, const RoundPlan& plan,
+                                std::optional<double> lookahead_lr);
+  asio::awaitable<Status> attest(const StatusMessage& st, const RoundPlan& plan);
+  asio::awaitable<Status> try_sync(const StatusMessage& st);
+  void announce_weights();
+  void report_progress(const StatusMessage& st);
+  template <typename F>
+  asio::awaitable<decltype(std::declval<F>()())> on_worker(F f);
+  float validation_loss();
+  double lr_for_step(uint64_t step) const {
+    const int64_t total = schedule_.total_steps;
+    return schedule_.lr_at(std::min<int64_t>(static_cast<int64_t>(step), total - 1));
+  }
+
+  asio::any_io_executor executor_;
+  RunConfig config_;
+  Blake2bDigest config_hash_;
+  ClientOptions options_;
+  BitNetModel model_;
+  DemoPlan plan_;
+  DemoOptimizer demo_;
+  ShardSet shards_;
+  LrSchedule schedule_;
+  FlatBuffer canonical_;  // the agreed weights; model_.params() is scratch
+  asio::thread_pool worker_;
+  std::unique_ptr<net::Node> node_;
+  std::function<void(const ClientProgress&)> progress_;
+
+  std::optional<net::NodeId> coordinator_;
+  std::optional<StatusMessage> status_;
+  std::map<uint64_t, RoundInfo> rounds_;
+  std::map<uint64_t, std::map<net::NodeId, TrainedMessage>> announced_;
+  std::map<net::BlobId, FetchedUpdate> fetched_;
+  std::map<uint64_t, RoundResult> results_;  // resolved, not yet applied
+  std::map<uint64_t, std::map<net::NodeId, net::BlobId>> weights_offers_;  // by step
+  uint64_t next_round_ = 0;  // the next round whose result this member applies
+  uint64_t steps_applied_ = 0;
+  bool need_sync_ = false;
+  bool first_status_ = true;
+  std::set<uint64_t> trained_;
+  std::map<uint64_t, TrainedMessage> my_trained_;
+  std::map<uint64_t, AttestMessage> my_attest_;
+  uint64_t last_join_ms_ = 0, last_trained_ms_ = 0, last_attest_ms_ = 0, last_weights_ms_ = 0;
+  std::optional<std::pair<uint64_t, net::BlobId>> my_weights_;  // step, blob
+  float last_loss_ = std::numeric_limits<float>::quiet_NaN();
+  ClientReport report_;
+  Status fatal_;
+};
+
+template <typename F>
+asio::awaitable<decltype(std::declval<F>()())> SwarmClient::Impl::on_worker(F f) {
+  // Runs f on the worker thread; this coroutine resumes on the node's executor.
+  auto task = [f = std::move(f)]() mutable -> asio::awaitable<decltype(f())> { co_return f(); };
+  co_return co_await asio::co_spawn(worker_.get_executor(), task(), asio::use_awaitable);
+}
+
+std::string SwarmClient::Impl::address_of(const net::NodeId& member) const {
+  if (!status_) return {};
+  for (const MemberInfo& m : status_->members) {
+    if (m.id == member) return m.address;
+  }
+  return {};
+}
+
+void SwarmClient::Impl::on_message(const net::SignedMessage& m) {
+  const auto kind = static_cast<SwarmKind>(m.kind);
+  if (kind == SwarmKind::kStatus) {
+    if (!coordinator_ || m.sender != *coordinator_) {
+      log(LogLevel::kWarn, "swarm", "ignored status from non-coordinator ",
+          m.sender.short_string());
+      return;
+    }
+    Result<StatusMessage> st = decode_status(m.body);
+    if (!st.ok()) {
+      log(LogLevel::kWarn, "swarm", "ignored status: ", st.status().message());
+      return;
+    }
+    on_status(st.value());
+  } else if (kind == SwarmKind::kTrained) {
+    Result<TrainedMessage> t = decode_trained(m.body);
+    if (!t.ok()) {
+      log(LogLevel::kWarn, "swarm", "ignored trained from ", m.sender.short_string(), ": ",
+          t.status().message());
+      return;
+    }
+    on_trained(m.sender, t.value());
+  } else if (kind == SwarmKind::kWeights) {
+    Result<WeightsMessage> w = decode_weights(m.body);
+    if (!w.ok()) return;
+    weights_offers_[w.value().step][m.sender] = w.value().weights_blob;
+  }
+}
+
+void SwarmClient::Impl::on_status(const StatusMessage& st) {
+  if (st.config_hash != config_hash_) {
+    fatal_ = Status::Error(
+        "join: the coordinator runs another config (its config hash differs from --config's)");
+    return;
+  }
+  if (first_status_) {
+    first_status_ = false;
+    // Joining a run in progress: the weights come from the peers.
+    if (st.step > 0 || st.last_result) need_sync_ = true;
+  }
+  if (st.in_round && rounds_.count(st.round) == 0) {
+    Result<RoundPlan> plan =
+        plan_from_status(st, config_.run.seed, config_.membership.witnesses_per_round);
+    if (!plan.ok()) {
+      log(LogLevel::kWarn, "swarm", "ignored status: ", plan.status().message());
+      return;
+    }
+    rounds_[st.round] = RoundInfo{st, std::move(plan).value()};
+  }
+  if (st.last_result && st.last_result->round >= next_round_ &&
+      results_.count(st.last_result->round) == 0) {
+    results_[st.last_result->round] = *st.last_result;
+  }
+  status_ = st;
+}
+
+void SwarmClient::Impl::on_trained(const net::NodeId& from, const TrainedMessage& m) {
+  auto round = rounds_.find(m.round);
+  if (round == rounds_.end()) {
+    log(LogLevel::kInfo, "swarm", "ignored trained from ", from.short_string(), " for round ",
+        m.round, ": round unknown here");
+    return;
+  }
+  const RoundPlan& plan = round->second.plan;
+  auto it = std::find_if(plan.assignment.begin(), plan.assignment.end(),
+                         [&](const MemberAssignment& a) { return a.member == from; });
+  if (it == plan.assignment.end() || it->batches.empty() || it->batches != m.batches) {
+    log(LogLevel::kWarn, "swarm", "ignored trained from ", from.short_string(), " for round ",
+        m.round, ": those batches were not assigned to it");
+    return;
+  }
+  announced_[m.round][from] = m;
+  if (fetched_.count(m.update_blob) == 0 && from != id()) {
+    fetched_[m.update_blob] = FetchedUpdate{};
+    std::vector<net::NodeId> holders{from};
+    asio::co_spawn(executor_, fetch_update(m.update_blob, std::move(holders)), asio::detached);
+  }
+}
+
+asio::awaitable<Status> SwarmClient::Impl::ensure_link(const net::NodeId& peer) {
+  if (node_->connected(peer)) co_return Status::Ok();
+  const std::string address = address_of(peer);
+  if (address.empty()) {
+    co_return Status::Error("no address known for " + peer.short_string());
+  }
+  Result<net::NodeId> linked = co_await node_->connect(address, peer);
+  co_return linked.status();
+}
+
+asio::awaitable<void> SwarmClient::Impl::fetch_update(net::BlobId blob,
+                                                      std::vector<net::NodeId> holders) {
+  std::vector<net::NodeId> linked;
+  Status last = Status::Error("no holder reachable");
+  for (const net::NodeId& holder : holders) {
+    Status s = co_await ensure_link(holder);
+    if (s.ok()) {
+      linked.push_back(holder);
+    } else {
+      last = s;
+    }
+  }
+  FetchedUpdate done;
+  done.done = true;
+  if (!linked.empty()) {
+    Result<net::FetchReport> report = co_await node_->fetch(blob, linked);
+    last = report.status();
+  }
+  if (last.ok()) {
+    Result<std::shared_ptr<const net::Bytes>> bytes = node_->blobs().get(blob);
+    if (bytes.ok()) {
+      Result<DemoUpdate> update = decode_demo_update(plan_, *bytes.value());
+      if (update.ok()) {
+        done.update = std::make_shared<const DemoUpdate>(std::move(update).value());
+      } else {
+        last = update.status();
+      }
+    } else {
+      last = bytes.status();
+    }
+  }
+  done.status = last;
+  if (!last.ok()) log(LogLevel::kWarn, "swarm", "update fetch failed: ", last.message());
+  fetched_[blob] = std::move(done);
+}
+
+float SwarmClient::Impl::validation_loss() {
+  const int64_t spb = config_.batch.sequences_per_batch;
+  const int64_t seq = config_.data.seq_len;
+  std::vector<int32_t> tokens(static_cast<size_t>(spb * seq)), labels(tokens.size());
+  std::memcpy(model_.params().data(), canonical_.data(),
+              static_cast<size_t>(canonical_.size()) * sizeof(float));
+  double sum = 0.0;
+  for (int64_t i = 0; i < options_.eval_batches; ++i) {
+    shards_.dataset().val_batch(i, options_.eval_batches, spb, seq, tokens, labels);
+    sum += model_.forward(tokens, labels, spb, seq);
+  }
+  return static_cast<float>(sum / static_cast<double>(options_.eval_batches));
+}
+
+asio::awaitable<Status> SwarmClient::Impl::apply_result(const RoundResult& result) {
+  std::vector<std::shared_ptr<const DemoUpdate>> updates;
+  auto round = rounds_.find(result.round);
+  for (const AcceptedUpdate& a : result.accepted) {
+    const net::BlobId blob = a.update_hash;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      auto it = fetched_.find(blob);
+      if (it != fetched_.end() && it->second.done && it->second.update) break;
+      if (it != fetched_.end() && !it->second.done) {
+        // A prefetch is running: wait for it.
+        asio::steady_timer t(executor_, std::chrono::milliseconds(10));
+        co_await t.async_wait(asio::use_awaitable);
+        --attempt;
+        continue;
+      }
+      std::vector<net::NodeId> holders{a.member};
+      if (round != rounds_.end()) {
+        for (const net::NodeId& w : round->second.plan.witnesses) {
+          if (w != a.member && w != id()) holders.push_back(w);
+        }
+      }
+      fetched_[blob] = FetchedUpdate{};
+      co_await fetch_update(blob, holders);
+    }
+    auto it = fetched_.find(blob);
+    if (it == fetched_.end() || !it->second.update) {
+      co_return Status::Error("round " + std::to_string(result.round) + ": accepted update of " +
+                              a.member.short_string() + " could not be fetched: " +
+                              (it == fetched_.end() ? "" : it->second.status.message()));
+    }
+    updates.push_back(it->second.update);
+  }
+  if (!updates.empty()) {
+    const double lr = lr_for_step(result.step_after - 1);
+    co_await on_worker([this, &updates, lr]() {
+      std::vector<const DemoUpdate*> ordered;
+      for (const auto& u : updates) ordered.push_back(u.get());
+      demo_apply(plan_, ordered, lr, canonical_);
+      return 0;
+    });
+    ++steps_applied_;
+  }
+  next_round_ = result.round + 1;
+  report_.steps_applied = steps_applied_;
+  co_return Status::Ok();
+}
+
+asio::awaitable<Status> SwarmClient::Impl::train(const StatusMessage& st, const RoundPlan& plan,
+                                                 std::optional<double> lookahead_lr) {
+  std::vector<BatchRange> mine;
+  for (const MemberAssignment& a : plan.assignment) {
+    if (a.member == id()) mine = a.batches;
+  }
+  const uint64_t step = st.step;
+  const double lr = lr_for_step(step);
+  TrainOutput out = co_await on_worker([this, &mine, step, lr, lookahead_lr]() {
+    const int64_t spb = config_.batch.sequences_per_batch;
+    const int64_t seq = config_.data.seq_len;
+    if (lookahead_lr) {
+      demo_lookahead(plan_, canonical_, demo_.momentum(), *lookahead_lr, model_.params());
+    } else {
+      std::memcpy(model_.params().data(), canonical_.data(),
+                  static_cast<size_t>(canonical_.size()) * sizeof(float));
+    }
+    model_.grads().zero();
+    const uint64_t n = total_batches(mine);
+    std::vector<int32_t> tokens(static_cast<size_t>(spb * seq)), labels(tokens.size());
+    double loss = 0.0;
+    for (const BatchRange& range : mine) {
+      for (uint64_t b = range.begin; b < range.end; ++b) {
+        Rng rng(derive_seed(config_.run.seed, "swarm batch " + std::to_string(b)));
+        shards_.dataset().sample_train(rng, spb, seq, tokens, labels);
+        loss += model_.forward(tokens, labels, spb, seq);
+        model_.backward(1.0f / static_cast<float>(n));
+      }
+    }
+    if (options_.clip > 0.0) clip_grad_norm(model_.grads(), model_.layout(), options_.clip);
+    const DemoUpdate update = demo_.encode(model_.grads(), lr, static_cast<int64_t>(step) + 1);
+    TrainOutput o;
+    o.loss = static_cast<float>(loss / static_cast<double>(n));
+    o.payload = encode_demo_update(plan_, update);
+    return o;
+  });
+  Result<net::BlobId> blob = node_->blobs().put(out.payload);
+  if (!blob.ok()) co_return blob.status().with_context("storing this member's update");
+  TrainedMessage msg;
+  msg.round = st.round;
+  msg.batches = mine;
+  msg.update_blob = blob.value();
+  FetchedUpdate own;
+  own.done = true;
+  Result<DemoUpdate> decoded = decode_demo_update(plan_, out.payload);
+  if (!decoded.ok()) co_return decoded.status();
+  own.update = std::make_shared<const DemoUpdate>(std::move(decoded).value());
+  fetched_[msg.update_blob] = std::move(own);
+  announced_[st.round][id()] = msg;
+  my_trained_[st.round] = msg;
+  trained_.insert(st.round);
+  publish(SwarmKind::kTrained, encode_trained(msg));
+  last_trained_ms_ = now_ms();
+  last_loss_ = out.loss;
+  ++report_.rounds_trained;
+  report_.batches_trained += total_batches(mine);
+  report_.updates_sent_bytes += out.payload.size();
+  co_return Status::Ok();
+}
+
+asio::awaitable<Status> SwarmClient::Impl::attest(const StatusMessage& st, const RoundPlan& plan) {
+  // Wait for the fetches of this round's announced updates, but leave a fifth
+  // of the witness window for the attestation to reach the coordinator.
+  const uint64_t window = config_.timing.round_witness_ms;
+  const uint64_t give_up = st.deadline_ms > window / 5 ? st.deadline_ms - window / 5 : 0;
+  while (now_ms() < give_up) {
+    bool pending = false;
+    for (const auto& [member, m] : announced_[st.round]) {
+      auto it = fetched_.find(m.update_blob);
+      if (it != fetched_.end() && !it->second.done) pending = true;
+    }
+    if (!pending) break;
+    asio::steady_timer t(executor_, std::chrono::milliseconds(10));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  std::vector<size_t> slots;
+  for (size_t slot = 0; slot < st.roster.size(); ++slot) {
+    auto a = announced_[st.round].find(st.roster[slot]);
+    if (a == announced_[st.round].end()) continue;
+    auto f = fetched_.find(a->second.update_blob);
+    if (f != fetched_.end() && f->second.update) slots.push_back(slot);
+  }
+  (void)plan;
+  AttestMessage msg;
+  msg.round = st.round;
+  msg.received = make_slot_bitmap(st.roster.size(), slots);
+  msg.weight_hash = hash_params(canonical_);
+  my_attest_[st.round] = msg;
+  publish(SwarmKind::kAttest, encode_attest(msg));
+  last_attest_ms_ = now_ms();
+  co_return Status::Ok();
+}
+
+void SwarmClient::Impl::announce_weights() {
+  if (!my_weights_ || my_weights_->first != steps_applied_) {
+    Result<net::BlobId> blob = node_->blobs().put(param_bytes(canonical_));
+    if (!blob.ok()) {
+      log(LogLevel::kWarn, "swarm", "cannot store weights: ", blob.status().message());
+      return;
+    }
+    my_weights_ = std::make_pair(steps_applied_, blob.value());
+    last_weights_ms_ = 0;
+  }
+  if (now_ms() < last_weights_ms_ + kRepublishMs) return;
+  WeightsMessage msg;
+  msg.step = my_weights_->first;
+  msg.weights_blob = my_weights_->second;
+  publish(SwarmKind::kWeights, encode_weights(msg));
+  last_weights_ms_ = now_ms();
+}
+
+asio::awaitable<Status> SwarmClient::Impl::try_sync(const StatusMessage& st) {
+  // The blob most members announce for the current step, once a majority of
+  // the other members agree on it.
+  auto offers = weights_offers_.find(st.step);
+  if (offers == weights_offers_.end()) co_return Status::Ok();
+  size_t others = 0;
+  for (const MemberInfo& m : st.members) others += m.id == id() ? 0 : 1;
+  std::map<net::BlobId, std::vector<net::NodeId>> by_blob;
+  for (const auto& [member, blob] : offers->second) {
+    if (member != id()) by_blob[blob].push_back(member);
+  }
+  for (auto& [blob, holders] : by_blob) {
+    if (holders.size() * 2 <= others) continue;
+    std::vector<net::NodeId> linked;
+    for (const net::NodeId& h : holders) {
+      Status s = co_await ensure_link(h);
+      if (s.ok()) linked.push_back(h);
+    }
+    if (linked.empty()) co_return Status::Ok();
+    Result<net::FetchReport> fetched = co_await node_->fetch(blob, linked);
+    if (!fetched.ok()) {
+      log(LogLevel::kWarn, "swarm", "weights fetch failed: ", fetched.status().message());
+      co_return Status::Ok();
+    }
+    Result<std::shared_ptr<const net::Bytes>> bytes = node_->blobs().get(blob);
+    if (!bytes.ok()) co_return bytes.status();
+    if (bytes.value()->size() != static_cast<size_t>(canonical_.size()) * sizeof(float)) {
+      co_return Status::Error("weights blob from peers has " +
+                              std::to_string(bytes.value()->size()) + " bytes, expected " +
+                              std::to_string(canonical_.size() * 4));
+    }
+    std::memcpy(canonical_.data(), bytes.value()->data(), bytes.value()->size());
+    demo_.momentum().zero();
+    steps_applied_ = st.step;
+    next_round_ = st.last_result ? st.last_result->round + 1 : 0;
+    for (auto it = results_.begin(); it != results_.end();) {
+      it = it->first < next_round_ ? results_.erase(it) : std::next(it);
+    }
+    need_sync_ = false;
+    report_.synced_from_peers = true;
+    report_.steps_applied = steps_applied_;
+    report_.initial_val_loss = co_await on_worker([this] { return validation_loss(); });
+    log(LogLevel::kInfo, "swarm", "loaded the weights of step ", st.step, " from ", linked.size(),
+        " peers");
+    co_return Status::Ok();
+  }
+  co_return Status::Ok();
+}
+
+void SwarmClient::Impl::report_progress(const StatusMessage& st) {
+  if (!progress_) return;
+  ClientProgress p;
+  p.round = st.last_result ? st.last_result->round : 0;
+  p.epoch = st.epoch;
+  p.step = steps_applied_;
+  p.members = st.members.size();
+  p.train_loss = last_loss_;
+  p.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;
+  progress_(p);
+}
+
+asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
+  if (Status s = node_->listen(options_.listen); !s.ok()) co_return s.with_context("join");
+  const std::string advertise = options_.advertise.empty() ? node_->address() : options_.advertise;
+  report_.params = model_.layout().num_elements();
+  report_.initial_val_loss = co_await on_worker([this] { return validation_loss(); });
+
+  // Link to the coordinator (retrying while it starts up).
+  const uint64_t connect_deadline = now_ms() + 30'000;
+  while (!coordinator_) {
+    Result<net::NodeId> linked =
+        co_await node_->connect(options_.coordinator_address, options_.coordinator_id);
+    if (linked.ok()) {
+      coordinator_ = linked.value();
+      // Broadcasts travel through the coordinator only; peer links carry blobs.
+      node_->set_broadcast_peers(std::vector<net::NodeId>{*coordinator_});
+      break;
+    }
+    if (now_ms() > connect_deadline) {
+      co_return linked.status().with_context("join: linking to the coordinator at " +
+                                             options_.coordinator_address);
+    }
+    asio::steady_timer t(executor_, std::chrono::milliseconds(200));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  JoinMessage join;
+  join.address = advertise;
+  uint64_t last_progress_round = std::numeric_limits<uint64_t>::max();
+  uint64_t finished_at = 0;
+  asio::steady_timer timer(executor_);
+  while (true) {
+    if (!fatal_.ok()) co_return fatal_;
+    if (!node_->connected(*coordinator_)) {
+      // The coordinator went away (restart): link again and carry on.
+      Result<net::NodeId> linked =
+          co_await node_->connect(options_.coordinator_address, *coordinator_);
+      if (!linked.ok()) {
+        timer.expires_after(std::chrono::milliseconds(200));
+        asio::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
+      }
+      last_join_ms_ = 0;
+    }
+    const uint64_t now = now_ms();
+    if (!status_) {
+      if (now >= last_join_ms_ + kRepublishMs) {
+        publish(SwarmKind::kJoin, encode_join(join));
+        last_join_ms_ = now;
+      }
+    } else {
+      const StatusMessage st = *status_;
+      const bool member = std::any_of(st.members.begin(), st.members.end(),
+                                      [&](const MemberInfo& m) { return m.id == id(); });
+      const bool listed_address =
+          std::any_of(st.members.begin(), st.members.end(),
+                      [&](const MemberInfo& m) { return m.id == id() && !m.address.empty(); });
+      const bool pending = contains(st.pending_joins, id());
+      if (st.state != State::kFinished && ((!member && !pending) || (member && !listed_address)) &&
+          now >= last_join_ms_ + kRepublishMs) {
+        publish(SwarmKind::kJoin, encode_join(join));
+        last_join_ms_ = now;
+      }
+
+      if (need_sync_) {
+        if (st.state == State::kFinished)
+          co_return Status::Error(
+              "join: the run finished before this member could load the weights");
+        TERN_CO_RETURN_IF_ERROR(co_await try_sync(st));
+      } else {
+        // Resolved rounds, in order; a gap means a result was missed.
+        if (!results_.empty() && results_.begin()->first != next_round_) {
+          log(LogLevel::kWarn, "swarm", "missed the result of round ", next_round_,
+              "; loading the weights from peers");
+          need_sync_ = true;
+          continue;
+        }
+        const RoundInfo* round =
+            st.in_round && rounds_.count(st.round) ? &rounds_.at(st.round) : nullptr;
+        const bool trainer =
+            round != nullptr && st.state == State::kRoundTrain && trained_.count(st.round) == 0 &&
+            std::any_of(
+                round->plan.assignment.begin(), round->plan.assignment.end(),
+                [&](const MemberAssignment& a) { return a.member == id() && !a.batches.empty(); });
+        // With overlap, the previous round's aggregate stays in flight while
+        // this round's gradient is computed on the look-ahead.
+        std::optional<RoundResult> in_flight;
+        if (trainer && config_.optimizer.overlap && !results_.empty() &&
+            std::prev(results_.end())->first + 1 == st.round) {
+          in_flight = std::prev(results_.end())->second;
+        }
+        while (!results_.empty() && !(in_flight && results_.begin()->first == in_flight->round)) {
+          const RoundResult result = results_.begin()->second;
+          results_.erase(results_.begin());
+          TERN_CO_RETURN_IF_ERROR(co_await apply_result(result));
+        }
+        if (trainer) {
+          const uint64_t step_before =
+              in_flight && !in_flight->accepted.empty() ? steps_applied_ + 1 : steps_applied_;
+          if (step_before != st.step) {
+            log(LogLevel::kWarn, "swarm", "at step ", steps_applied_, " but the run is at ",
+                st.step, "; loading the weights from peers");
+            need_sync_ = true;
+            continue;
+          }
+          std::optional<double> lookahead;
+          if (config_.optimizer.overlap) {
+            lookahead = in_flight && !in_flight->accepted.empty()
+                            ? lr_for_step(in_flight->step_after - 1)
+                            : 0.0;
+          }
+          TERN_CO_RETURN_IF_ERROR(co_await train(st, round->plan, lookahead));
+          if (in_flight) {
+            results_.erase(in_flight->round);
+            TERN_CO_RETURN_IF_ERROR(co_await apply_result(*in_flight));
+          }
+        }
+        // Re-send reports the coordinator has not recorded (it may have restarted).
+        if (round != nullptr && st.state == State::kRoundTrain && my_trained_.count(st.round)) {
+          for (size_t slot = 0; slot < st.roster.size(); ++slot) {
+            if (st.roster[slot] == id() && slot < st.trained.size() && !st.trained[slot] &&
+                now >= last_trained_ms_ + kRepublishMs) {
+              publish(SwarmKind::kTrained, encode_trained(my_trained_[st.round]));
+              last_trained_ms_ = now;
+            }
+          }
+        }
+        if (round != nullptr && st.state == State::kRoundWitness) {
+          const auto& witnesses = round->plan.witnesses;
+          for (size_t w = 0; w < witnesses.size(); ++w) {
+            if (witnesses[w] != id()) continue;
+            if (my_attest_.count(st.round) == 0) {
+              TERN_CO_RETURN_IF_ERROR(co_await attest(st, round->plan));
+            } else if (w < st.attested.size() && !st.attested[w] &&
+                       now >= last_attest_ms_ + kRepublishMs) {
+              publish(SwarmKind::kAttest, encode_attest(my_attest_[st.round]));
+              last_attest_ms_ = now;
+            }
+          }
+        }
+        const bool between_rounds = st.state == State::kCooldown || st.state == State::kWarmup ||
+                                    st.state == State::kWaitingForMembers ||
+                                    st.state == State::kFinished;
+        if (between_rounds && results_.empty() && member) announce_weights();
+        if (st.last_result && st.last_result->round != last_progress_round &&
+            next_round_ > st.last_result->round) {
+          last_progress_round = st.last_result->round;
+          report_progress(st);
+        }
+        if (st.state == State::kFinished && results_.empty()) {
+          if (finished_at == 0) finished_at = now;
+          if (now >= finished_at + kLingerMs) break;
+        }
+      }
+    }
+    timer.expires_after(std::chrono::milliseconds(10));
+    asio::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+
+  report_.final_val_loss = co_await on_worker([this] { return validation_loss(); });
+  report_.weight_hash = hash_params(canonical_);
+  report_.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;
+  if (!options_.checkpoint_path.empty()) {
+    std::memcpy(model_.params().data(), canonical_.data(),
+                static_cast<size_t>(canonical_.size()) * sizeof(float));
+    TERN_CO_RETURN_IF_ERROR(write_model_gguf(options_.checkpoint_path, model_)
+                                .with_context("join: writing the checkpoint"));
+    report_.checkpoint_path = options_.checkpoint_path;
+  }
+  node_->close();
+  co_return report_;
+}
+
+// ---- SwarmClient ----
+
+Result<std::unique_ptr<SwarmClient>> SwarmClient::create(asio::any_io_executor executor,
+                                                         net::Transport& transport,
+                                                         net::Identity identity, RunConfig config,
+                                                         ClientOptions options) {
+  if (!config.model.gguf.empty()) {
+    return Status::Error(
+        "join: [model] gguf runs are not supported by the swarm client yet "
+        "(use [model] preset)");
+  }
+  if (config.model.lora_rank > 0) {
+    return Status::Error("join: [model] lora_rank = " + std::to_string(config.model.lora_rank) +
+                         ": LoRA swarm runs are not supported by the client yet");
+  }
+  TERN_ASSIGN_OR_RETURN(ModelConfig model_config, to_model_config(config));
+  const std::string shard_dir = options.shards.empty() ? config.data.shards : options.shards;
+  if (shard_dir.empty()) {
+    return Status::Error(
+        "join: no local shards (give --shards DIR; data providers are not "
+        "supported by the client yet)");
+  }
+  TERN_ASSIGN_OR_RETURN(ShardSet shards, ShardSet::open(shard_dir));
+  TERN_RETURN_IF_ERROR(
+      shards.dataset().check_window(config.data.seq_len).with_context("join: " + shard_dir));
+  if (shards.dataset().vocab() > model_config.vocab) {
+    return Status::Error("join: shards in " + shard_dir + " have vocab " +
+                         std::to_string(shards.dataset().vocab()) + " > the model's " +
+                         std::to_string(model_config.vocab));
+  }
+  if (config.data.seq_len > model_config.max_seq) {
+    return Status::Error("join: [data] seq_len = " + std::to_string(config.data.seq_len) +
+                         " exceeds the model's max_seq " + std::to_string(model_config.max_seq));
+  }
+  if (options.eval_batches < 1) return Status::Error("join: eval_batches must be >= 1");
+  RandomInitSource init(config.run.seed);
+  TERN_ASSIGN_OR_RETURN(BitNetModel model, BitNetModel::create_full(model_config, init));
+  TERN_ASSIGN_OR_RETURN(DemoPlan plan, DemoPlan::create(model.layout(), to_demo_config(config)));
+  auto impl = std::make_unique<Impl>(std::move(executor), transport, std::move(identity),
+                                     std::move(config), std::move(options), std::move(model),
+                                     std::move(plan), std::move(shards));
+  return std::unique_ptr<SwarmClient>(new SwarmClient(std::move(impl)));
+}
+
+SwarmClient::SwarmClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+SwarmClient::~SwarmClient() = default;
+const net::NodeId& SwarmClient::id() const {
+  return impl_->id();
+}
+asio::awaitable<Result<ClientReport>> SwarmClient::run() {
+  return impl_->run();
+}
+void SwarmClient::on_progress(std::function<void(const ClientProgress&)> callback) {
+  impl_->set_progress(std::move(callback));
+}
+
+}  // namespace tern::swarm

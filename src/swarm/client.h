@@ -1,0 +1,110 @@
+// SwarmClient: one member of a swarm run (`tern join`). It links to the
+// coordinator, asks to join, and then follows the coordinator's Status:
+//
+//  - RoundTrain, when the plan (recomputed from the Status, assignment.h)
+//    gives it batches: computes the gradient of its batches (batch b is
+//    sequences_per_batch windows of seq_len tokens drawn from the training
+//    split by Rng(derive_seed(run seed, "swarm batch <b>")), so every member
+//    can recompute any batch), clips it, encodes a DeMo update (optim/demo.h),
+//    stores the wire bytes as a blob it serves, and announces Trained.
+//  - Every Trained announcement is checked against the plan (sender, round,
+//    exact batches); valid ones are fetched from the sender as verified blobs
+//    right away, invalid ones are ignored and logged.
+//  - RoundWitness, when elected: attests which updates it fetched and decoded
+//    (a slot bitmap) and the hash of its weights with the previous round
+//    applied.
+//  - Each resolved round in a Status: fetches the accepted updates (from the
+//    trainer or the round's witnesses), decodes them and applies them in the
+//    canonical order (demo_apply), so every member holds the same bits. With
+//    [optimizer] overlap, round r's gradient is computed on the look-ahead
+//    while round r-1's aggregate is still being fetched, and that aggregate is
+//    applied right after (optim/demo.h's one-step-delayed mode).
+//  - A member admitted mid-run (or one that missed a round) loads the weights
+//    that a majority of the members announce for the current step (Weights
+//    messages; members announce after every epoch) as a verified blob.
+//  - Finished: writes a GGUF checkpoint if asked and reports.
+//
+// Weight hash: BLAKE2b-256 of the trainable parameters as little-endian fp32.
+//
+// Threading: like net::Node, the client runs on one single-threaded executor;
+// gradient and apply work runs on a private worker thread so the node keeps
+// serving blobs meanwhile.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include "core/hash.h"
+#include "core/status.h"
+#include "net/identity.h"
+#include "net/transport.h"
+#include "swarm/protocol.h"
+#include "swarm/run_config.h"
+
+namespace tern::swarm {
+
+struct ClientOptions {
+  std::string coordinator_address;            // "host:port"
+  std::optional<net::NodeId> coordinator_id;  // pin the coordinator's key
+  std::string listen = "127.0.0.1:0";         // where peers fetch our blobs
+  std::string advertise;                      // address announced; default: bound address
+  std::string shards;                         // overrides [data] shards
+  std::string checkpoint_path;                // GGUF written when the run finishes
+  double clip = 1.0;                          // gradient norm clip; <= 0: off
+  int64_t eval_batches = 4;                   // validation batches at start and end
+  uint64_t message_lifetime_ms = 60'000;
+  std::function<uint64_t()> now_ms;  // Unix ms; default: the system clock
+  // Upload meter (bytes this member sent), e.g. a FaultyTransport's counts.
+  std::function<uint64_t()> uploaded_bytes;
+};
+
+struct ClientProgress {
+  uint64_t round = 0;
+  uint64_t epoch = 0;
+  uint64_t step = 0;  // rounds applied
+  size_t members = 0;
+  float train_loss = 0.0f;  // of this member's last gradient (NaN if it did not train)
+  uint64_t uploaded_bytes = 0;
+};
+
+struct ClientReport {
+  uint64_t steps_applied = 0;
+  uint64_t rounds_trained = 0;
+  uint64_t batches_trained = 0;
+  uint64_t updates_sent_bytes = 0;  // DeMo payload bytes this member produced
+  uint64_t uploaded_bytes = 0;      // from the upload meter (0 without one)
+  int64_t params = 0;
+  float initial_val_loss = 0.0f;  // of the weights this member started from
+  float final_val_loss = 0.0f;
+  bool synced_from_peers = false;  // weights were loaded from peers
+  Blake2bDigest weight_hash{};
+  std::string checkpoint_path;
+};
+
+class SwarmClient {
+ public:
+  static Result<std::unique_ptr<SwarmClient>> create(asio::any_io_executor executor,
+                                                     net::Transport& transport,
+                                                     net::Identity identity, RunConfig config,
+                                                     ClientOptions options);
+  ~SwarmClient();
+
+  const net::NodeId& id() const;
+  // Runs until the coordinator reports Finished and everything is applied.
+  asio::awaitable<Result<ClientReport>> run();
+  void on_progress(std::function<void(const ClientProgress&)> callback);
+
+  class Impl;
+
+ private:
+  explicit SwarmClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tern::swarm
