@@ -45,7 +45,8 @@ int run_coordinator(const CoordinatorFlags& f) {
   net::TcpTransport tcp(io.get_executor());
   swarm::CoordinatorServerOptions options;
   options.linger_ms = f.linger_ms;
-  options.on_status = [last = std::string()](const swarm::StatusMessage& st) mutable {
+  options.on_status = [last = std::string(),
+                       last_round = ~uint64_t{0}](const swarm::StatusMessage& st) mutable {
     char line[256];
     std::snprintf(line, sizeof line,
                   "coordinator: %s epoch %" PRIu64 " round %" PRIu64 " step %" PRIu64
@@ -56,6 +57,22 @@ int run_coordinator(const CoordinatorFlags& f) {
     if (line != last) {
       std::fprintf(stderr, "%s\n", line);
       last = line;
+    }
+    if (st.last_result && st.last_result->round != last_round) {
+      last_round = st.last_result->round;
+      const swarm::RoundResult& r = *st.last_result;
+      std::string drops;
+      for (const swarm::Drop& d : r.dropped) {
+        drops += " " + d.member.short_string() + ":" +
+                 (d.reason == swarm::DropReason::kNoTrainDone       ? "no-train-done"
+                  : d.reason == swarm::DropReason::kNotSeenByQuorum ? "not-seen-by-quorum"
+                                                                    : "witness-silent");
+      }
+      std::fprintf(stderr,
+                   "coordinator: round %" PRIu64 " resolved%s: %zu updates accepted, %" PRIu64
+                   " batches requeued, dropped:%s\n",
+                   r.round, r.void_round ? " (void)" : "", r.accepted.size(),
+                   swarm::total_batches(r.requeued), drops.empty() ? " none" : drops.c_str());
     }
   };
   Result<std::unique_ptr<swarm::CoordinatorServer>> server = swarm::CoordinatorServer::open(
@@ -84,6 +101,7 @@ int run_coordinator(const CoordinatorFlags& f) {
 struct JoinFlags {
   std::string config, coordinator, coordinator_id, key, listen = "127.0.0.1:0", shards, checkpoint;
   uint64_t upload_cap = 0;
+  uint64_t connect_timeout_ms = 30'000;
 };
 
 int run_join(const JoinFlags& f) {
@@ -101,6 +119,7 @@ int run_join(const JoinFlags& f) {
   options.listen = f.listen;
   options.shards = f.shards;
   options.checkpoint_path = f.checkpoint;
+  options.connect_timeout_ms = f.connect_timeout_ms;
 
   asio::io_context io;
   net::TcpTransport tcp(io.get_executor());
@@ -133,17 +152,19 @@ int run_join(const JoinFlags& f) {
   }
   const swarm::ClientReport& r = report->value();
   const double steps = static_cast<double>(r.steps_applied > 0 ? r.steps_applied : 1);
-  std::printf(
-      "{\"member\":\"%s\",\"steps\":%" PRIu64 ",\"rounds_trained\":%" PRIu64
-      ",\"batches_trained\":%" PRIu64 ",\"params\":%" PRId64
-      ",\"initial_val_loss\":%.6f,\"final_val_loss\":%.6f,\"synced_from_peers\":%s"
-      ",\"update_bytes\":%" PRIu64 ",\"uploaded_bytes\":%" PRIu64
-      ",\"upload_bytes_per_param_step\":%.6g,\"weight_hash\":\"%s\",\"checkpoint\":\"%s\"}\n",
-      me.to_string().c_str(), r.steps_applied, r.rounds_trained, r.batches_trained, r.params,
-      static_cast<double>(r.initial_val_loss), static_cast<double>(r.final_val_loss),
-      r.synced_from_peers ? "true" : "false", r.updates_sent_bytes, r.uploaded_bytes,
-      static_cast<double>(r.uploaded_bytes) / static_cast<double>(r.params) / steps,
-      to_hex(r.weight_hash).c_str(), r.checkpoint_path.c_str());
+  std::printf("{\"member\":\"%s\",\"steps\":%" PRIu64 ",\"rounds_trained\":%" PRIu64
+              ",\"batches_trained\":%" PRIu64 ",\"params\":%" PRId64
+              ",\"initial_val_loss\":%.6f,\"final_val_loss\":%.6f,\"synced_from_peers\":%s"
+              ",\"update_bytes\":%" PRIu64 ",\"uploaded_bytes\":%" PRIu64
+              ",\"upload_bytes_per_param_step\":%.6g,\"weight_hash\":\"%s\",\"checkpoint\":\"%s\""
+              ",\"checkpoint_weight_hash\":\"%s\"}\n",
+              me.to_string().c_str(), r.steps_applied, r.rounds_trained, r.batches_trained,
+              r.params, static_cast<double>(r.initial_val_loss),
+              static_cast<double>(r.final_val_loss), r.synced_from_peers ? "true" : "false",
+              r.updates_sent_bytes, r.uploaded_bytes,
+              static_cast<double>(r.uploaded_bytes) / static_cast<double>(r.params) / steps,
+              to_hex(r.weight_hash).c_str(), r.checkpoint_path.c_str(),
+              r.checkpoint_path.empty() ? "" : to_hex(r.checkpoint_weight_hash).c_str());
   return 0;
 }
 
@@ -176,6 +197,9 @@ Command add_join_command(CLI::App& root) {
   app->add_option("--checkpoint", f->checkpoint, "Write the final weights here (GGUF)");
   app->add_option("--upload-cap", f->upload_cap,
                   "Cap every link's upload at this many bytes/s (0: none)")
+      ->capture_default_str();
+  app->add_option("--connect-timeout-ms", f->connect_timeout_ms,
+                  "Give up if the coordinator cannot be linked within this time")
       ->capture_default_str();
   return {app, [f]() { return run_join(*f); }};
 }

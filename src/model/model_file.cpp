@@ -310,7 +310,7 @@ Status write_model_gguf(const std::string& path, const BitNetModel& model,
   for (const auto& [k, v] : options.extra_metadata) w.set_value(k, v);
 
   const GgmlType tq =
-      options.ternary_type == TernaryFileType::kTQ2_0 ? GgmlType::kTQ2_0 : GgmlType::kTQ1_0;
+      options.ternary_type == TernaryFileType::kTQ1_0 ? GgmlType::kTQ1_0 : GgmlType::kTQ2_0;
   for (const BitNetModel::BaseTensor& t : model.base_tensors()) {
     if (!t.f16.empty()) {  // frozen F16 storage: written as stored, exactly
       std::vector<uint8_t> bytes(t.f16.size() * sizeof(uint16_t));
@@ -318,7 +318,9 @@ Status write_model_gguf(const std::string& path, const BitNetModel& model,
       w.add_tensor(t.name, GgmlType::kF16, ggml_dims(t.shape), std::move(bytes));
       continue;
     }
-    if (!t.ternary) {
+    const bool latent =
+        t.ternary && t.packed == nullptr && options.ternary_type == TernaryFileType::kLatentF32;
+    if (!t.ternary || latent) {
       std::vector<uint8_t> bytes(t.values.size() * sizeof(float));
       std::memcpy(bytes.data(), t.values.data(), bytes.size());
       w.add_tensor(t.name, GgmlType::kF32, ggml_dims(t.shape), std::move(bytes));

@@ -55,7 +55,10 @@ class GgufModelSource final : public WeightSource {
   std::string path_;
 };
 
-enum class TernaryFileType { kTQ2_0, kTQ1_0 };
+// How ternary linears are stored: packed codes (TQ2_0 / TQ1_0, what inference
+// reads), or, for a fully trained model, its latent fp32 weights as F32 (a
+// training checkpoint that reloads bit-exactly, e.g. a swarm's epoch file).
+enum class TernaryFileType { kTQ2_0, kTQ1_0, kLatentF32 };
 
 struct ModelWriteOptions {
   TernaryFileType ternary_type = TernaryFileType::kTQ2_0;

@@ -564,7 +564,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
   report_.initial_val_loss = co_await on_worker([this] { return validation_loss(); });
 
   // Link to the coordinator (retrying while it starts up).
-  const uint64_t connect_deadline = now_ms() + 30'000;
+  const uint64_t connect_deadline = now_ms() + options_.connect_timeout_ms;
   while (!coordinator_) {
     Result<net::NodeId> linked =
         co_await node_->connect(options_.coordinator_address, options_.coordinator_id);
@@ -722,9 +722,20 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
   if (!options_.checkpoint_path.empty()) {
     std::memcpy(model_.params().data(), canonical_.data(),
                 static_cast<size_t>(canonical_.size()) * sizeof(float));
-    TERN_CO_RETURN_IF_ERROR(write_model_gguf(options_.checkpoint_path, model_)
+    ModelWriteOptions write_options;
+    write_options.ternary_type = TernaryFileType::kLatentF32;
+    write_options.name = config_.run.name;
+    TERN_CO_RETURN_IF_ERROR(write_model_gguf(options_.checkpoint_path, model_, write_options)
                                 .with_context("join: writing the checkpoint"));
     report_.checkpoint_path = options_.checkpoint_path;
+    // Read the file back, as a user would, so the reported hash is the file's.
+    Result<std::unique_ptr<GgufModelSource>> source =
+        GgufModelSource::open(options_.checkpoint_path);
+    if (!source.ok()) co_return source.status().with_context("join: re-reading the checkpoint");
+    Result<BitNetModel> reloaded =
+        BitNetModel::create_full(source.value()->config(), *source.value());
+    if (!reloaded.ok()) co_return reloaded.status().with_context("join: re-reading the checkpoint");
+    report_.checkpoint_weight_hash = hash_params(reloaded.value().params());
   }
   node_->close();
   co_return report_;

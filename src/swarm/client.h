@@ -59,7 +59,8 @@ struct ClientOptions {
   double clip = 1.0;                          // gradient norm clip; <= 0: off
   int64_t eval_batches = 4;                   // validation batches at start and end
   uint64_t message_lifetime_ms = 60'000;
-  std::function<uint64_t()> now_ms;  // Unix ms; default: the system clock
+  uint64_t connect_timeout_ms = 30'000;  // first link to the coordinator
+  std::function<uint64_t()> now_ms;      // Unix ms; default: the system clock
   // Upload meter (bytes this member sent), e.g. a FaultyTransport's counts.
   std::function<uint64_t()> uploaded_bytes;
 };
@@ -85,6 +86,7 @@ struct ClientReport {
   bool synced_from_peers = false;  // weights were loaded from peers
   Blake2bDigest weight_hash{};
   std::string checkpoint_path;
+  Blake2bDigest checkpoint_weight_hash{};  // of the checkpoint as read back from the file
 };
 
 class SwarmClient {
