@@ -483,9 +483,23 @@ Result<NodeId> Node::admit(std::unique_ptr<SecureChannel> channel, const char* d
   if (existing == sessions_.end() && sessions_.size() >= options_.max_peers) {
     return refuse("already at max_peers " + std::to_string(options_.max_peers));
   }
-  if (existing != sessions_.end()) existing->second->close("replaced by a new link", false);
+  const bool outbound = std::string_view(direction) == "outbound";
+  if (existing != sessions_.end()) {
+    if (link_outbound_[peer] != outbound) {
+      // Both nodes dialed each other at once. Both ends keep the link that the
+      // lower node id dialed, so they agree without talking; the other closes.
+      const NodeId& new_dialer = outbound ? id() : peer;
+      const NodeId& old_dialer = outbound ? peer : id();
+      if (old_dialer < new_dialer) {
+        channel->close();
+        return peer;  // the existing link carries on
+      }
+    }
+    existing->second->close("replaced by a new link", false);
+  }
   auto session = std::make_shared<Session>(*this, std::move(channel));
   sessions_[peer] = session;
+  link_outbound_[peer] = outbound;
   if (!broadcast_peers_ || broadcast_peers_->count(peer) != 0) {
     router_->add_link(std::make_shared<SessionLink>(session, counters_));
   }

@@ -149,6 +149,7 @@ class Node {
   std::function<void(const SignedMessage&)> broadcast_handler_;
   std::unique_ptr<Listener> listener_;
   std::map<NodeId, std::shared_ptr<Session>> sessions_;
+  std::map<NodeId, bool> link_outbound_;  // per linked peer: did this node dial it
   // Closed links whose loops may still be unwinding; pruned as they finish.
   std::vector<std::shared_ptr<Session>> closing_;
   // Expires with the node: coroutines parked across its destruction see it.

@@ -285,6 +285,8 @@ asio::awaitable<Status> SwarmClient::Impl::ensure_link(const net::NodeId& peer) 
     co_return Status::Error("no address known for " + peer.short_string());
   }
   Result<net::NodeId> linked = co_await node_->connect(address, peer);
+  // The peer may have dialed us meanwhile; its link serves as well.
+  if (!linked.ok() && node_->connected(peer)) co_return Status::Ok();
   co_return linked.status();
 }
 
@@ -343,11 +345,12 @@ asio::awaitable<Status> SwarmClient::Impl::apply_result(const RoundResult& resul
   auto round = rounds_.find(result.round);
   for (const AcceptedUpdate& a : result.accepted) {
     const net::BlobId blob = a.update_hash;
+    const uint64_t wait_until = now_ms() + 30'000;
     for (int attempt = 0; attempt < 3; ++attempt) {
       auto it = fetched_.find(blob);
       if (it != fetched_.end() && it->second.done && it->second.update) break;
-      if (it != fetched_.end() && !it->second.done) {
-        // A prefetch is running: wait for it.
+      if (it != fetched_.end() && !it->second.done && now_ms() < wait_until) {
+        // A prefetch is running: wait for it (bounded; then fetch again).
         asio::steady_timer t(executor_, std::chrono::milliseconds(10));
         co_await t.async_wait(asio::use_awaitable);
         --attempt;
@@ -589,6 +592,8 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
   while (true) {
     if (!fatal_.ok()) co_return fatal_;
     if (!node_->connected(*coordinator_)) {
+      // The run is over and everything applied: the coordinator has left.
+      if (status_ && status_->state == State::kFinished && results_.empty() && !need_sync_) break;
       // The coordinator went away (restart): link again and carry on.
       Result<net::NodeId> linked =
           co_await node_->connect(options_.coordinator_address, *coordinator_);

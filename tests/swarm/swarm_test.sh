@@ -19,6 +19,8 @@ work="$(mktemp -d)"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
+  # SWARM_KEEP=DIR keeps the logs and files of the run for debugging.
+  [[ -n "${SWARM_KEEP:-}" ]] && cp -r "$work" "$SWARM_KEEP"
   rm -rf "$work"
 }
 trap cleanup EXIT
