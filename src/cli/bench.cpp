@@ -32,6 +32,7 @@
 #include "train/report.h"
 
 namespace tern::cli {
+namespace bench_cmd {
 namespace {
 
 struct Workload {
@@ -242,6 +243,7 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
 }
 
 }  // namespace
+}  // namespace bench_cmd
 
 Command add_bench_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
@@ -250,7 +252,8 @@ Command add_bench_command(CLI::App& root) {
 
   CLI::App* memory = app->add_subcommand(
       "memory", "Peak memory of a bitnet-1b LoRA step: ternary base vs F16 base");
-  auto memory_workload = std::make_shared<Workload>(Workload{"bitnet-1b", 256});
+  auto memory_workload =
+      std::make_shared<bench_cmd::Workload>(bench_cmd::Workload{"bitnet-1b", 256});
   auto memory_json = std::make_shared<bool>(false);
   auto child = std::make_shared<std::string>();
   memory->add_flag("--json", *memory_json, "Print one JSON object");
@@ -260,7 +263,8 @@ Command add_bench_command(CLI::App& root) {
 
   CLI::App* tune =
       app->add_subcommand("finetune", "Tokens/s of LoRA training (forward + backward + AdamW)");
-  auto tune_workload = std::make_shared<Workload>(Workload{"bitnet-125m", 256});
+  auto tune_workload =
+      std::make_shared<bench_cmd::Workload>(bench_cmd::Workload{"bitnet-125m", 256});
   auto tune_json = std::make_shared<bool>(false);
   auto steps = std::make_shared<int>(3);
   auto warmup = std::make_shared<int>(1);
@@ -286,10 +290,10 @@ Command add_bench_command(CLI::App& root) {
             if (demo.app->parsed()) return demo.run();
             if (net.app->parsed()) return net.run();
             if (memory->parsed()) {
-              if (!child->empty()) return memory_child(*memory_workload, *child);
-              return memory_parent(*memory_workload, *memory_json);
+              if (!child->empty()) return bench_cmd::memory_child(*memory_workload, *child);
+              return bench_cmd::memory_parent(*memory_workload, *memory_json);
             }
-            return finetune(*tune_workload, *warmup, *steps, *tune_json);
+            return bench_cmd::finetune(*tune_workload, *warmup, *steps, *tune_json);
           }};
 }
 

@@ -31,6 +31,7 @@
 #include "train/data_parallel.h"
 
 namespace tern::cli {
+namespace bench_demo_cmd {
 namespace {
 
 struct Options {
@@ -58,11 +59,6 @@ struct Run {
   int64_t topk = 0;
   DemoValues values = DemoValues::kSign;
 };
-
-int fail(const Status& s) {
-  std::fprintf(stderr, "tern bench demo: %s\n", s.message().c_str());
-  return 1;
-}
 
 // The corpus as tokens: validation tail (5%) and `workers` training shards.
 Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_out) {
@@ -103,9 +99,9 @@ int run_bench(Options o) {
   }
   int64_t vocab = 0;
   Result<std::vector<TokenDataset>> shards = make_shards(o, &vocab);
-  if (!shards.ok()) return fail(shards.status());
+  if (!shards.ok()) return fail("bench demo", shards.status());
   Result<ModelConfig> preset = preset_config("tiny");
-  if (!preset.ok()) return fail(preset.status());
+  if (!preset.ok()) return fail("bench demo", preset.status());
   ModelConfig config = preset.value();
   config.vocab = vocab;
 
@@ -154,7 +150,7 @@ int run_bench(Options o) {
     c.demo.values = run.values;
     c.demo.beta = o.demo_beta;
     Result<DataParallelResult> r = train_data_parallel(config, shards.value(), c);
-    if (!r.ok()) return fail(r.status());
+    if (!r.ok()) return fail("bench demo", r.status());
     const DataParallelResult& res = r.value();
     params = res.params;
     all_identical &= res.replicas_identical;
@@ -238,13 +234,14 @@ int run_bench(Options o) {
 }
 
 }  // namespace
+}  // namespace bench_demo_cmd
 
 Command add_bench_demo_command(CLI::App& bench) {
   CLI::App* app = bench.add_subcommand(
       "demo",
       "Simulated multi-worker training of the tiny preset: AdamW on all-reduced gradients vs "
       "DeMo (k = 4, 8, 32; sign and fp16 values): loss and bytes per parameter per step");
-  auto o = std::make_shared<Options>();
+  auto o = std::make_shared<bench_demo_cmd::Options>();
   app->add_flag("--json", o->json, "Print one JSON object");
   app->add_flag("--quick", o->quick, "A few steps on a small corpus: a smoke test");
   app->add_option("--workers", o->workers, "Simulated workers (default 4)")
@@ -275,7 +272,7 @@ Command add_bench_demo_command(CLI::App& bench) {
       ->delimiter(',')
       ->check(CLI::IsMember(
           {"adamw", "k4-sign", "k8-sign", "k32-sign", "k4-fp16", "k8-fp16", "k32-fp16"}));
-  return {app, [o]() -> int { return run_bench(*o); }};
+  return {app, [o]() -> int { return bench_demo_cmd::run_bench(*o); }};
 }
 
 }  // namespace tern::cli

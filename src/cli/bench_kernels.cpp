@@ -49,6 +49,7 @@
 #include "model/config.h"
 
 namespace tern::cli {
+namespace bench_kernels_cmd {
 namespace {
 
 struct Options {
@@ -384,13 +385,14 @@ int run_kernels(const Options& o) {
 }
 
 }  // namespace
+}  // namespace bench_kernels_cmd
 
 Command add_bench_kernels_command(CLI::App& bench) {
   CLI::App* app = bench.add_subcommand(
       "kernels",
       "Throughput of the CPU kernels on the presets' linear shapes (ternary, fp32, transposed), "
       "DRAM matrix-vector bandwidth and memory copy bandwidth");
-  auto options = std::make_shared<Options>();
+  auto options = std::make_shared<bench_kernels_cmd::Options>();
   app->add_flag("--json", options->json, "Print one JSON object");
   app->add_option("--threads", options->threads, "Worker threads (default: all cores)")
       ->check(CLI::Range(1, 1024));
@@ -399,7 +401,7 @@ Command add_bench_kernels_command(CLI::App& bench) {
   app->add_option("--min-time", options->min_time,
                   "Seconds of repeated runs per measurement; the best call counts (default 0.3)")
       ->check(CLI::Range(0.0, 60.0));
-  return {app, [options]() -> int { return run_kernels(*options); }};
+  return {app, [options]() -> int { return bench_kernels_cmd::run_kernels(*options); }};
 }
 
 }  // namespace tern::cli

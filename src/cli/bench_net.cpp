@@ -19,6 +19,7 @@
 #include "net/tcp_transport.h"
 
 namespace tern::cli {
+namespace bench_net_cmd {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -31,11 +32,6 @@ struct Options {
   int64_t blob_mb = 256;
   int64_t message_kb = 1024;
 };
-
-int fail(const Status& s) {
-  std::fprintf(stderr, "tern bench net: %s\n", s.message().c_str());
-  return 1;
-}
 
 void rethrow_if_failed(std::exception_ptr error) {
   if (error) std::rethrow_exception(error);
@@ -201,11 +197,11 @@ int run_bench(Options o) {
   const int64_t count =
       std::max<int64_t>(1, (o.link_mb << 20) / static_cast<int64_t>(message_bytes));
   Result<double> tcp = link_throughput(false, message_bytes, count);
-  if (!tcp.ok()) return fail(tcp.status());
+  if (!tcp.ok()) return fail("bench net", tcp.status());
   Result<double> link = link_throughput(true, message_bytes, count);
-  if (!link.ok()) return fail(link.status());
+  if (!link.ok()) return fail("bench net", link.status());
   Result<double> blob = blob_throughput(static_cast<size_t>(o.blob_mb) << 20);
-  if (!blob.ok()) return fail(blob.status());
+  if (!blob.ok()) return fail("bench net", blob.status());
 
   nlohmann::json out = {{"bench", "net"},
                         {"link_mb", o.link_mb},
@@ -228,12 +224,13 @@ int run_bench(Options o) {
 }
 
 }  // namespace
+}  // namespace bench_net_cmd
 
 Command add_bench_net_command(CLI::App& bench) {
   CLI::App* app = bench.add_subcommand(
       "net",
       "Loopback throughput: plain TCP frames, a Noise secure channel, and a verified blob fetch");
-  auto o = std::make_shared<Options>();
+  auto o = std::make_shared<bench_net_cmd::Options>();
   app->add_flag("--json", o->json, "Print one JSON object");
   app->add_flag("--quick", o->quick, "16 MB per measurement: a smoke test");
   app->add_option("--link-mb", o->link_mb, "MiB sent over each link (default 512)")
@@ -242,7 +239,7 @@ Command add_bench_net_command(CLI::App& bench) {
       ->check(CLI::Range(1, 1 << 14));
   app->add_option("--message-kb", o->message_kb, "Message size in KiB (default 1024)")
       ->check(CLI::Range(1, 16 << 10));
-  return {app, [o]() -> int { return run_bench(*o); }};
+  return {app, [o]() -> int { return bench_net_cmd::run_bench(*o); }};
 }
 
 }  // namespace tern::cli

@@ -12,6 +12,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace tern::cli {
+namespace data_cmd {
 namespace {
 
 struct DataArgs {
@@ -26,11 +27,6 @@ struct DataArgs {
   bool whole_file = false;
   std::string dir;
 };
-
-int fail(const char* what, const Status& status) {
-  std::fprintf(stderr, "tern data %s: %s\n", what, status.message().c_str());
-  return 1;
-}
 
 void print_manifest(const ShardManifest& m) {
   std::printf("format:          tern.shards v%lld\n", static_cast<long long>(m.format_version));
@@ -63,13 +59,13 @@ int run_prepare(const DataArgs& a) {
   options.seed = a.seed;
 
   Result<gguf::GgufFile> file = gguf::GgufFile::open(a.vocab_file);
-  if (!file.ok()) return fail("prepare", file.status());
+  if (!file.ok()) return fail("data prepare", file.status());
   Result<Vocab> vocab = vocab_from_gguf(file.value());
-  if (!vocab.ok()) return fail("prepare", vocab.status().with_context(a.vocab_file));
+  if (!vocab.ok()) return fail("data prepare", vocab.status().with_context(a.vocab_file));
   Result<Tokenizer> tokenizer = Tokenizer::create(std::move(vocab).value());
-  if (!tokenizer.ok()) return fail("prepare", tokenizer.status().with_context(a.vocab_file));
+  if (!tokenizer.ok()) return fail("data prepare", tokenizer.status().with_context(a.vocab_file));
   Result<ShardManifest> manifest = prepare_shards(a.inputs, tokenizer.value(), a.output, options);
-  if (!manifest.ok()) return fail("prepare", manifest.status());
+  if (!manifest.ok()) return fail("data prepare", manifest.status());
   std::printf("wrote %s\n", a.output.c_str());
   print_manifest(manifest.value());
   return 0;
@@ -77,18 +73,19 @@ int run_prepare(const DataArgs& a) {
 
 int run_info(const DataArgs& a) {
   Result<ShardSet> shards = ShardSet::open(a.dir);
-  if (!shards.ok()) return fail("info", shards.status());
+  if (!shards.ok()) return fail("data info", shards.status());
   std::printf("%s: verified\n", a.dir.c_str());
   print_manifest(shards.value().manifest());
   return 0;
 }
 
 }  // namespace
+}  // namespace data_cmd
 
 Command add_data_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("data", "Prepare and inspect token shards");
   app->require_subcommand(1);
-  auto args = std::make_shared<DataArgs>();
+  auto args = std::make_shared<data_cmd::DataArgs>();
 
   CLI::App* prepare = app->add_subcommand(
       "prepare", "Tokenize text, JSONL or chat JSONL files into train/validation token shards");
@@ -121,7 +118,7 @@ Command add_data_command(CLI::App& root) {
   info->add_option("dir", args->dir, "Shard directory")->required();
 
   return {app, [args, prepare]() -> int {
-            return prepare->parsed() ? run_prepare(*args) : run_info(*args);
+            return prepare->parsed() ? data_cmd::run_prepare(*args) : data_cmd::run_info(*args);
           }};
 }
 

@@ -28,6 +28,7 @@
 
 namespace tern::cli {
 
+namespace demo_cmd {
 namespace {
 
 struct DemoArgs {
@@ -148,11 +149,6 @@ std::string prompt_of(const std::string& definition) {
   return definition.substr(0, cut);
 }
 
-int fail(const Status& status) {
-  std::fprintf(stderr, "tern demo: %s\n", status.message().c_str());
-  return 1;
-}
-
 int run(const DemoArgs& a) {
   const DemoPlan plan = a.quick ? kQuick : kFull;
   const bool quiet = a.json;
@@ -161,18 +157,19 @@ int run(const DemoArgs& a) {
   std::error_code ec;
   fs::create_directories(a.out, ec);
   if (ec)
-    return fail(Status::Error("cannot create output directory '" + a.out + "': " + ec.message()));
+    return fail("demo",
+                Status::Error("cannot create output directory '" + a.out + "': " + ec.message()));
   auto path = [&](const char* name) { return (fs::path(a.out) / name).string(); };
 
   // 1. Corpora.
   Phase corpus_phase(quiet, "1. corpora from the GCIDE dictionary");
   Result<DemoCorpus> corpus =
       demo_corpus(a.gcide_dir, plan.general_bytes, kMedicalDocs, kMaxMedicalBytes, a.seed);
-  if (!corpus.ok()) return fail(corpus.status());
+  if (!corpus.ok()) return fail("demo", corpus.status());
   if (Status s = write_jsonl(path("general.jsonl"), corpus.value().general); !s.ok())
-    return fail(s);
+    return fail("demo", s);
   if (Status s = write_jsonl(path("medical.jsonl"), corpus.value().medical); !s.ok())
-    return fail(s);
+    return fail("demo", s);
   if (!quiet) {
     std::printf(
         "%zu general definitions (pretraining), %zu medical definitions (fine-tuning + "
@@ -184,23 +181,23 @@ int run(const DemoArgs& a) {
   Phase data_phase(quiet, "2. tokenizer (SentencePiece BPE) and token shards");
   Result<Tokenizer> tokenizer =
       train_demo_tokenizer(corpus.value().general, plan.vocab_size, path("tokenizer.gguf"));
-  if (!tokenizer.ok()) return fail(tokenizer.status());
+  if (!tokenizer.ok()) return fail("demo", tokenizer.status());
   PrepareOptions general_prep;
   general_prep.val_fraction = 0.02;
   general_prep.seed = a.seed;
   Result<ShardManifest> general_manifest = prepare_shards(
       {path("general.jsonl")}, tokenizer.value(), path("general-shards"), general_prep);
-  if (!general_manifest.ok()) return fail(general_manifest.status());
+  if (!general_manifest.ok()) return fail("demo", general_manifest.status());
   PrepareOptions medical_prep;
   medical_prep.val_fraction = kHeldOutFraction;
   medical_prep.seed = a.seed;
   Result<ShardManifest> medical_manifest = prepare_shards(
       {path("medical.jsonl")}, tokenizer.value(), path("medical-shards"), medical_prep);
-  if (!medical_manifest.ok()) return fail(medical_manifest.status());
+  if (!medical_manifest.ok()) return fail("demo", medical_manifest.status());
   Result<ShardSet> general = ShardSet::open(path("general-shards"));
-  if (!general.ok()) return fail(general.status());
+  if (!general.ok()) return fail("demo", general.status());
   Result<ShardSet> medical = ShardSet::open(path("medical-shards"));
-  if (!medical.ok()) return fail(medical.status());
+  if (!medical.ok()) return fail("demo", medical.status());
   const ShardManifest& mm = medical.value().manifest();
   if (!quiet) {
     std::printf(
@@ -226,9 +223,9 @@ int run(const DemoArgs& a) {
   pretrain.schedule.warmup_steps = 20;
   RandomInitSource init(a.seed);
   Result<BitNetModel> model = BitNetModel::create_full(config, init);
-  if (!model.ok()) return fail(model.status());
+  if (!model.ok()) return fail("demo", model.status());
   Result<Trainer> trainer = Trainer::create(model.value(), general.value().dataset(), pretrain);
-  if (!trainer.ok()) return fail(trainer.status());
+  if (!trainer.ok()) return fail("demo", trainer.status());
   RunOptions pretrain_run;
   pretrain_run.eval_every = plan.eval_every;
   pretrain_run.log_every = plan.eval_every;
@@ -244,33 +241,33 @@ int run(const DemoArgs& a) {
         static_cast<long long>(pretrain.batch), static_cast<long long>(pretrain.seq));
   }
   Result<RunResult> pretrained = run_training(model.value(), trainer.value(), pretrain_run);
-  if (!pretrained.ok()) return fail(pretrained.status());
-  if (pretrained.value().interrupted) return fail(Status::Error("interrupted"));
+  if (!pretrained.ok()) return fail("demo", pretrained.status());
+  if (pretrained.value().interrupted) return fail("demo", Status::Error("interrupted"));
   ModelWriteOptions write_options;
   write_options.name = "tern demo base";
   {
     Result<gguf::GgufFile> vocab_file = gguf::GgufFile::open(path("tokenizer.gguf"));
-    if (!vocab_file.ok()) return fail(vocab_file.status());
+    if (!vocab_file.ok()) return fail("demo", vocab_file.status());
     write_options.extra_metadata = tokenizer_metadata(vocab_file.value());
   }
   if (Status s = write_model_gguf(path("base.gguf"), model.value(), write_options); !s.ok()) {
-    return fail(s);
+    return fail("demo", s);
   }
   const double pretrain_seconds = pretrain_phase.seconds();
 
   // 4. Fine-tuning on the medical definitions, the base frozen at 2 bits.
   Phase finetune_phase(quiet, "4. LoRA fine-tuning on medical definitions (base frozen, TQ2_0)");
   Result<EvalResult> before = held_out_perplexity(path("base.gguf"), "", medical.value());
-  if (!before.ok()) return fail(before.status());
+  if (!before.ok()) return fail("demo", before.status());
   Result<std::unique_ptr<GgufModelSource>> base = GgufModelSource::open(path("base.gguf"));
-  if (!base.ok()) return fail(base.status());
+  if (!base.ok()) return fail("demo", base.status());
   LoraConfig lora;
   lora.rank = 16;
   lora.alpha = 32.0f;
   lora.targets = {LinearId::kQ,    LinearId::kK,  LinearId::kV,   LinearId::kO,
                   LinearId::kGate, LinearId::kUp, LinearId::kDown};
   Result<BitNetModel> tuned = BitNetModel::create_lora(config, lora, *base.value(), a.seed);
-  if (!tuned.ok()) return fail(tuned.status());
+  if (!tuned.ok()) return fail("demo", tuned.status());
   TrainConfig finetune = pretrain;
   finetune.steps = plan.finetune_steps;
   finetune.schedule.peak_lr = 3e-3;
@@ -278,17 +275,17 @@ int run(const DemoArgs& a) {
   finetune.schedule.warmup_steps = 10;
   finetune.adamw.weight_decay = 0.0;
   Result<Trainer> tuner = Trainer::create(tuned.value(), medical.value().dataset(), finetune);
-  if (!tuner.ok()) return fail(tuner.status());
+  if (!tuner.ok()) return fail("demo", tuner.status());
   RunOptions finetune_run = pretrain_run;
   finetune_run.eval_every = std::max<int64_t>(10, plan.eval_every / 2);
   finetune_run.log_every = finetune_run.eval_every;
   finetune_run.metrics_path = path("finetune-metrics.jsonl");
   finetune_run.title = "fine-tuning";
   Result<RunResult> finetuned = run_training(tuned.value(), tuner.value(), finetune_run);
-  if (!finetuned.ok()) return fail(finetuned.status());
-  if (finetuned.value().interrupted) return fail(Status::Error("interrupted"));
+  if (!finetuned.ok()) return fail("demo", finetuned.status());
+  if (finetuned.value().interrupted) return fail("demo", Status::Error("interrupted"));
   if (Status s = write_lora_adapter(path("medical-lora.gguf"), tuned.value()); !s.ok()) {
-    return fail(s);
+    return fail("demo", s);
   }
   const double finetune_seconds = finetune_phase.seconds();
 
@@ -296,7 +293,7 @@ int run(const DemoArgs& a) {
   Phase eval_phase(quiet, "5. held-out medical perplexity and generations");
   Result<EvalResult> after =
       held_out_perplexity(path("base.gguf"), path("medical-lora.gguf"), medical.value());
-  if (!after.ok()) return fail(after.status());
+  if (!after.ok()) return fail("demo", after.status());
   const double drop = 1.0 - after.value().perplexity / before.value().perplexity;
   if (!quiet) {
     std::printf(
@@ -314,10 +311,10 @@ int run(const DemoArgs& a) {
     if (split_draw(a.seed, i) < kHeldOutFraction) prompts.push_back(prompt_of(definitions[i]));
   }
   Result<std::vector<std::string>> base_text = generations(path("base.gguf"), "", prompts, a.seed);
-  if (!base_text.ok()) return fail(base_text.status());
+  if (!base_text.ok()) return fail("demo", base_text.status());
   Result<std::vector<std::string>> tuned_text =
       generations(path("base.gguf"), path("medical-lora.gguf"), prompts, a.seed);
-  if (!tuned_text.ok()) return fail(tuned_text.status());
+  if (!tuned_text.ok()) return fail("demo", tuned_text.status());
   if (!quiet) {
     for (size_t i = 0; i < prompts.size(); ++i) {
       std::printf("\n-- base:       %s\n-- fine-tuned: %s\n", base_text.value()[i].c_str(),
@@ -370,7 +367,7 @@ int run(const DemoArgs& a) {
         {"Generation " + std::to_string(i + 1),
          "base:       " + base_text.value()[i] + "\n\nfine-tuned: " + tuned_text.value()[i]});
   }
-  if (Status s = write_html_report(path("report.html"), report); !s.ok()) return fail(s);
+  if (Status s = write_html_report(path("report.html"), report); !s.ok()) return fail("demo", s);
   if (a.json) {
     std::printf("%s\n",
                 nlohmann::json{{"perplexity_before", before.value().perplexity},
@@ -388,13 +385,14 @@ int run(const DemoArgs& a) {
 }
 
 }  // namespace
+}  // namespace demo_cmd
 
 Command add_demo_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "demo",
       "Train a tokenizer, pretrain a small BitNet, LoRA-fine-tune it on medical definitions, "
       "evaluate and report (GCIDE dictionary)");
-  auto args = std::make_shared<DemoArgs>();
+  auto args = std::make_shared<demo_cmd::DemoArgs>();
   app->add_option("--out", args->out, "Directory for every file the demo writes")
       ->capture_default_str();
   app->add_option("--gcide-dir", args->gcide_dir, "Where dict-gcide installed its files")
@@ -403,7 +401,7 @@ Command add_demo_command(CLI::App& root) {
       ->capture_default_str();
   app->add_flag("--quick", args->quick, "A short run (under 2 minutes) for smoke tests");
   app->add_flag("--json", args->json, "No progress; print one JSON summary line");
-  return {app, [args]() -> int { return run(*args); }};
+  return {app, [args]() -> int { return demo_cmd::run(*args); }};
 }
 
 }  // namespace tern::cli

@@ -13,6 +13,7 @@
 #include "train/load_model.h"
 
 namespace tern::cli {
+namespace eval_cmd {
 namespace {
 
 struct EvalArgs {
@@ -25,11 +26,6 @@ struct EvalArgs {
   int64_t batch = 4;
   bool json = false;
 };
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "tern eval: %s\n", status.message().c_str());
-  return 1;
-}
 
 Result<EvalResult> evaluate_shards(const EvalArgs& args, LoadedModel& loaded,
                                    const Tokenizer& tokenizer, const EvalOptions& options) {
@@ -51,9 +47,9 @@ Result<EvalResult> evaluate_shards(const EvalArgs& args, LoadedModel& loaded,
 
 int run_eval(const EvalArgs& args) {
   Result<LoadedModel> loaded = load_model(args.model, args.lora);
-  if (!loaded.ok()) return fail(loaded.status());
+  if (!loaded.ok()) return fail("eval", loaded.status());
   Result<Tokenizer> tokenizer = require_tokenizer(loaded.value(), args.model);
-  if (!tokenizer.ok()) return fail(tokenizer.status());
+  if (!tokenizer.ok()) return fail("eval", tokenizer.status());
   EvalOptions options;
   options.seq =
       args.seq > 0 ? args.seq : std::min<int64_t>(512, loaded.value().model.config().max_seq);
@@ -62,7 +58,7 @@ int run_eval(const EvalArgs& args) {
       args.text.empty()
           ? evaluate_shards(args, loaded.value(), tokenizer.value(), options)
           : evaluate_text_file(loaded.value().model, tokenizer.value(), args.text, options);
-  if (!result.ok()) return fail(result.status());
+  if (!result.ok()) return fail("eval", result.status());
   const EvalResult& r = result.value();
   if (args.json) {
     const nlohmann::json j = {
@@ -76,11 +72,12 @@ int run_eval(const EvalArgs& args) {
 }
 
 }  // namespace
+}  // namespace eval_cmd
 
 Command add_eval_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "eval", "Perplexity of a model on a text file or on prepared token shards");
-  auto args = std::make_shared<EvalArgs>();
+  auto args = std::make_shared<eval_cmd::EvalArgs>();
   app->add_option("--model", args->model, "Model GGUF (with tokenizer metadata)")->required();
   app->add_option("--lora", args->lora, "LoRA adapter GGUF to apply to the model");
   CLI::Option* text = app->add_option(
@@ -102,9 +99,9 @@ Command add_eval_command(CLI::App& root) {
   app->add_flag("--json", args->json, "Print the result as one JSON line");
   return {app, [args, text, shards]() -> int {
             if (text->count() == 0 && shards->count() == 0) {
-              return fail(Status::Error("give --text FILE or --shards DIR"));
+              return fail("eval", Status::Error("give --text FILE or --shards DIR"));
             }
-            return run_eval(*args);
+            return eval_cmd::run_eval(*args);
           }};
 }
 

@@ -15,6 +15,7 @@
 
 namespace tern::cli {
 
+namespace finetune_cmd {
 namespace {
 
 struct FinetuneArgs {
@@ -28,11 +29,6 @@ struct FinetuneArgs {
   std::string output;
   std::string merge;
 };
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "tern finetune: %s\n", status.message().c_str());
-  return 1;
-}
 
 Result<std::vector<LinearId>> parse_targets(const std::string& list) {
   if (list == "all") {
@@ -52,46 +48,50 @@ Result<std::vector<LinearId>> parse_targets(const std::string& list) {
 
 int run(const FinetuneArgs& a) {
   if (a.output.empty() && a.merge.empty()) {
-    return fail(Status::Error("give -o ADAPTER.gguf (the LoRA adapter) or --merge MODEL.gguf"));
+    return fail("finetune",
+                Status::Error("give -o ADAPTER.gguf (the LoRA adapter) or --merge MODEL.gguf"));
   }
   LoraConfig lora;
   lora.rank = a.rank;
   lora.alpha = a.alpha;
   Result<std::vector<LinearId>> targets = parse_targets(a.targets);
-  if (!targets.ok()) return fail(targets.status());
+  if (!targets.ok()) return fail("finetune", targets.status());
   lora.targets = targets.value();
-  if (Status s = lora.validate(); !s.ok()) return fail(s);
+  if (Status s = lora.validate(); !s.ok()) return fail("finetune", s);
 
   Result<std::unique_ptr<GgufModelSource>> base = GgufModelSource::open(a.model);
-  if (!base.ok()) return fail(base.status());
+  if (!base.ok()) return fail("finetune", base.status());
   ModelConfig config = base.value()->config();
   Result<Vocab> vocab = vocab_from_gguf(base.value()->file());
   if (!vocab.ok()) {
-    return fail(Status::Error("model '" + a.model +
+    return fail("finetune",
+                Status::Error("model '" + a.model +
                               "' has no usable tokenizer metadata: " + vocab.status().message()));
   }
   Result<ShardSet> shards = ShardSet::open(a.shards);
-  if (!shards.ok()) return fail(shards.status());
+  if (!shards.ok()) return fail("finetune", shards.status());
   const std::string hash = tokenizer_hash(vocab.value());
   if (shards.value().manifest().tokenizer_hash != hash) {
-    return fail(Status::Error("shards '" + a.shards + "' were prepared with tokenizer " +
-                              shards.value().manifest().tokenizer_hash + ", but model '" + a.model +
-                              "' uses tokenizer " + hash + "; prepare them with --vocab " +
-                              a.model));
+    return fail(
+        "finetune",
+        Status::Error("shards '" + a.shards + "' were prepared with tokenizer " +
+                      shards.value().manifest().tokenizer_hash + ", but model '" + a.model +
+                      "' uses tokenizer " + hash + "; prepare them with --vocab " + a.model));
   }
   if (a.train.seq > config.max_seq) {
-    return fail(Status::Error("--seq " + std::to_string(a.train.seq) +
-                              " exceeds the model's context length " +
-                              std::to_string(config.max_seq)));
+    return fail("finetune", Status::Error("--seq " + std::to_string(a.train.seq) +
+                                          " exceeds the model's context length " +
+                                          std::to_string(config.max_seq)));
   }
   const TokenDataset& data = shards.value().dataset();
   Result<TrainConfig> train = make_train_config(a.train, data.train_tokens());
-  if (!train.ok()) return fail(train.status());
+  if (!train.ok()) return fail("finetune", train.status());
   Result<BitNetModel> model = BitNetModel::create_lora(config, lora, *base.value(), a.train.seed);
-  if (!model.ok()) return fail(Status::Error("'" + a.model + "': " + model.status().message()));
+  if (!model.ok())
+    return fail("finetune", Status::Error("'" + a.model + "': " + model.status().message()));
   apply_model_flags(a.train, model.value());
   Result<Trainer> trainer = Trainer::create(model.value(), data, train.value());
-  if (!trainer.ok()) return fail(trainer.status());
+  if (!trainer.ok()) return fail("finetune", trainer.status());
 
   RunOptions options = make_run_options(a.train, a.run, a.output.empty() ? a.merge : a.output);
   options.title = "tern finetune";
@@ -115,31 +115,32 @@ int run(const FinetuneArgs& a) {
         static_cast<long long>(data.train_tokens()), static_cast<long long>(train.value().steps));
   }
   Result<RunResult> result = run_training(model.value(), trainer.value(), options);
-  if (!result.ok()) return fail(result.status());
+  if (!result.ok()) return fail("finetune", result.status());
   if (result.value().interrupted) return report_interrupted("finetune", result.value(), a.run);
   if (!a.output.empty()) {
-    if (Status s = write_lora_adapter(a.output, model.value()); !s.ok()) return fail(s);
+    if (Status s = write_lora_adapter(a.output, model.value()); !s.ok()) return fail("finetune", s);
     if (!a.train.json) std::printf("adapter written to %s\n", a.output.c_str());
   }
   if (!a.merge.empty()) {
     Result<BitNetModel> merged = merge_lora(model.value());
-    if (!merged.ok()) return fail(merged.status());
+    if (!merged.ok()) return fail("finetune", merged.status());
     ModelWriteOptions write_options;
     write_options.name = "tern finetune (merged)";
     write_options.extra_metadata = tokenizer_metadata(base.value()->file());
     if (Status s = write_model_gguf(a.merge, merged.value(), write_options); !s.ok())
-      return fail(s);
+      return fail("finetune", s);
     if (!a.train.json) std::printf("merged model written to %s\n", a.merge.c_str());
   }
   return 0;
 }
 
 }  // namespace
+}  // namespace finetune_cmd
 
 Command add_finetune_command(CLI::App& root) {
   CLI::App* app =
       root.add_subcommand("finetune", "LoRA fine-tuning of a frozen GGUF base on token shards");
-  auto args = std::make_shared<FinetuneArgs>();
+  auto args = std::make_shared<finetune_cmd::FinetuneArgs>();
   // Fine-tuning defaults: a LoRA learning rate, a short warmup, no decay floor.
   args->train.lr = 1e-3;
   args->train.min_lr = 1e-4;
@@ -159,7 +160,7 @@ Command add_finetune_command(CLI::App& root) {
                   "Write the base with the adapter merged in (ternary bases are re-quantized)");
   add_train_flags(app, &args->train);
   add_run_flags(app, &args->run);
-  return {app, [args]() -> int { return run(*args); }};
+  return {app, [args]() -> int { return finetune_cmd::run(*args); }};
 }
 
 }  // namespace tern::cli

@@ -20,6 +20,7 @@
 #include "train/load_model.h"
 
 namespace tern::cli {
+namespace generate_cmd {
 namespace {
 
 // A reply ends when the model starts the next header of the chat template.
@@ -72,27 +73,22 @@ void print_text(std::string_view text) {
   std::fflush(stdout);
 }
 
-int fail(const Status& status) {
-  std::fprintf(stderr, "tern generate: %s\n", status.message().c_str());
-  return 1;
-}
-
 // --random-preset: a frozen model of random weights, random prompt ids.
 int run_random(const GenerateArgs& args) {
   Result<ModelConfig> config = preset_config(args.random_preset);
-  if (!config.ok()) return fail(config.status());
+  if (!config.ok()) return fail("generate", config.status());
   RandomInitSource init(args.sampler.seed);
   Result<BitNetModel> model = BitNetModel::create_frozen(config.value(), init);
-  if (!model.ok()) return fail(model.status());
+  if (!model.ok()) return fail("generate", model.status());
   Result<KvDecoder> decoder = KvDecoder::create(model.value());
-  if (!decoder.ok()) return fail(decoder.status());
+  if (!decoder.ok()) return fail("generate", decoder.status());
   Rng rng(derive_seed(args.sampler.seed, "prompt"));
   std::vector<int32_t> prompt(static_cast<size_t>(args.prompt_tokens));
   for (int32_t& t : prompt) t = static_cast<int32_t>(rng.below(config.value().vocab));
   Sampler sampler(args.sampler, config.value().vocab);
   Result<GenerateStats> stats = generate(decoder.value(), sampler, nullptr, prompt,
                                          {args.max_tokens, ""}, [](std::string_view) {});
-  if (!stats.ok()) return fail(stats.status());
+  if (!stats.ok()) return fail("generate", stats.status());
   const GenerateStats& s = stats.value();
   if (args.json) {
     const nlohmann::json j = {{"preset", args.random_preset},
@@ -147,7 +143,7 @@ int run_chat(const GenerateArgs& args, KvDecoder& decoder, Sampler& sampler,
     }
     Result<GenerateStats> stats =
         generate(decoder, sampler, &tokenizer, tokens, {args.max_tokens, kTurnStop}, print_text);
-    if (!stats.ok()) return fail(stats.status());
+    if (!stats.ok()) return fail("generate", stats.status());
     print_text("\n");
     print_stats(stats.value(), args.json);
     switch (stats.value().stop) {
@@ -173,49 +169,53 @@ int run_chat(const GenerateArgs& args, KvDecoder& decoder, Sampler& sampler,
 
 int run_generate(const GenerateArgs& args) {
   const Status sampler_ok = args.sampler.validate();
-  if (!sampler_ok.ok()) return fail(sampler_ok);
+  if (!sampler_ok.ok()) return fail("generate", sampler_ok);
   if (args.model.empty() == args.random_preset.empty()) {
-    return fail(Status::Error("give exactly one of --model and --random-preset"));
+    return fail("generate", Status::Error("give exactly one of --model and --random-preset"));
   }
   if (!args.random_preset.empty()) {
     if (args.prompt.has_value() || args.chat || !args.lora.empty()) {
       return fail(
+          "generate",
           Status::Error("--random-preset takes --prompt-tokens, not --prompt, --chat or --lora"));
     }
     return run_random(args);
   }
   if (args.prompt.has_value() == args.chat) {
-    return fail(Status::Error("give exactly one of --prompt and --chat"));
+    return fail("generate", Status::Error("give exactly one of --prompt and --chat"));
   }
   Result<LoadedModel> loaded = load_model(args.model, args.lora);
-  if (!loaded.ok()) return fail(loaded.status());
+  if (!loaded.ok()) return fail("generate", loaded.status());
   Result<Tokenizer> tokenizer = require_tokenizer(loaded.value(), args.model);
-  if (!tokenizer.ok()) return fail(tokenizer.status());
+  if (!tokenizer.ok()) return fail("generate", tokenizer.status());
   Result<KvDecoder> decoder = KvDecoder::create(loaded.value().model);
-  if (!decoder.ok()) return fail(decoder.status());
+  if (!decoder.ok()) return fail("generate", decoder.status());
   Sampler sampler(args.sampler, loaded.value().model.config().vocab);
   if (args.chat) return run_chat(args, decoder.value(), sampler, tokenizer.value());
 
   const std::vector<int32_t> prompt =
       tokenizer.value().encode(*args.prompt, /*add_special=*/true, /*parse_special=*/false);
   if (prompt.empty()) {
-    return fail(Status::Error("the prompt is empty and the vocabulary adds no BOS token"));
+    return fail("generate",
+                Status::Error("the prompt is empty and the vocabulary adds no BOS token"));
   }
   print_text(*args.prompt);
   Result<GenerateStats> stats = generate(decoder.value(), sampler, &tokenizer.value(), prompt,
                                          {args.max_tokens, ""}, print_text);
-  if (!stats.ok()) return fail(stats.status().with_context("prompt '" + *args.prompt + "'"));
+  if (!stats.ok())
+    return fail("generate", stats.status().with_context("prompt '" + *args.prompt + "'"));
   print_text("\n");
   print_stats(stats.value(), args.json);
   return 0;
 }
 
 }  // namespace
+}  // namespace generate_cmd
 
 Command add_generate_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "generate", "Generate text with a model (streamed to stdout), or measure decode speed");
-  auto args = std::make_shared<GenerateArgs>();
+  auto args = std::make_shared<generate_cmd::GenerateArgs>();
   CLI::Option* model =
       app->add_option("--model", args->model, "Model GGUF (with tokenizer metadata)");
   app->add_option("--lora", args->lora, "LoRA adapter GGUF to apply to the model")->needs(model);
@@ -251,7 +251,7 @@ Command add_generate_command(CLI::App& root) {
       ->capture_default_str();
   app->add_flag("--json", args->json,
                 "Print the speeds as a final JSON line on stdout instead of on stderr");
-  return {app, [args]() -> int { return run_generate(*args); }};
+  return {app, [args]() -> int { return generate_cmd::run_generate(*args); }};
 }
 
 }  // namespace tern::cli

@@ -21,24 +21,17 @@ Command add_keygen_command(CLI::App& root) {
   out_option->excludes(show_option);
   return {app, [out, show]() -> int {
             if (out->empty() == show->empty()) {
-              std::fprintf(stderr, "tern keygen: give exactly one of --out FILE or --show FILE\n");
-              return 1;
+              return fail("keygen", Status::Error("give exactly one of --out FILE or --show FILE"));
             }
             if (!out->empty()) {
               const net::Identity identity = net::Identity::generate();
               Status saved = identity.save(*out);
-              if (!saved.ok()) {
-                std::fprintf(stderr, "tern keygen: %s\n", saved.message().c_str());
-                return 1;
-              }
+              if (!saved.ok()) return fail("keygen", saved);
               std::printf("%s\n", identity.id().to_string().c_str());
               return 0;
             }
             Result<net::Identity> loaded = net::Identity::load(*show);
-            if (!loaded.ok()) {
-              std::fprintf(stderr, "tern keygen: %s\n", loaded.status().message().c_str());
-              return 1;
-            }
+            if (!loaded.ok()) return fail("keygen", loaded.status());
             std::printf("%s\n", loaded.value().id().to_string().c_str());
             return 0;
           }};

@@ -14,6 +14,7 @@
 #include "swarm/ledger.h"
 
 namespace tern::cli {
+namespace ledger_cmd {
 namespace {
 
 struct VerifyFlags {
@@ -26,11 +27,7 @@ int run_verify(const VerifyFlags& flags) {
   swarm::VerifyOptions options;
   if (!flags.coordinator.empty()) {
     Result<net::NodeId> id = net::NodeId::parse(flags.coordinator);
-    if (!id.ok()) {
-      std::fprintf(stderr, "tern ledger verify: --coordinator: %s\n",
-                   id.status().message().c_str());
-      return 1;
-    }
+    if (!id.ok()) return fail("ledger verify", id.status().with_context("--coordinator"));
     options.coordinator = id.value();
   }
   Result<swarm::VerifyReport> verified = swarm::verify_ledger(flags.path, options);
@@ -39,8 +36,7 @@ int run_verify(const VerifyFlags& flags) {
       const nlohmann::json out = {{"ok", false}, {"error", verified.status().message()}};
       std::printf("%s\n", out.dump().c_str());
     }
-    std::fprintf(stderr, "tern ledger verify: %s\n", verified.status().message().c_str());
-    return 1;
+    return fail("ledger verify", verified.status());
   }
   const swarm::VerifyReport& r = verified.value();
   if (flags.json) {
@@ -72,19 +68,20 @@ int run_verify(const VerifyFlags& flags) {
 }
 
 }  // namespace
+}  // namespace ledger_cmd
 
 Command add_ledger_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("ledger", "Check a swarm coordinator's ledger");
   app->require_subcommand(1);
   CLI::App* verify = app->add_subcommand(
       "verify", "Replay a ledger file and check its hash chain, signatures and snapshots");
-  auto flags = std::make_shared<VerifyFlags>();
+  auto flags = std::make_shared<ledger_cmd::VerifyFlags>();
   verify->add_option("file", flags->path, "Ledger file (SQLite)")->required();
   verify->add_flag("--json", flags->json, "Print the result as one JSON object");
   verify->add_option("--coordinator", flags->coordinator,
                      "Require this coordinator node id (default: the key stored in the file)");
   return {app, [flags, verify]() -> int {
-            if (verify->parsed()) return run_verify(*flags);
+            if (verify->parsed()) return ledger_cmd::run_verify(*flags);
             return 1;
           }};
 }

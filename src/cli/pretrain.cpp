@@ -17,6 +17,7 @@
 
 namespace tern::cli {
 
+namespace pretrain_cmd {
 namespace {
 
 struct PretrainArgs {
@@ -32,11 +33,6 @@ struct PretrainArgs {
   std::string output;
 };
 
-int fail(const Status& status) {
-  std::fprintf(stderr, "tern pretrain: %s\n", status.message().c_str());
-  return 1;
-}
-
 Result<ModelConfig> model_config(const PretrainArgs& a) {
   if (a.config_file.empty()) return preset_config(a.preset);
   std::ifstream in(a.config_file, std::ios::binary);
@@ -51,7 +47,7 @@ Result<ModelConfig> model_config(const PretrainArgs& a) {
 
 int run(const PretrainArgs& a) {
   Result<ModelConfig> config = model_config(a);
-  if (!config.ok()) return fail(config.status());
+  if (!config.ok()) return fail("pretrain", config.status());
   ModelConfig model_config = config.value();
   model_config.max_seq = std::max(model_config.max_seq, a.train.seq);
 
@@ -61,20 +57,21 @@ int run(const PretrainArgs& a) {
   ModelWriteOptions write_options;
   if (!a.shards.empty()) {
     if (a.vocab_file.empty()) {
-      return fail(
-          Status::Error("--shards needs --vocab (the tokenizer GGUF the shards were "
-                        "prepared with; it is stored in the model)"));
+      return fail("pretrain",
+                  Status::Error("--shards needs --vocab (the tokenizer GGUF the shards were "
+                                "prepared with; it is stored in the model)"));
     }
     Result<gguf::GgufFile> vocab_file = gguf::GgufFile::open(a.vocab_file);
-    if (!vocab_file.ok()) return fail(vocab_file.status());
+    if (!vocab_file.ok()) return fail("pretrain", vocab_file.status());
     Result<Vocab> vocab = vocab_from_gguf(vocab_file.value());
     if (!vocab.ok())
-      return fail(Status::Error("'" + a.vocab_file + "': " + vocab.status().message()));
+      return fail("pretrain", Status::Error("'" + a.vocab_file + "': " + vocab.status().message()));
     Result<ShardSet> opened = ShardSet::open(a.shards);
-    if (!opened.ok()) return fail(opened.status());
+    if (!opened.ok()) return fail("pretrain", opened.status());
     const std::string hash = tokenizer_hash(vocab.value());
     if (opened.value().manifest().tokenizer_hash != hash) {
-      return fail(Status::Error("shards '" + a.shards + "' were prepared with tokenizer " +
+      return fail("pretrain",
+                  Status::Error("shards '" + a.shards + "' were prepared with tokenizer " +
                                 opened.value().manifest().tokenizer_hash + ", but '" +
                                 a.vocab_file + "' is tokenizer " + hash));
     }
@@ -83,22 +80,22 @@ int run(const PretrainArgs& a) {
     shards.emplace(std::move(opened).value());
   } else {
     Result<std::string> text = load_corpus(a.text_file, a.gcide_dir, a.max_bytes);
-    if (!text.ok()) return fail(text.status());
+    if (!text.ok()) return fail("pretrain", text.status());
     Result<TokenDataset> data = TokenDataset::from_bytes(text.value(), 0.05);
-    if (!data.ok()) return fail(data.status());
+    if (!data.ok()) return fail("pretrain", data.status());
     bytes.emplace(std::move(data).value());
     model_config.vocab = 256;
   }
   const TokenDataset& data = shards ? shards->dataset() : *bytes;
 
   Result<TrainConfig> train = make_train_config(a.train, data.train_tokens());
-  if (!train.ok()) return fail(train.status());
+  if (!train.ok()) return fail("pretrain", train.status());
   RandomInitSource init(a.train.seed);
   Result<BitNetModel> model = BitNetModel::create_full(model_config, init);
-  if (!model.ok()) return fail(model.status());
+  if (!model.ok()) return fail("pretrain", model.status());
   apply_model_flags(a.train, model.value());
   Result<Trainer> trainer = Trainer::create(model.value(), data, train.value());
-  if (!trainer.ok()) return fail(trainer.status());
+  if (!trainer.ok()) return fail("pretrain", trainer.status());
 
   RunOptions options = make_run_options(a.train, a.run, a.output);
   options.title = "tern pretrain";
@@ -118,23 +115,24 @@ int run(const PretrainArgs& a) {
         static_cast<long long>(train.value().steps));
   }
   Result<RunResult> result = run_training(model.value(), trainer.value(), options);
-  if (!result.ok()) return fail(result.status());
+  if (!result.ok()) return fail("pretrain", result.status());
   if (result.value().interrupted) return report_interrupted("pretrain", result.value(), a.run);
   if (!a.output.empty()) {
     write_options.name = "tern pretrain";
     const Status written = write_model_gguf(a.output, model.value(), write_options);
-    if (!written.ok()) return fail(written);
+    if (!written.ok()) return fail("pretrain", written);
     if (!a.train.json) std::printf("model written to %s\n", a.output.c_str());
   }
   return 0;
 }
 
 }  // namespace
+}  // namespace pretrain_cmd
 
 Command add_pretrain_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "pretrain", "Pretrain a model from scratch on token shards or byte-level text");
-  auto args = std::make_shared<PretrainArgs>();
+  auto args = std::make_shared<pretrain_cmd::PretrainArgs>();
   app->add_option("--preset", args->preset, "Model preset (see `tern info`)")
       ->capture_default_str();
   app->add_option("--config", args->config_file, "Model config JSON (instead of --preset)");
@@ -149,7 +147,7 @@ Command add_pretrain_command(CLI::App& root) {
   app->add_option("-o,--output", args->output, "Write the trained model here (GGUF)");
   add_train_flags(app, &args->train);
   add_run_flags(app, &args->run);
-  return {app, [args]() -> int { return run(*args); }};
+  return {app, [args]() -> int { return pretrain_cmd::run(*args); }};
 }
 
 }  // namespace tern::cli

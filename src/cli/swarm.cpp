@@ -20,12 +20,8 @@
 #include "swarm/run_config.h"
 
 namespace tern::cli {
+namespace swarm_cmd {
 namespace {
-
-int swarm_fail(const char* command, const Status& status) {
-  std::fprintf(stderr, "tern %s: %s\n", command, status.message().c_str());
-  return 1;
-}
 
 void rethrow_if_set(std::exception_ptr error) {
   if (error) std::rethrow_exception(error);
@@ -38,9 +34,9 @@ struct CoordinatorFlags {
 
 int run_coordinator(const CoordinatorFlags& f) {
   Result<swarm::RunConfig> config = swarm::load_run_config(f.config);
-  if (!config.ok()) return swarm_fail("coordinator", config.status());
+  if (!config.ok()) return fail("coordinator", config.status());
   Result<net::Identity> identity = net::Identity::load(f.key);
-  if (!identity.ok()) return swarm_fail("coordinator", identity.status());
+  if (!identity.ok()) return fail("coordinator", identity.status());
   asio::io_context io;
   net::TcpTransport tcp(io.get_executor());
   swarm::CoordinatorServerOptions options;
@@ -77,8 +73,8 @@ int run_coordinator(const CoordinatorFlags& f) {
   };
   Result<std::unique_ptr<swarm::CoordinatorServer>> server = swarm::CoordinatorServer::open(
       io.get_executor(), tcp, std::move(identity).value(), config.value(), f.state, options);
-  if (!server.ok()) return swarm_fail("coordinator", server.status());
-  if (Status s = server.value()->listen(f.listen); !s.ok()) return swarm_fail("coordinator", s);
+  if (!server.ok()) return fail("coordinator", server.status());
+  if (Status s = server.value()->listen(f.listen); !s.ok()) return fail("coordinator", s);
   std::fprintf(stderr, "coordinator: run %s (%s), id %s, listening on %s%s\n",
                config.value().run.name.c_str(), swarm::run_id_hex(config.value().run.id).c_str(),
                server.value()->id().to_string().c_str(), server.value()->address().c_str(),
@@ -88,7 +84,7 @@ int run_coordinator(const CoordinatorFlags& f) {
       io, [&]() -> asio::awaitable<void> { result = co_await server.value()->run(); },
       rethrow_if_set);
   io.run();
-  if (!result.ok()) return swarm_fail("coordinator", result);
+  if (!result.ok()) return fail("coordinator", result);
   std::printf("{\"state\":\"%s\",\"epoch\":%" PRIu64 ",\"step\":%" PRIu64
               ",\"trained_batches\":%" PRIu64 ",\"ledger_entries\":%" PRIu64 "}\n",
               swarm::state_name(server.value()->coordinator().state()),
@@ -106,14 +102,14 @@ struct JoinFlags {
 
 int run_join(const JoinFlags& f) {
   Result<swarm::RunConfig> config = swarm::load_run_config(f.config);
-  if (!config.ok()) return swarm_fail("join", config.status());
+  if (!config.ok()) return fail("join", config.status());
   Result<net::Identity> identity = net::Identity::load(f.key);
-  if (!identity.ok()) return swarm_fail("join", identity.status());
+  if (!identity.ok()) return fail("join", identity.status());
   swarm::ClientOptions options;
   options.coordinator_address = f.coordinator;
   if (!f.coordinator_id.empty()) {
     Result<net::NodeId> id = net::NodeId::parse(f.coordinator_id);
-    if (!id.ok()) return swarm_fail("join", id.status().with_context("--coordinator-id"));
+    if (!id.ok()) return fail("join", id.status().with_context("--coordinator-id"));
     options.coordinator_id = id.value();
   }
   options.listen = f.listen;
@@ -132,7 +128,7 @@ int run_join(const JoinFlags& f) {
   const net::NodeId me = identity.value().id();
   Result<std::unique_ptr<swarm::SwarmClient>> client = swarm::SwarmClient::create(
       io.get_executor(), transport, std::move(identity).value(), config.value(), options);
-  if (!client.ok()) return swarm_fail("join", client.status());
+  if (!client.ok()) return fail("join", client.status());
   client.value()->on_progress([](const swarm::ClientProgress& p) {
     std::fprintf(stderr,
                  "join: round %" PRIu64 " epoch %" PRIu64 " step %" PRIu64
@@ -148,7 +144,7 @@ int run_join(const JoinFlags& f) {
       rethrow_if_set);
   io.run();
   if (!report || !report->ok()) {
-    return swarm_fail("join", report ? report->status() : Status::Error("stopped early"));
+    return fail("join", report ? report->status() : Status::Error("stopped early"));
   }
   const swarm::ClientReport& r = report->value();
   const double steps = static_cast<double>(r.steps_applied > 0 ? r.steps_applied : 1);
@@ -169,10 +165,11 @@ int run_join(const JoinFlags& f) {
 }
 
 }  // namespace
+}  // namespace swarm_cmd
 
 Command add_coordinator_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("coordinator", "Coordinate a swarm training run");
-  auto f = std::make_shared<CoordinatorFlags>();
+  auto f = std::make_shared<swarm_cmd::CoordinatorFlags>();
   app->add_option("--config", f->config, "Run config (TOML; docs/run-config.md)")->required();
   app->add_option("--state", f->state, "Ledger file (SQLite): created, or resumed after a crash")
       ->required();
@@ -180,12 +177,12 @@ Command add_coordinator_command(CLI::App& root) {
   app->add_option("--listen", f->listen, "Address to listen on (host:port)")->capture_default_str();
   app->add_option("--linger-ms", f->linger_ms, "Keep serving this long after the run finishes")
       ->capture_default_str();
-  return {app, [f]() { return run_coordinator(*f); }};
+  return {app, [f]() { return swarm_cmd::run_coordinator(*f); }};
 }
 
 Command add_join_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("join", "Join a swarm training run as a member");
-  auto f = std::make_shared<JoinFlags>();
+  auto f = std::make_shared<swarm_cmd::JoinFlags>();
   app->add_option("--config", f->config, "The run's config (TOML), as the coordinator has it")
       ->required();
   app->add_option("--coordinator", f->coordinator, "Coordinator address (host:port)")->required();
@@ -201,7 +198,7 @@ Command add_join_command(CLI::App& root) {
   app->add_option("--connect-timeout-ms", f->connect_timeout_ms,
                   "Give up if the coordinator cannot be linked within this time")
       ->capture_default_str();
-  return {app, [f]() { return run_join(*f); }};
+  return {app, [f]() { return swarm_cmd::run_join(*f); }};
 }
 
 }  // namespace tern::cli

@@ -12,6 +12,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace tern::cli {
+namespace tokenizer_cmd {
 namespace {
 
 struct TokenizerArgs {
@@ -25,14 +26,9 @@ struct TokenizerArgs {
   bool special = false;
 };
 
-int fail(const char* what, const Status& status) {
-  std::fprintf(stderr, "tern tokenizer %s: %s\n", what, status.message().c_str());
-  return 1;
-}
-
 int run_train(const TokenizerArgs& a) {
   Result<std::string> corpus = load_corpus(a.text_file, a.gcide_dir, a.max_bytes);
-  if (!corpus.ok()) return fail("train", corpus.status());
+  if (!corpus.ok()) return fail("tokenizer train", corpus.status());
   std::vector<std::string> lines;
   std::istringstream in(corpus.value());
   for (std::string line; std::getline(in, line);) {
@@ -41,15 +37,15 @@ int run_train(const TokenizerArgs& a) {
   SpmTrainOptions options;
   options.vocab_size = a.vocab_size;
   Result<std::string> model = train_sentencepiece(lines, options);
-  if (!model.ok()) return fail("train", model.status());
+  if (!model.ok()) return fail("tokenizer train", model.status());
   Result<Vocab> vocab = vocab_from_sentencepiece(model.value());
-  if (!vocab.ok()) return fail("train", vocab.status());
+  if (!vocab.ok()) return fail("tokenizer train", vocab.status());
   gguf::GgufWriter writer;
   writer.set_string("general.architecture", "llama");
   writer.set_string("general.name", "tern tokenizer");
   add_vocab_to_gguf(vocab.value(), writer);
   const Status written = writer.write(a.output);
-  if (!written.ok()) return fail("train", written);
+  if (!written.ok()) return fail("tokenizer train", written);
   std::printf("trained a %d-token SentencePiece BPE vocabulary on %zu lines -> %s\n",
               vocab.value().size(), lines.size(), a.output.c_str());
   return 0;
@@ -57,22 +53,23 @@ int run_train(const TokenizerArgs& a) {
 
 int run_encode(const TokenizerArgs& a) {
   Result<gguf::GgufFile> file = gguf::GgufFile::open(a.vocab_file);
-  if (!file.ok()) return fail("encode", file.status());
+  if (!file.ok()) return fail("tokenizer encode", file.status());
   Result<Vocab> vocab = vocab_from_gguf(file.value());
-  if (!vocab.ok()) return fail("encode", vocab.status().with_context(a.vocab_file));
+  if (!vocab.ok()) return fail("tokenizer encode", vocab.status().with_context(a.vocab_file));
   Result<Tokenizer> tokenizer = Tokenizer::create(std::move(vocab).value());
-  if (!tokenizer.ok()) return fail("encode", tokenizer.status());
+  if (!tokenizer.ok()) return fail("tokenizer encode", tokenizer.status());
   for (int32_t id : tokenizer.value().encode(a.text, a.special, a.special)) std::printf("%d ", id);
   std::printf("\n");
   return 0;
 }
 
 }  // namespace
+}  // namespace tokenizer_cmd
 
 Command add_tokenizer_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand("tokenizer", "Train or run tokenizers (GGUF vocabularies)");
   app->require_subcommand(1);
-  auto args = std::make_shared<TokenizerArgs>();
+  auto args = std::make_shared<tokenizer_cmd::TokenizerArgs>();
   CLI::App* train = app->add_subcommand(
       "train", "Train a SentencePiece BPE vocabulary (libsentencepiece) and save it as GGUF");
   train->add_option("--text", args->text_file, "Training text (default: the GCIDE dictionary)");
@@ -88,7 +85,8 @@ Command add_tokenizer_command(CLI::App& root) {
   encode->add_option("text", args->text, "Text to encode")->required();
   encode->add_flag("--special", args->special, "Add BOS/EOS and parse special tokens");
   return {app, [args, train]() -> int {
-            return train->parsed() ? run_train(*args) : run_encode(*args);
+            return train->parsed() ? tokenizer_cmd::run_train(*args)
+                                   : tokenizer_cmd::run_encode(*args);
           }};
 }
 

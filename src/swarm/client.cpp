@@ -32,8 +32,10 @@
 namespace tern::swarm {
 namespace {
 
-constexpr uint64_t kRepublishMs = 2'000;  // Join / Trained / Attest / Weights repeats
-constexpr uint64_t kLingerMs = 2'000;     // keep serving blobs after the run ends
+constexpr uint64_t kRepublishMs = 2'000;    // Join / Trained / Attest / Weights repeats
+constexpr uint64_t kLingerMs = 2'000;       // keep serving blobs after the run ends
+constexpr uint64_t kReconnectMs = 300'000;  // to a coordinator that went away
+constexpr int kFetchAttempts = 4;           // per blob, each on freshly checked links
 
 uint64_t system_now_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -123,6 +125,7 @@ class SwarmClient::Impl {
   asio::awaitable<Result<ClientReport>> run();
 
  private:
+  asio::awaitable<Result<ClientReport>> run_until_done();
   uint64_t now_ms() const { return options_.now_ms(); }
   void on_message(const net::SignedMessage& m);
   void on_status(const StatusMessage& st);
@@ -165,6 +168,7 @@ class SwarmClient::Impl {
 
   std::optional<net::NodeId> coordinator_;
   std::optional<StatusMessage> status_;
+  std::map<net::NodeId, std::string> addresses_;  // peers' blob addresses
   std::map<uint64_t, RoundInfo> rounds_;
   std::map<uint64_t, std::map<net::NodeId, TrainedMessage>> announced_;
   std::map<net::BlobId, FetchedUpdate> fetched_;
@@ -177,6 +181,7 @@ class SwarmClient::Impl {
   std::set<uint64_t> trained_;
   std::map<uint64_t, TrainedMessage> my_trained_;
   std::map<uint64_t, AttestMessage> my_attest_;
+  uint64_t last_status_ms_ = 0;  // when the last Status arrived (or the run started)
   uint64_t last_join_ms_ = 0, last_trained_ms_ = 0, last_attest_ms_ = 0, last_weights_ms_ = 0;
   std::optional<std::pair<uint64_t, net::BlobId>> my_weights_;  // step, blob
   float last_loss_ = std::numeric_limits<float>::quiet_NaN();
@@ -192,11 +197,8 @@ asio::awaitable<decltype(std::declval<F>()())> SwarmClient::Impl::on_worker(F f)
 }
 
 std::string SwarmClient::Impl::address_of(const net::NodeId& member) const {
-  if (!status_) return {};
-  for (const MemberInfo& m : status_->members) {
-    if (m.id == member) return m.address;
-  }
-  return {};
+  auto it = addresses_.find(member);
+  return it == addresses_.end() ? std::string() : it->second;
 }
 
 void SwarmClient::Impl::on_message(const net::SignedMessage& m) {
@@ -231,7 +233,7 @@ void SwarmClient::Impl::on_message(const net::SignedMessage& m) {
 void SwarmClient::Impl::on_status(const StatusMessage& st) {
   if (st.config_hash != config_hash_) {
     fatal_ = Status::Error(
-        "join: the coordinator runs another config (its config hash differs from --config's)");
+        "the coordinator runs another config (its config hash differs from --config's)");
     return;
   }
   if (first_status_) {
@@ -252,7 +254,13 @@ void SwarmClient::Impl::on_status(const StatusMessage& st) {
       results_.count(st.last_result->round) == 0) {
     results_[st.last_result->round] = *st.last_result;
   }
+  // Remembered across Status messages: a restarted coordinator lists members
+  // without addresses until they announce again, but peers have not moved.
+  for (const MemberInfo& m : st.members) {
+    if (!m.address.empty()) addresses_[m.id] = m.address;
+  }
   status_ = st;
+  last_status_ms_ = now_ms();
 }
 
 void SwarmClient::Impl::on_trained(const net::NodeId& from, const TrainedMessage& m) {
@@ -292,22 +300,30 @@ asio::awaitable<Status> SwarmClient::Impl::ensure_link(const net::NodeId& peer) 
 
 asio::awaitable<void> SwarmClient::Impl::fetch_update(net::BlobId blob,
                                                       std::vector<net::NodeId> holders) {
-  std::vector<net::NodeId> linked;
   Status last = Status::Error("no holder reachable");
-  for (const net::NodeId& holder : holders) {
-    Status s = co_await ensure_link(holder);
-    if (s.ok()) {
-      linked.push_back(holder);
-    } else {
-      last = s;
+  // A link can drop under a fetch (e.g. the two ends dialed each other at
+  // once and one link gave way), so a failed fetch is retried on fresh links.
+  for (int attempt = 0; attempt < kFetchAttempts; ++attempt) {
+    if (attempt > 0) {
+      asio::steady_timer pause(executor_, std::chrono::milliseconds(100 * attempt));
+      co_await pause.async_wait(asio::use_awaitable);
     }
+    std::vector<net::NodeId> linked;
+    for (const net::NodeId& holder : holders) {
+      Status s = co_await ensure_link(holder);
+      if (s.ok()) {
+        linked.push_back(holder);
+      } else {
+        last = s;
+      }
+    }
+    if (linked.empty()) continue;
+    Result<net::FetchReport> report = co_await node_->fetch(blob, linked);
+    last = report.status();
+    if (last.ok()) break;
   }
   FetchedUpdate done;
   done.done = true;
-  if (!linked.empty()) {
-    Result<net::FetchReport> report = co_await node_->fetch(blob, linked);
-    last = report.status();
-  }
   if (last.ok()) {
     Result<std::shared_ptr<const net::Bytes>> bytes = node_->blobs().get(blob);
     if (bytes.ok()) {
@@ -384,6 +400,9 @@ asio::awaitable<Status> SwarmClient::Impl::apply_result(const RoundResult& resul
     ++steps_applied_;
   }
   next_round_ = result.round + 1;
+  // Erased only now: while the apply ran, Status messages repeating this
+  // result found it still here and did not queue it a second time.
+  results_.erase(result.round);
   report_.steps_applied = steps_applied_;
   co_return Status::Ok();
 }
@@ -561,7 +580,15 @@ void SwarmClient::Impl::report_progress(const StatusMessage& st) {
 }
 
 asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
-  if (Status s = node_->listen(options_.listen); !s.ok()) co_return s.with_context("join");
+  Result<ClientReport> report = co_await run_until_done();
+  // Whatever the outcome, close every link so the executor runs dry.
+  node_->close();
+  co_return report;
+}
+
+asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
+  if (Status s = node_->listen(options_.listen); !s.ok())
+    co_return s.with_context("listening for peers");
   const std::string advertise = options_.advertise.empty() ? node_->address() : options_.advertise;
   report_.params = model_.layout().num_elements();
   report_.initial_val_loss = co_await on_worker([this] { return validation_loss(); });
@@ -578,7 +605,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
       break;
     }
     if (now_ms() > connect_deadline) {
-      co_return linked.status().with_context("join: linking to the coordinator at " +
+      co_return linked.status().with_context("linking to the coordinator at " +
                                              options_.coordinator_address);
     }
     asio::steady_timer t(executor_, std::chrono::milliseconds(200));
@@ -586,6 +613,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
   }
   JoinMessage join;
   join.address = advertise;
+  last_status_ms_ = now_ms();
   uint64_t last_progress_round = std::numeric_limits<uint64_t>::max();
   uint64_t finished_at = 0;
   asio::steady_timer timer(executor_);
@@ -594,7 +622,18 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
     if (!node_->connected(*coordinator_)) {
       // The run is over and everything applied: the coordinator has left.
       if (status_ && status_->state == State::kFinished && results_.empty() && !need_sync_) break;
-      // The coordinator went away (restart): link again and carry on.
+      // The coordinator went away (restart): link again and carry on, for a
+      // while. Before any Status it is the join that fails: a coordinator
+      // that closes every link it authenticated does not admit this key.
+      const uint64_t patience = status_ ? kReconnectMs : options_.connect_timeout_ms;
+      if (now_ms() > last_status_ms_ + patience) {
+        co_return Status::Error(
+            status_ ? "lost the coordinator at " + options_.coordinator_address +
+                          " and could not link again for " + std::to_string(patience) + " ms"
+                    : "linking to the coordinator at " + options_.coordinator_address +
+                          ": it closes this member's links (is the key on the run's "
+                          "allowlist?)");
+      }
       Result<net::NodeId> linked =
           co_await node_->connect(options_.coordinator_address, *coordinator_);
       if (!linked.ok()) {
@@ -627,8 +666,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
 
       if (need_sync_) {
         if (st.state == State::kFinished)
-          co_return Status::Error(
-              "join: the run finished before this member could load the weights");
+          co_return Status::Error("the run finished before this member could load the weights");
         TERN_CO_RETURN_IF_ERROR(co_await try_sync(st));
       } else {
         // Resolved rounds, in order; a gap means a result was missed.
@@ -654,7 +692,6 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
         }
         while (!results_.empty() && !(in_flight && results_.begin()->first == in_flight->round)) {
           const RoundResult result = results_.begin()->second;
-          results_.erase(results_.begin());
           TERN_CO_RETURN_IF_ERROR(co_await apply_result(result));
         }
         if (trainer) {
@@ -673,10 +710,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
                             : 0.0;
           }
           TERN_CO_RETURN_IF_ERROR(co_await train(st, round->plan, lookahead));
-          if (in_flight) {
-            results_.erase(in_flight->round);
-            TERN_CO_RETURN_IF_ERROR(co_await apply_result(*in_flight));
-          }
+          if (in_flight) TERN_CO_RETURN_IF_ERROR(co_await apply_result(*in_flight));
         }
         // Re-send reports the coordinator has not recorded (it may have restarted).
         if (round != nullptr && st.state == State::kRoundTrain && my_trained_.count(st.round)) {
@@ -731,18 +765,17 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
     write_options.ternary_type = TernaryFileType::kLatentF32;
     write_options.name = config_.run.name;
     TERN_CO_RETURN_IF_ERROR(write_model_gguf(options_.checkpoint_path, model_, write_options)
-                                .with_context("join: writing the checkpoint"));
+                                .with_context("writing the checkpoint"));
     report_.checkpoint_path = options_.checkpoint_path;
     // Read the file back, as a user would, so the reported hash is the file's.
     Result<std::unique_ptr<GgufModelSource>> source =
         GgufModelSource::open(options_.checkpoint_path);
-    if (!source.ok()) co_return source.status().with_context("join: re-reading the checkpoint");
+    if (!source.ok()) co_return source.status().with_context("re-reading the checkpoint");
     Result<BitNetModel> reloaded =
         BitNetModel::create_full(source.value()->config(), *source.value());
-    if (!reloaded.ok()) co_return reloaded.status().with_context("join: re-reading the checkpoint");
+    if (!reloaded.ok()) co_return reloaded.status().with_context("re-reading the checkpoint");
     report_.checkpoint_weight_hash = hash_params(reloaded.value().params());
   }
-  node_->close();
   co_return report_;
 }
 
@@ -754,33 +787,32 @@ Result<std::unique_ptr<SwarmClient>> SwarmClient::create(asio::any_io_executor e
                                                          ClientOptions options) {
   if (!config.model.gguf.empty()) {
     return Status::Error(
-        "join: [model] gguf runs are not supported by the swarm client yet "
+        "[model] gguf runs are not supported by the swarm client yet "
         "(use [model] preset)");
   }
   if (config.model.lora_rank > 0) {
-    return Status::Error("join: [model] lora_rank = " + std::to_string(config.model.lora_rank) +
+    return Status::Error("[model] lora_rank = " + std::to_string(config.model.lora_rank) +
                          ": LoRA swarm runs are not supported by the client yet");
   }
   TERN_ASSIGN_OR_RETURN(ModelConfig model_config, to_model_config(config));
   const std::string shard_dir = options.shards.empty() ? config.data.shards : options.shards;
   if (shard_dir.empty()) {
     return Status::Error(
-        "join: no local shards (give --shards DIR; data providers are not "
+        "no local shards (give --shards DIR; data providers are not "
         "supported by the client yet)");
   }
   TERN_ASSIGN_OR_RETURN(ShardSet shards, ShardSet::open(shard_dir));
-  TERN_RETURN_IF_ERROR(
-      shards.dataset().check_window(config.data.seq_len).with_context("join: " + shard_dir));
+  TERN_RETURN_IF_ERROR(shards.dataset().check_window(config.data.seq_len).with_context(shard_dir));
   if (shards.dataset().vocab() > model_config.vocab) {
-    return Status::Error("join: shards in " + shard_dir + " have vocab " +
+    return Status::Error("shards in " + shard_dir + " have vocab " +
                          std::to_string(shards.dataset().vocab()) + " > the model's " +
                          std::to_string(model_config.vocab));
   }
   if (config.data.seq_len > model_config.max_seq) {
-    return Status::Error("join: [data] seq_len = " + std::to_string(config.data.seq_len) +
+    return Status::Error("[data] seq_len = " + std::to_string(config.data.seq_len) +
                          " exceeds the model's max_seq " + std::to_string(model_config.max_seq));
   }
-  if (options.eval_batches < 1) return Status::Error("join: eval_batches must be >= 1");
+  if (options.eval_batches < 1) return Status::Error("eval_batches must be >= 1");
   RandomInitSource init(config.run.seed);
   TERN_ASSIGN_OR_RETURN(BitNetModel model, BitNetModel::create_full(model_config, init));
   TERN_ASSIGN_OR_RETURN(DemoPlan plan, DemoPlan::create(model.layout(), to_demo_config(config)));

@@ -13,7 +13,7 @@
 namespace tern::net {
 namespace {
 
-Bytes random_bytes(size_t size, uint64_t seed) {
+Bytes random_blob(size_t size, uint64_t seed) {
   Rng rng(seed);
   Bytes out(size);
   for (uint8_t& byte : out) byte = static_cast<uint8_t>(rng.next_u64());
@@ -31,7 +31,7 @@ bool contains(const Status& status, const std::string& needle) {
 }
 
 TEST(blob_store, IdFollowsTheSpec) {
-  const Bytes data = random_bytes(2 * 4096 + 100, 1);
+  const Bytes data = random_blob(2 * 4096 + 100, 1);
   const BlobManifest manifest = make_manifest(data, 4096);
   ASSERT_EQ(manifest.chunk_count(), 3u);
   EXPECT_EQ(manifest.size, data.size());
@@ -82,7 +82,7 @@ TEST(blob_store, ChunkSizeMustBeAPowerOfTwoInRange) {
 }
 
 TEST(blob_store, PutServesBlobManifestAndChunks) {
-  const Bytes data = random_bytes(3 * 4096 + 1, 2);
+  const Bytes data = random_blob(3 * 4096 + 1, 2);
   BlobStore store(std::nullopt, 4096);
   Result<BlobId> id = store.put(data);
   ASSERT_TRUE(id.ok());
@@ -105,7 +105,7 @@ TEST(blob_store, PutServesBlobManifestAndChunks) {
 }
 
 TEST(blob_store, VerifyManifestRefusesEveryLie) {
-  const Bytes data = random_bytes(5 * 4096, 3);
+  const Bytes data = random_blob(5 * 4096, 3);
   const BlobManifest good = make_manifest(data, 4096);
   ASSERT_TRUE(verify_manifest(good.id, good).ok());
 
@@ -143,7 +143,7 @@ TEST(blob_store, VerifyManifestRefusesEveryLie) {
 }
 
 TEST(blob_store, PartialDownloadCompletesInAnyOrder) {
-  const Bytes data = random_bytes(7 * 4096 + 123, 4);
+  const Bytes data = random_blob(7 * 4096 + 123, 4);
   const BlobManifest manifest = make_manifest(data, 4096);
   BlobStore source(std::nullopt, 4096);
   ASSERT_TRUE(source.put(data).ok());
@@ -170,7 +170,7 @@ TEST(blob_store, PartialDownloadCompletesInAnyOrder) {
 }
 
 TEST(blob_store, BadChunksAreRefusedByName) {
-  const Bytes data = random_bytes(3 * 4096, 5);
+  const Bytes data = random_blob(3 * 4096, 5);
   const BlobManifest manifest = make_manifest(data, 4096);
   const std::string blob = short_blob_id(manifest.id);
   BlobStore store;
@@ -200,8 +200,8 @@ TEST(blob_store, BadChunksAreRefusedByName) {
 }
 
 TEST(blob_store, CapacityBoundsPutAndBegin) {
-  const Bytes a = random_bytes(10000, 6);
-  const Bytes b = random_bytes(7000, 7);
+  const Bytes a = random_blob(10000, 6);
+  const Bytes b = random_blob(7000, 7);
   BlobStore store(16000, 4096);
   ASSERT_TRUE(store.put(a).ok());
   Result<BlobId> too_much = store.put(b);
@@ -212,14 +212,14 @@ TEST(blob_store, CapacityBoundsPutAndBegin) {
       << too_much.status().message();
   EXPECT_TRUE(contains(store.begin(make_manifest(b, 4096)), "begin download of blob"));
   EXPECT_EQ(store.used_bytes(), 10000u);
-  EXPECT_TRUE(store.put(random_bytes(6000, 8)).ok());  // exactly full
+  EXPECT_TRUE(store.put(random_blob(6000, 8)).ok());  // exactly full
   EXPECT_EQ(store.used_bytes(), 16000u);
   EXPECT_FALSE(store.put(Bytes{1}).ok());
   EXPECT_TRUE(store.put({}).ok());  // empty blobs take nothing
 }
 
 TEST(blob_store, PutCompletesAPartialDownload) {
-  const Bytes data = random_bytes(2 * 4096, 9);
+  const Bytes data = random_blob(2 * 4096, 9);
   const BlobManifest manifest = make_manifest(data, 4096);
   BlobStore store(std::nullopt, 4096);
   ASSERT_TRUE(store.begin(manifest).ok());
@@ -230,7 +230,7 @@ TEST(blob_store, PutCompletesAPartialDownload) {
 }
 
 TEST(blob_store, ConcurrentPutChunkFromThreads) {
-  const Bytes data = random_bytes(64 * 4096, 10);
+  const Bytes data = random_blob(64 * 4096, 10);
   const BlobManifest manifest = make_manifest(data, 4096);
   BlobStore store;
   ASSERT_TRUE(store.begin(manifest).ok());

@@ -23,7 +23,7 @@ std::array<uint8_t, N> filled(uint8_t seed) {
   return out;
 }
 
-Bytes pattern(size_t size, uint8_t seed) {
+Bytes wire_pattern(size_t size, uint8_t seed) {
   Bytes out(size);
   for (size_t i = 0; i < size; ++i) out[i] = static_cast<uint8_t>(seed ^ (i * 31));
   return out;
@@ -36,9 +36,9 @@ std::vector<WireMessage> one_of_each_kind() {
                                .role = "trainer",
                                .capabilities = {"blobs", "broadcast", ""}}});
   out.push_back({2, msg::GetManifest{.blob = filled<32>(2)}});
-  out.push_back({3, msg::Manifest{make_manifest(pattern(10000, 3), 4096)}});
+  out.push_back({3, msg::Manifest{make_manifest(wire_pattern(10000, 3), 4096)}});
   out.push_back({4, msg::GetChunk{.blob = filled<32>(4), .index = 77}});
-  out.push_back({5, msg::Chunk{.blob = filled<32>(5), .index = 2, .data = pattern(1000, 5)}});
+  out.push_back({5, msg::Chunk{.blob = filled<32>(5), .index = 2, .data = wire_pattern(1000, 5)}});
   out.push_back({6, msg::NotFound{.blob = filled<32>(6), .reason = "evicted"}});
   out.push_back({7, msg::Have{.blobs = {filled<32>(7), filled<32>(8), filled<32>(9)}}});
   out.push_back({8, msg::Broadcast{.run_id = filled<16>(10),
@@ -46,7 +46,7 @@ std::vector<WireMessage> one_of_each_kind() {
                                    .seq = 12345678901234ull,
                                    .expiry_ms = 99,
                                    .kind = 4,
-                                   .body = pattern(300, 12),
+                                   .body = wire_pattern(300, 12),
                                    .signature = filled<64>(13)}});
   out.push_back({~uint64_t{0}, msg::Error{.code = 404, .message = "no such thing"}});
   // Edge values: empty lists, empty blob manifest, zero request id.
@@ -305,7 +305,7 @@ std::vector<BadCase> bad_cases() {
     add("wrong identifier", wrong_id, "file_identifier is 58524e4d");
   }
   {
-    const Bytes good = encode_message({1, msg::Chunk{.data = pattern(200, 1)}});
+    const Bytes good = encode_message({1, msg::Chunk{.data = wire_pattern(200, 1)}});
     add("truncated", Bytes(good.begin(), good.end() - 50), "fail FlatBuffers verification");
     add("too short", Bytes(good.begin(), good.begin() + 7), "7 bytes is too short");
     add("empty", Bytes{}, "0 bytes is too short");
@@ -349,7 +349,7 @@ TEST(wire_messages, AcceptsLimitsExactly) {
   MessageLimits limits;
   limits.max_chunk_bytes = 4096;
   limits.max_string_bytes = 10;
-  const WireMessage chunk{1, msg::Chunk{.data = pattern(4096, 1)}};
+  const WireMessage chunk{1, msg::Chunk{.data = wire_pattern(4096, 1)}};
   EXPECT_TRUE(decode_message(encode_message(chunk), limits).ok());
   const WireMessage error{1, msg::Error{.message = std::string(10, 'e')}};
   EXPECT_TRUE(decode_message(encode_message(error), limits).ok());
