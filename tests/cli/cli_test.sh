@@ -90,5 +90,21 @@ tmp="$(mktemp)"; printf 'tiny' > "$tmp"
 expect "text too short for a window" 1 "cannot fill a window" -- "$tern" pretrain --text "$tmp" --steps 1
 rm -f "$tmp"
 
+# Swarm processes: bad configs, keys and ids are named before anything runs.
+swarm_dir="$(mktemp -d)"
+example="$(dirname "$0")/../../docs/examples/run.toml"
+"$tern" keygen --out "$swarm_dir/k.key" > /dev/null
+printf '[run]\nname = "x"\n[model]\npreset = "tiny"\n[data]\nshards = "s"\nseq_len = 0\n' > "$swarm_dir/bad.toml"
+expect "coordinator missing config named" 1 "/nonexistent/run.toml" -- \
+  "$tern" coordinator --config /nonexistent/run.toml --state "$swarm_dir/run.db" --key "$swarm_dir/k.key"
+expect "coordinator bad config field named" 1 "\[data\] seq_len" -- \
+  "$tern" coordinator --config "$swarm_dir/bad.toml" --state "$swarm_dir/run.db" --key "$swarm_dir/k.key"
+expect "join missing key named" 1 "/nonexistent/m.key" -- \
+  "$tern" join --config "$example" --coordinator 127.0.0.1:1 --key /nonexistent/m.key
+expect "join bad coordinator id" 1 "coordinator-id" -- "$tern" join --config "$example" \
+  --coordinator 127.0.0.1:1 --key "$swarm_dir/k.key" --coordinator-id nottern
+expect "join needs a coordinator" 1 "coordinator" -- "$tern" join --config "$example" --key "$swarm_dir/k.key"
+rm -rf "$swarm_dir"
+
 echo "$failures failures"
 [[ $failures -eq 0 ]]
