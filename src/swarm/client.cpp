@@ -107,7 +107,7 @@ class SwarmClient::Impl {
         shards_(std::move(shards)),
         schedule_(to_lr_schedule(config_)),
         canonical_(model_.layout().buffer_size()),
-        worker_(1) {
+        worker_(options_.compute ? options_.compute : std::make_shared<asio::thread_pool>(1)) {
     if (!options_.now_ms) options_.now_ms = system_now_ms;
     std::memcpy(canonical_.data(), model_.params().data(),
                 static_cast<size_t>(canonical_.size()) * sizeof(float));
@@ -162,7 +162,7 @@ class SwarmClient::Impl {
   ShardSet shards_;
   LrSchedule schedule_;
   FlatBuffer canonical_;  // the agreed weights; model_.params() is scratch
-  asio::thread_pool worker_;
+  std::shared_ptr<asio::thread_pool> worker_;
   std::unique_ptr<net::Node> node_;
   std::function<void(const ClientProgress&)> progress_;
 
@@ -193,7 +193,7 @@ template <typename F>
 asio::awaitable<decltype(std::declval<F>()())> SwarmClient::Impl::on_worker(F f) {
   // Runs f on the worker thread; this coroutine resumes on the node's executor.
   auto task = [f = std::move(f)]() mutable -> asio::awaitable<decltype(f())> { co_return f(); };
-  co_return co_await asio::co_spawn(worker_.get_executor(), task(), asio::use_awaitable);
+  co_return co_await asio::co_spawn(worker_->get_executor(), task(), asio::use_awaitable);
 }
 
 std::string SwarmClient::Impl::address_of(const net::NodeId& member) const {

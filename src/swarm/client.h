@@ -39,6 +39,7 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/thread_pool.hpp>
 
 #include "core/hash.h"
 #include "core/status.h"
@@ -61,6 +62,10 @@ struct ClientOptions {
   uint64_t message_lifetime_ms = 60'000;
   uint64_t connect_timeout_ms = 30'000;  // first link to the coordinator
   std::function<uint64_t()> now_ms;      // Unix ms; default: the system clock
+  // Where gradient and apply work runs; default: a private thread. The
+  // kernels' thread pool takes one caller at a time, so members that share a
+  // process must share one single-threaded pool here.
+  std::shared_ptr<asio::thread_pool> compute;
   // Upload meter (bytes this member sent), e.g. a FaultyTransport's counts.
   std::function<uint64_t()> uploaded_bytes;
 };
