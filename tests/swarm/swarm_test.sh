@@ -110,6 +110,16 @@ wait_for() {  # wait_for REGEX FILE SECONDS
   echo "timed out waiting for /$1/ in $2:"; tail -20 "$2"; return 1
 }
 
+wait_for_new() {  # wait_for_new REGEX FILE SECONDS: like wait_for, on lines not yet written
+  local seen
+  seen="$(wc -l < "$2")"
+  for _ in $(seq 1 $(($3 * 20))); do
+    tail -n +"$((seen + 1))" "$2" | grep -Eq -- "$1" && return 0
+    sleep 0.05
+  done
+  echo "timed out waiting for a new /$1/ in $2:"; tail -20 "$2"; return 1
+}
+
 json_field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" "$1"; }
 
 # Every given member exited 0 with the same weight hash, equal to its checkpoint's.
@@ -157,17 +167,18 @@ case "$scenario" in
     ok "validation loss fell: $initial -> $final"
     ;;
   member_kill)
-    # All four are members from the second epoch on (the first starts with
-    # the first two to join); then c dies while training, d while witnessing.
-    write_config 2 3 3 4000 2000
+    # Once all four are members (the first epoch starts with the first two to
+    # join, the others are admitted at the next), c dies while training, then
+    # d while witnessing.
+    write_config 2 4 3 4000 2000
     start_coordinator
     for k in a b c d; do start_member $k; done
-    wait_for "RoundTrain epoch 1 round [0-9]+ step [0-9]+ members 4" coord.err 60 || exit 1
+    wait_for "RoundTrain epoch [0-9]+ round [0-9]+ step [0-9]+ members 4" coord.err 60 || exit 1
     kill -9 "${member_pid[c]}"
-    wait_for "RoundWitness epoch 2 round [0-9]+ step [0-9]+ members 3" coord.err 60 || exit 1
+    wait_for_new "RoundWitness epoch [0-9]+ round [0-9]+ step [0-9]+ members" coord.err 60 || exit 1
     kill -9 "${member_pid[d]}"
     check_members a b
-    check_schedule 9
+    check_schedule 12
     c_id="$("$tern" keygen --show c.key | cut -c1-12)"
     d_id="$("$tern" keygen --show d.key | cut -c1-12)"
     grep -q "dropped:.*$c_id" coord.err || fail "killed member c was never dropped"
