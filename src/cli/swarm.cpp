@@ -2,6 +2,7 @@
 // (docs/swarm.md). The coordinator serves one run from its TOML config and
 // its ledger file; members join it with their own key and local shards.
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -10,6 +11,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
 
 #include "cli/commands.h"
 #include "net/faulty_transport.h"
@@ -139,8 +141,17 @@ int run_join(const JoinFlags& f) {
   std::fprintf(stderr, "join: member %s joining run %s at %s\n", me.to_string().c_str(),
                config.value().run.name.c_str(), f.coordinator.c_str());
   std::optional<Result<swarm::ClientReport>> report;
+  // Ctrl-C / SIGTERM: leave the run gracefully instead of vanishing.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code& ec, int) {
+    if (!ec) client.value()->leave();
+  });
   asio::co_spawn(
-      io, [&]() -> asio::awaitable<void> { report = co_await client.value()->run(); },
+      io,
+      [&]() -> asio::awaitable<void> {
+        report = co_await client.value()->run();
+        signals.cancel();
+      },
       rethrow_if_set);
   io.run();
   if (!report || !report->ok()) {

@@ -121,6 +121,7 @@ class SwarmClient::Impl {
 
   const net::NodeId& id() const { return node_->id(); }
   void set_progress(std::function<void(const ClientProgress&)> f) { progress_ = std::move(f); }
+  void request_leave() { leave_requested_ = true; }
 
   asio::awaitable<Result<ClientReport>> run();
 
@@ -178,6 +179,7 @@ class SwarmClient::Impl {
   uint64_t steps_applied_ = 0;
   bool need_sync_ = false;
   bool first_status_ = true;
+  bool leave_requested_ = false;
   std::set<uint64_t> trained_;
   std::map<uint64_t, TrainedMessage> my_trained_;
   std::map<uint64_t, AttestMessage> my_attest_;
@@ -619,6 +621,16 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
   asio::steady_timer timer(executor_);
   while (true) {
     if (!fatal_.ok()) co_return fatal_;
+    if (leave_requested_) {
+      if (coordinator_ && node_->connected(*coordinator_)) {
+        publish(SwarmKind::kLeave, encode_leave());
+        // Give the writer a moment to put it on the wire before the links close.
+        timer.expires_after(std::chrono::milliseconds(300));
+        asio::error_code ec;
+        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      co_return Status::Error("interrupted: left the run");
+    }
     if (!node_->connected(*coordinator_)) {
       // The run is over and everything applied: the coordinator has left.
       if (status_ && status_->state == State::kFinished && results_.empty() && !need_sync_) break;
@@ -829,6 +841,9 @@ const net::NodeId& SwarmClient::id() const {
 }
 asio::awaitable<Result<ClientReport>> SwarmClient::run() {
   return impl_->run();
+}
+void SwarmClient::leave() {
+  impl_->request_leave();
 }
 void SwarmClient::on_progress(std::function<void(const ClientProgress&)> callback) {
   impl_->set_progress(std::move(callback));

@@ -106,6 +106,10 @@ class SwarmClient {
   // Runs until the coordinator reports Finished and everything is applied.
   asio::awaitable<Result<ClientReport>> run();
   void on_progress(std::function<void(const ClientProgress&)> callback);
+  // Leaves the run gracefully (e.g. on Ctrl-C): announces Leave, so the
+  // coordinator removes this member at once instead of dropping it a round
+  // later, and makes run() return an error saying so. Call on the executor.
+  void leave();
 
   class Impl;
 

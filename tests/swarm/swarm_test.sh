@@ -11,6 +11,8 @@
 #   coordinator_kill  kill -9 of the coordinator mid-run, restart from its
 #                ledger: the run finishes with no step lost or repeated and
 #                `tern ledger verify` passes
+#   leave        SIGTERM makes a member announce Leave: it is removed, not
+#                dropped, and the others finish the run
 #   allowlist    a key not on the allowlist cannot join
 set -uo pipefail
 tern="$1"
@@ -206,6 +208,20 @@ case "$scenario" in
     done
     "$tern" ledger verify run.db > verify.out 2>&1 || fail "ledger verify: $(cat verify.out)"
     ok "restarted coordinator finished the run; members applied its $steps steps; ledger verifies"
+    ;;
+  leave)
+    write_config 2 2 3 4000 2000
+    start_coordinator
+    for k in a b c; do start_member $k; done
+    wait_for "RoundTrain epoch 0 round 1 " coord.err 60 || exit 1
+    kill -TERM "${member_pid[c]}"
+    wait "${member_pid[c]}" && fail "member c exited 0 after SIGTERM"
+    grep -q "left the run" c.err || fail "member c did not say it left: $(tail -2 c.err)"
+    check_members a b
+    check_schedule 6
+    c_id="$("$tern" keygen --show c.key | cut -c1-12)"
+    grep -q "dropped:.*$c_id" coord.err && fail "member c was dropped instead of leaving"
+    ok "SIGTERM: member c left the run gracefully (not dropped); the others finished it"
     ;;
   allowlist)
     write_config 1 1 1 4000 2000 coord a b
