@@ -9,6 +9,7 @@
 //                                 of bitnet-125m: warm-up steps, then a timed window.
 //   tern bench kernels [--json]   CPU kernel throughput on the presets' linear shapes,
 //                                 DRAM matrix-vector and copy bandwidth (bench_kernels.cpp).
+//   tern bench demo, net, swarm   bench_demo.cpp, bench_net.cpp, bench_swarm.cpp.
 //
 // Hidden flags for quick runs (tests): --preset and --seq override the workload.
 // Both use random weights, batch 1, LoRA rank 8 on q, k, v, o, synthetic tokens.
@@ -25,6 +26,7 @@
 #include "cli/bench_demo.h"
 #include "cli/bench_kernels.h"
 #include "cli/bench_net.h"
+#include "cli/bench_swarm.h"
 #include "cli/commands.h"
 #include "core/thread_pool.h"
 #include "model/bitnet.h"
@@ -247,7 +249,7 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
 
 Command add_bench_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
-      "bench", "Benchmarks that print JSON (memory, finetune, kernels, demo, net)");
+      "bench", "Benchmarks that print JSON (memory, finetune, kernels, demo, net, swarm)");
   app->require_subcommand(1);
 
   CLI::App* memory = app->add_subcommand(
@@ -284,11 +286,13 @@ Command add_bench_command(CLI::App& root) {
   const Command kernels = add_bench_kernels_command(*app);
   const Command demo = add_bench_demo_command(*app);
   const Command net = add_bench_net_command(*app);
+  const Command swarm = add_bench_swarm_command(*app);
 
   return {app, [=]() -> int {
             if (kernels.app->parsed()) return kernels.run();
             if (demo.app->parsed()) return demo.run();
             if (net.app->parsed()) return net.run();
+            if (swarm.app->parsed()) return swarm.run();
             if (memory->parsed()) {
               if (!child->empty()) return bench_cmd::memory_child(*memory_workload, *child);
               return bench_cmd::memory_parent(*memory_workload, *memory_json);

@@ -55,18 +55,11 @@ constexpr size_t kMedicalDocs = 350;  // ~300 for fine-tuning, ~50 held out
 constexpr double kHeldOutFraction = 50.0 / 350.0;
 constexpr size_t kMaxMedicalBytes = 600;  // one definition, not a multi-sense entry
 
-// The demo model: BitNet b1.58 2B-4T's shape in miniature (ternary, ReLU²,
-// sub-norms, GQA), sized so pretraining fits the time budget on two cores.
+// The demo model: the `small` preset (BitNet b1.58 2B-4T's shape in
+// miniature: ternary, ReLU², sub-norms, GQA) with the demo tokenizer's vocabulary.
 ModelConfig demo_model(int64_t vocab) {
-  ModelConfig c;
-  c.hidden = 128;
-  c.layers = 3;
-  c.heads = 4;
-  c.kv_heads = 2;
-  c.head_dim = 32;
-  c.ffn = 320;
+  ModelConfig c = preset_config("small").value();
   c.vocab = vocab;
-  c.max_seq = 256;
   return c;
 }
 

@@ -1,12 +1,16 @@
 // `tern coordinator` and `tern join`: the two processes of a swarm run
 // (docs/swarm.md). The coordinator serves one run from its TOML config and
 // its ledger file; members join it with their own key and local shards.
+#include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <asio/co_spawn.hpp>
@@ -29,6 +33,32 @@ void rethrow_if_set(std::exception_ptr error) {
   if (error) std::rethrow_exception(error);
 }
 
+// Wall time of each round, from the first Status that shows it to the one
+// that carries its result: the run's step time (`tern bench swarm`).
+class RoundClock {
+ public:
+  void observe(const swarm::StatusMessage& st) {
+    const auto now = std::chrono::steady_clock::now();
+    if (st.in_round && started_.count(st.round) == 0) started_[st.round] = now;
+    if (st.last_result && resolved_.count(st.last_result->round) == 0) {
+      resolved_.insert(st.last_result->round);
+      auto it = started_.find(st.last_result->round);
+      if (it != started_.end()) {
+        total_s_ += std::chrono::duration<double>(now - it->second).count();
+        ++timed_;
+      }
+    }
+  }
+  uint64_t rounds() const { return resolved_.size(); }
+  double mean_s() const { return timed_ == 0 ? 0.0 : total_s_ / static_cast<double>(timed_); }
+
+ private:
+  std::map<uint64_t, std::chrono::steady_clock::time_point> started_;
+  std::set<uint64_t> resolved_;
+  double total_s_ = 0.0;
+  uint64_t timed_ = 0;
+};
+
 struct CoordinatorFlags {
   std::string config, state, listen = "127.0.0.1:7400", key;
   uint64_t linger_ms = 3000;
@@ -43,8 +73,10 @@ int run_coordinator(const CoordinatorFlags& f) {
   net::TcpTransport tcp(io.get_executor());
   swarm::CoordinatorServerOptions options;
   options.linger_ms = f.linger_ms;
-  options.on_status = [last = std::string(),
+  RoundClock clock;
+  options.on_status = [&clock, last = std::string(),
                        last_round = ~uint64_t{0}](const swarm::StatusMessage& st) mutable {
+    clock.observe(st);
     char line[256];
     std::snprintf(line, sizeof line,
                   "coordinator: %s epoch %" PRIu64 " round %" PRIu64 " step %" PRIu64
@@ -88,11 +120,12 @@ int run_coordinator(const CoordinatorFlags& f) {
   io.run();
   if (!result.ok()) return fail("coordinator", result);
   std::printf("{\"state\":\"%s\",\"epoch\":%" PRIu64 ",\"step\":%" PRIu64
-              ",\"trained_batches\":%" PRIu64 ",\"ledger_entries\":%" PRIu64 "}\n",
+              ",\"trained_batches\":%" PRIu64 ",\"ledger_entries\":%" PRIu64 ",\"rounds\":%" PRIu64
+              ",\"round_s_mean\":%.4f}\n",
               swarm::state_name(server.value()->coordinator().state()),
               server.value()->coordinator().epoch(), server.value()->coordinator().step(),
               server.value()->coordinator().trained_batches(),
-              server.value()->coordinator().snapshot().event_count);
+              server.value()->coordinator().snapshot().event_count, clock.rounds(), clock.mean_s());
   return 0;
 }
 
@@ -125,6 +158,10 @@ int run_join(const JoinFlags& f) {
   // and, with --upload-cap, limits it (per link).
   net::FaultPolicy policy;
   policy.bandwidth_bytes_per_second = f.upload_cap;
+  // A real uplink buffers little: a burst of 50 ms of traffic, so even a
+  // small update waits for the rate (the transport's 64 KiB default would
+  // let it through at once).
+  policy.bandwidth_burst_bytes = std::max<uint64_t>(1, f.upload_cap / 20);
   net::FaultyTransport transport(tcp, policy, 1);
   options.uploaded_bytes = [&transport] { return transport.counts().frame_bytes; };
   const net::NodeId me = identity.value().id();
@@ -163,13 +200,15 @@ int run_join(const JoinFlags& f) {
               ",\"batches_trained\":%" PRIu64 ",\"params\":%" PRId64
               ",\"initial_val_loss\":%.6f,\"final_val_loss\":%.6f,\"synced_from_peers\":%s"
               ",\"update_bytes\":%" PRIu64 ",\"uploaded_bytes\":%" PRIu64
-              ",\"upload_bytes_per_param_step\":%.6g,\"weight_hash\":\"%s\",\"checkpoint\":\"%s\""
+              ",\"upload_bytes_per_param_step\":%.6g,\"train_s_mean\":%.4f,\"weight_hash\":\"%s\","
+              "\"checkpoint\":\"%s\""
               ",\"checkpoint_weight_hash\":\"%s\"}\n",
               me.to_string().c_str(), r.steps_applied, r.rounds_trained, r.batches_trained,
               r.params, static_cast<double>(r.initial_val_loss),
               static_cast<double>(r.final_val_loss), r.synced_from_peers ? "true" : "false",
               r.updates_sent_bytes, r.uploaded_bytes,
               static_cast<double>(r.uploaded_bytes) / static_cast<double>(r.params) / steps,
+              r.rounds_trained == 0 ? 0.0 : r.train_seconds / static_cast<double>(r.rounds_trained),
               to_hex(r.weight_hash).c_str(), r.checkpoint_path.c_str(),
               r.checkpoint_path.empty() ? "" : to_hex(r.checkpoint_weight_hash).c_str());
   return 0;
@@ -204,7 +243,7 @@ Command add_join_command(CLI::App& root) {
   app->add_option("--shards", f->shards, "Local token shards (default: [data] shards)");
   app->add_option("--checkpoint", f->checkpoint, "Write the final weights here (GGUF)");
   app->add_option("--upload-cap", f->upload_cap,
-                  "Cap every link's upload at this many bytes/s (0: none)")
+                  "Cap every link's upload at this many bytes/s, bursts of 50 ms (0: none)")
       ->capture_default_str();
   app->add_option("--connect-timeout-ms", f->connect_timeout_ms,
                   "Give up if the coordinator cannot be linked within this time")

@@ -113,6 +113,9 @@ struct PresetShape {
 constexpr PresetShape kPresets[] = {
     // Small enough to train a few hundred steps in a test on two cores.
     {"tiny", 64, 2, 4, 2, 16, 176, 256, 256, 10000.0},
+    // The demo's model (~0.65M parameters): trains in minutes on two cores,
+    // yet big enough that per-tensor overheads do not dominate an update.
+    {"small", 128, 3, 4, 2, 32, 320, 1024, 256, 10000.0},
     {"bitnet-125m", 768, 12, 12, 12, 64, 2560, 32000, 2048, 10000.0},
     {"bitnet-1b", 2048, 20, 32, 8, 64, 5632, 32000, 2048, 500000.0},
     // Microsoft BitNet b1.58 2B-4T (config.json of the released model).

@@ -130,6 +130,15 @@ Result<BlobId> BlobStore::put(std::span<const uint8_t> bytes) {
   return entry.manifest.id;
 }
 
+bool BlobStore::erase(const BlobId& id) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) return false;
+  used_ -= it->second.manifest.size;
+  entries_.erase(it);
+  return true;
+}
+
 bool BlobStore::has(const BlobId& id) const {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(id);

@@ -110,6 +110,11 @@ class BlobStore {
   // the blob was never begun.
   Result<std::vector<uint32_t>> missing_chunks(const BlobId& id) const;
 
+  // Drops a complete or partial blob and frees its bytes; false if absent. A
+  // download of it in progress then fails cleanly (its chunks find no entry);
+  // readers holding get()'s pointer keep their copy.
+  bool erase(const BlobId& id);
+
   // Bytes held or reserved by complete and partial blobs.
   uint64_t used_bytes() const;
   std::optional<uint64_t> capacity_bytes() const { return capacity_; }

@@ -32,10 +32,11 @@
 namespace tern::swarm {
 namespace {
 
-constexpr uint64_t kRepublishMs = 2'000;    // Join / Trained / Attest / Weights repeats
-constexpr uint64_t kLingerMs = 2'000;       // keep serving blobs after the run ends
-constexpr uint64_t kReconnectMs = 300'000;  // to a coordinator that went away
-constexpr int kFetchAttempts = 4;           // per blob, each on freshly checked links
+constexpr uint64_t kRepublishMs = 2'000;     // Join / Trained / Attest / Weights repeats
+constexpr uint64_t kLingerMs = 2'000;        // keep serving blobs after the run ends
+constexpr uint64_t kReconnectMs = 300'000;   // to a coordinator that went away
+constexpr int kFetchAttempts = 4;            // per blob, each on freshly checked links
+constexpr int kCoordinatorOnlyAttempts = 2;  // before the trainer and witnesses are asked too
 
 uint64_t system_now_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -136,8 +137,13 @@ class SwarmClient::Impl {
   }
   std::string address_of(const net::NodeId& member) const;
   asio::awaitable<Status> ensure_link(const net::NodeId& peer);
-  // Fetches and decodes one update blob from the given holders (once).
-  asio::awaitable<void> fetch_update(net::BlobId blob, std::vector<net::NodeId> holders);
+  // Starts fetching `member`'s update of `round` once both its Trained and a
+  // Status showing it recorded (so relayed by the coordinator) have arrived.
+  void maybe_prefetch(uint64_t round, const net::NodeId& member);
+  // Fetches and decodes one update blob (once): from the coordinator, which
+  // relays every recorded update, then also from `fallback` (the trainer and
+  // witnesses) should the coordinator not have it (e.g. after a restart).
+  asio::awaitable<void> fetch_update(net::BlobId blob, std::vector<net::NodeId> fallback);
   asio::awaitable<Status> apply_result(const RoundResult& result);
   asio::awaitable<Status> train(const StatusMessage& st, const RoundPlan& plan,
                                 std::optional<double> lookahead_lr);
@@ -263,6 +269,11 @@ void SwarmClient::Impl::on_status(const StatusMessage& st) {
   }
   status_ = st;
   last_status_ms_ = now_ms();
+  if (st.in_round) {
+    for (size_t slot = 0; slot < st.roster.size() && slot < st.trained.size(); ++slot) {
+      if (st.trained[slot]) maybe_prefetch(st.round, st.roster[slot]);
+    }
+  }
 }
 
 void SwarmClient::Impl::on_trained(const net::NodeId& from, const TrainedMessage& m) {
@@ -281,10 +292,23 @@ void SwarmClient::Impl::on_trained(const net::NodeId& from, const TrainedMessage
     return;
   }
   announced_[m.round][from] = m;
-  if (fetched_.count(m.update_blob) == 0 && from != id()) {
-    fetched_[m.update_blob] = FetchedUpdate{};
-    std::vector<net::NodeId> holders{from};
-    asio::co_spawn(executor_, fetch_update(m.update_blob, std::move(holders)), asio::detached);
+  maybe_prefetch(m.round, from);
+}
+
+void SwarmClient::Impl::maybe_prefetch(uint64_t round, const net::NodeId& member) {
+  if (member == id() || !status_ || !status_->in_round || status_->round != round) return;
+  auto announced = announced_.find(round);
+  if (announced == announced_.end()) return;
+  auto trained = announced->second.find(member);
+  if (trained == announced->second.end()) return;
+  const net::BlobId blob = trained->second.update_blob;
+  if (fetched_.count(blob) != 0) return;
+  for (size_t slot = 0; slot < status_->roster.size() && slot < status_->trained.size(); ++slot) {
+    if (status_->roster[slot] != member || !status_->trained[slot]) continue;
+    fetched_[blob] = FetchedUpdate{};
+    std::vector<net::NodeId> fallback{member};
+    asio::co_spawn(executor_, fetch_update(blob, std::move(fallback)), asio::detached);
+    return;
   }
 }
 
@@ -301,14 +325,22 @@ asio::awaitable<Status> SwarmClient::Impl::ensure_link(const net::NodeId& peer) 
 }
 
 asio::awaitable<void> SwarmClient::Impl::fetch_update(net::BlobId blob,
-                                                      std::vector<net::NodeId> holders) {
+                                                      std::vector<net::NodeId> fallback) {
   Status last = Status::Error("no holder reachable");
   // A link can drop under a fetch (e.g. the two ends dialed each other at
   // once and one link gave way), so a failed fetch is retried on fresh links.
+  // The first attempts ask the coordinator alone: each member's upload then
+  // stays one copy of its update, whatever the number of peers.
   for (int attempt = 0; attempt < kFetchAttempts; ++attempt) {
     if (attempt > 0) {
       asio::steady_timer pause(executor_, std::chrono::milliseconds(100 * attempt));
       co_await pause.async_wait(asio::use_awaitable);
+    }
+    std::vector<net::NodeId> holders{*coordinator_};
+    if (attempt >= kCoordinatorOnlyAttempts) {
+      for (const net::NodeId& h : fallback) {
+        if (h != *coordinator_ && h != id()) holders.push_back(h);
+      }
     }
     std::vector<net::NodeId> linked;
     for (const net::NodeId& holder : holders) {
@@ -374,14 +406,14 @@ asio::awaitable<Status> SwarmClient::Impl::apply_result(const RoundResult& resul
         --attempt;
         continue;
       }
-      std::vector<net::NodeId> holders{a.member};
+      std::vector<net::NodeId> fallback{a.member};
       if (round != rounds_.end()) {
         for (const net::NodeId& w : round->second.plan.witnesses) {
-          if (w != a.member && w != id()) holders.push_back(w);
+          if (w != a.member) fallback.push_back(w);
         }
       }
       fetched_[blob] = FetchedUpdate{};
-      co_await fetch_update(blob, holders);
+      co_await fetch_update(blob, fallback);
     }
     auto it = fetched_.find(blob);
     if (it == fetched_.end() || !it->second.update) {
@@ -417,6 +449,7 @@ asio::awaitable<Status> SwarmClient::Impl::train(const StatusMessage& st, const 
   }
   const uint64_t step = st.step;
   const double lr = lr_for_step(step);
+  const auto started = std::chrono::steady_clock::now();
   TrainOutput out = co_await on_worker([this, &mine, step, lr, lookahead_lr]() {
     const int64_t spb = config_.batch.sequences_per_batch;
     const int64_t seq = config_.data.seq_len;
@@ -445,6 +478,8 @@ asio::awaitable<Status> SwarmClient::Impl::train(const StatusMessage& st, const 
     o.payload = encode_demo_update(plan_, update);
     return o;
   });
+  report_.train_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   Result<net::BlobId> blob = node_->blobs().put(out.payload);
   if (!blob.ok()) co_return blob.status().with_context("storing this member's update");
   TrainedMessage msg;
@@ -512,7 +547,10 @@ void SwarmClient::Impl::announce_weights() {
     my_weights_ = std::make_pair(steps_applied_, blob.value());
     last_weights_ms_ = 0;
   }
-  if (now_ms() < last_weights_ms_ + kRepublishMs) return;
+  // Once per new step; repeated only while members wait to join (they load
+  // these weights at the next epoch), so an idle run costs no upload.
+  const bool waiting = status_ && !status_->pending_joins.empty();
+  if (last_weights_ms_ != 0 && (!waiting || now_ms() < last_weights_ms_ + kRepublishMs)) return;
   WeightsMessage msg;
   msg.step = my_weights_->first;
   msg.weights_blob = my_weights_->second;

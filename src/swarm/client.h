@@ -85,6 +85,7 @@ struct ClientReport {
   uint64_t batches_trained = 0;
   uint64_t updates_sent_bytes = 0;  // DeMo payload bytes this member produced
   uint64_t uploaded_bytes = 0;      // from the upload meter (0 without one)
+  double train_seconds = 0.0;       // wall time spent computing this member's updates
   int64_t params = 0;
   float initial_val_loss = 0.0f;  // of the weights this member started from
   float final_val_loss = 0.0f;

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <utility>
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -25,6 +27,11 @@ bool phase_has_deadline(State state) {
   return state == State::kWarmup || state == State::kRoundTrain || state == State::kRoundWitness ||
          state == State::kCooldown;
 }
+
+// Rounds whose relayed update blobs are kept: members apply a round's
+// updates one round late (overlap), and a member catching up may need the
+// round before that.
+constexpr uint64_t kRelayRounds = 4;
 
 bool file_exists(const std::string& path) {
   struct stat st {};
@@ -83,6 +90,7 @@ CoordinatorServer::CoordinatorServer(asio::any_io_executor executor, net::Transp
   node_options.allowed_peers = config_.allowlist;
   node_options.now_ms = options_.now_ms;
   node_options.max_peers = std::max<size_t>(64, size_t{config_.membership.max_members} * 2);
+  node_options.blob_capacity_bytes = options_.relay_capacity_bytes;
   node_ = std::make_unique<net::Node>(executor_, transport, std::move(identity), node_options);
   node_->on_broadcast([this](const net::SignedMessage& message) { on_message(message); });
 }
@@ -143,7 +151,19 @@ void CoordinatorServer::on_message(const net::SignedMessage& message) {
       event.round = trained.value().round;
       event.batches = trained.value().batches;
       event.update_hash = trained.value().update_blob;
-      submit(event, "trained", from);
+      // Relay only what could be recorded: a Trained for another round, or
+      // from a member not on this round's roster, is rejected right away.
+      const RoundState* round = coordinator_.current_round();
+      const bool relayable =
+          coordinator_.state() == State::kRoundTrain && round != nullptr &&
+          round->round == event.round &&
+          std::find(round->roster.begin(), round->roster.end(), from) != round->roster.end();
+      if (!relayable) {
+        submit(event, "trained", from);
+      } else if (relaying_.insert({from, event.round}).second) {
+        asio::co_spawn(executor_, relay_trained(std::make_shared<TrainDone>(std::move(event))),
+                       asio::detached);
+      }
       return;
     }
     case SwarmKind::kAttest: {
@@ -186,7 +206,35 @@ void CoordinatorServer::submit(const Event& event, const char* what, const net::
     stop();
     return;
   }
+  evict_relayed();
   publish_status();
+}
+
+asio::awaitable<void> CoordinatorServer::relay_trained(std::shared_ptr<TrainDone> trained) {
+  // (Held by pointer: GCC 12 miscompiles coroutine parameters holding arrays.)
+  TrainDone& event = *trained;
+  std::vector<net::NodeId> holders{event.member};
+  Result<net::FetchReport> fetched = co_await node_->fetch(event.update_hash, holders);
+  relaying_.erase({event.member, event.round});
+  if (stopping_) co_return;
+  if (!fetched.ok()) {
+    log(LogLevel::kWarn, "coordinator",
+        "could not relay the update of " + event.member.short_string() + " for round " +
+            std::to_string(event.round) + ": " + fetched.status().message());
+    co_return;
+  }
+  relayed_[event.round].push_back(event.update_hash);
+  event.now_ms = now_ms();
+  submit(event, "trained", event.member);
+}
+
+void CoordinatorServer::evict_relayed() {
+  const RoundState* round = coordinator_.current_round();
+  if (round == nullptr) return;
+  while (!relayed_.empty() && relayed_.begin()->first + kRelayRounds <= round->round) {
+    for (const net::BlobId& blob : relayed_.begin()->second) node_->blobs().erase(blob);
+    relayed_.erase(relayed_.begin());
+  }
 }
 
 void CoordinatorServer::tick() {

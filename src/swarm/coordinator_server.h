@@ -16,6 +16,14 @@
 // message against the plan themselves. The run's allowlist, if any, is the
 // Node's link allowlist, so a key not on it cannot even hold a link.
 //
+// Blob relay: the coordinator fetches every member's update blob before it
+// records that member's Trained, and serves it from then on, so a round's
+// "trained" flag in Status means "fetchable from the coordinator". Members
+// fetch updates from it and fall back to the trainer and witnesses, so each
+// member uploads its update about once per step instead of once per peer
+// (docs/swarm.md, "Upload"). Relayed blobs are kept for the last
+// kRelayRounds rounds, within relay_capacity_bytes.
+//
 // Members' blob addresses (from Join) are soft state, not in the ledger: after
 // a restart the Status lists them empty until each member announces again.
 //
@@ -30,7 +38,10 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -53,6 +64,7 @@ struct CoordinatorServerOptions {
   uint64_t message_lifetime_ms = 60'000;
   uint64_t linger_ms = 3'000;        // keep serving Status this long after Finished
   std::function<uint64_t()> now_ms;  // Unix ms; default: the system clock
+  uint64_t relay_capacity_bytes = uint64_t{256} << 20;  // relayed update blobs held at once
   // Called after every Status published (progress display, tests).
   std::function<void(const StatusMessage&)> on_status;
 };
@@ -93,6 +105,11 @@ class CoordinatorServer {
   void on_message(const net::SignedMessage& message);
   // Applies, persists, then publishes Status; a rejected event is logged.
   void submit(const Event& event, const char* what, const net::NodeId& from);
+  // Fetches a Trained message's update blob from its sender, then submits
+  // the event (on failure the event is dropped: the member re-sends it).
+  asio::awaitable<void> relay_trained(std::shared_ptr<TrainDone> trained);
+  // Drops relayed blobs of rounds too old to be fetched any more.
+  void evict_relayed();
   void tick();
   void publish_status();
 
@@ -105,6 +122,8 @@ class CoordinatorServer {
   CoordinatorServerOptions options_;
   std::unique_ptr<net::Node> node_;
   std::map<net::NodeId, std::string> addresses_;
+  std::map<uint64_t, std::vector<net::BlobId>> relayed_;  // by round
+  std::set<std::pair<net::NodeId, uint64_t>> relaying_;   // member, round
   Status fatal_;
   bool stopping_ = false;
   uint64_t last_status_ms_ = 0;

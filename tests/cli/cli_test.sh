@@ -66,6 +66,12 @@ else
 fi
 expect "bench net refuses a zero-size blob" 105 "blob-mb" -- "$tern" bench net --blob-mb 0
 expect "bench demo names a bad run" 105 "k5-sign" -- "$tern" bench demo --runs adamw,k5-sign
+expect "bench swarm refuses zero members" 1 "bench swarm: --members 0: must be 1 to 16" -- \
+  "$tern" bench swarm --members 0 --json
+"$tern" bench swarm --members 0 > /dev/null 2>&1
+rc=$?; [[ $rc -eq 1 ]] || { echo "FAIL: bench swarm --members 0 exits $rc, not 1"; failures=$((failures + 1)); }
+expect "bench swarm names a missing dictionary" 1 "/nonexistent/gcide.dict.dz.*setup.sh" -- \
+  "$tern" bench swarm --gcide-dir /nonexistent --json
 expect "data prepare needs a vocab" 1 "vocab" -- "$tern" data prepare /nonexistent/a.txt -o /tmp/x
 expect "data info names a missing dir" 1 "/nonexistent/shards" -- "$tern" data info /nonexistent/shards
 expect "generate needs a model" 1 "model" -- "$tern" generate --prompt hi

@@ -218,6 +218,28 @@ TEST(blob_store, CapacityBoundsPutAndBegin) {
   EXPECT_TRUE(store.put({}).ok());  // empty blobs take nothing
 }
 
+TEST(blob_store, EraseFreesCompleteAndPartialBlobs) {
+  const Bytes a = random_blob(10000, 10);
+  const Bytes b = random_blob(3 * 4096, 11);
+  const BlobManifest partial = make_manifest(b, 4096);
+  BlobStore store(16000, 4096);
+  const BlobId id = store.put(a).value();
+  const std::shared_ptr<const Bytes> held = store.get(id).value();
+  EXPECT_TRUE(store.erase(id));
+  EXPECT_FALSE(store.erase(id));
+  EXPECT_FALSE(store.has(id));
+  EXPECT_EQ(*held, a);  // a reader's copy outlives the entry
+  EXPECT_EQ(store.used_bytes(), 0u);
+  ASSERT_TRUE(store.begin(partial).ok());
+  ASSERT_TRUE(store.put_chunk(partial.id, 0, Bytes(b.begin(), b.begin() + 4096)).ok());
+  EXPECT_TRUE(store.erase(partial.id));
+  EXPECT_EQ(store.used_bytes(), 0u);
+  // The download in progress now fails by name instead of writing anywhere.
+  EXPECT_TRUE(contains(store.put_chunk(partial.id, 1, Bytes(b.begin() + 4096, b.begin() + 8192)),
+                       "no download in progress"));
+  EXPECT_TRUE(store.put(a).ok());  // the freed capacity is usable again
+}
+
 TEST(blob_store, PutCompletesAPartialDownload) {
   const Bytes data = random_blob(2 * 4096, 9);
   const BlobManifest manifest = make_manifest(data, 4096);
