@@ -90,6 +90,25 @@ struct FetchedUpdate {
 struct TrainOutput {
   float loss = 0.0f;
   std::vector<uint8_t> payload;
+  double seconds = 0.0;  // wall time of the computation
+};
+
+// The next round's update, computed ahead while this round's updates upload
+// and the witnesses attest (overlap mode): the next plan is predicted from
+// this one (same members, the next batches of the schedule), and the work is
+// used only if the real plan, step, look-ahead and weights match what it was
+// computed with; otherwise the momentum is restored and the round trained
+// afresh. The same function computes both, so a used speculation gives the
+// bits training at the round's start would have.
+struct Speculation {
+  uint64_t round = 0;
+  std::vector<BatchRange> mine;
+  uint64_t step = 0;
+  double lookahead_lr = 0.0;
+  uint64_t steps_applied = 0;          // the weights it started from
+  std::vector<float> momentum_before;  // restored when the work is discarded
+  bool done = false;
+  TrainOutput out;
 };
 
 }  // namespace
@@ -147,6 +166,18 @@ class SwarmClient::Impl {
   asio::awaitable<Status> apply_result(const RoundResult& result);
   asio::awaitable<Status> train(const StatusMessage& st, const RoundPlan& plan,
                                 std::optional<double> lookahead_lr);
+  // The gradient of `mine` at the look-ahead (or canonical) weights, encoded
+  // as a DeMo update (advances the momentum). Runs on the worker.
+  TrainOutput compute_update(const std::vector<BatchRange>& mine, uint64_t step, double lr,
+                             std::optional<double> lookahead_lr);
+  // Stores the update as a blob and announces it for `round`.
+  Status announce_update(uint64_t round, const std::vector<BatchRange>& mine, TrainOutput out);
+  // Starts computing round st.round + 1 ahead when its plan can be predicted.
+  void maybe_speculate(const StatusMessage& st);
+  asio::awaitable<void> run_speculation();
+  // Waits for a running speculation; if `keep` is false, drops it and
+  // restores the momentum it advanced.
+  asio::awaitable<void> settle_speculation(bool keep);
   asio::awaitable<Status> attest(const StatusMessage& st, const RoundPlan& plan);
   asio::awaitable<Status> try_sync(const StatusMessage& st);
   void announce_weights();
@@ -192,6 +223,7 @@ class SwarmClient::Impl {
   uint64_t last_status_ms_ = 0;  // when the last Status arrived (or the run started)
   uint64_t last_join_ms_ = 0, last_trained_ms_ = 0, last_attest_ms_ = 0, last_weights_ms_ = 0;
   std::optional<std::pair<uint64_t, net::BlobId>> my_weights_;  // step, blob
+  std::optional<Speculation> speculation_;
   float last_loss_ = std::numeric_limits<float>::quiet_NaN();
   ClientReport report_;
   Status fatal_;
@@ -441,6 +473,38 @@ asio::awaitable<Status> SwarmClient::Impl::apply_result(const RoundResult& resul
   co_return Status::Ok();
 }
 
+TrainOutput SwarmClient::Impl::compute_update(const std::vector<BatchRange>& mine, uint64_t step,
+                                              double lr, std::optional<double> lookahead_lr) {
+  const auto started = std::chrono::steady_clock::now();
+  const int64_t spb = config_.batch.sequences_per_batch;
+  const int64_t seq = config_.data.seq_len;
+  if (lookahead_lr) {
+    demo_lookahead(plan_, canonical_, demo_.momentum(), *lookahead_lr, model_.params());
+  } else {
+    std::memcpy(model_.params().data(), canonical_.data(),
+                static_cast<size_t>(canonical_.size()) * sizeof(float));
+  }
+  model_.grads().zero();
+  const uint64_t n = total_batches(mine);
+  std::vector<int32_t> tokens(static_cast<size_t>(spb * seq)), labels(tokens.size());
+  double loss = 0.0;
+  for (const BatchRange& range : mine) {
+    for (uint64_t b = range.begin; b < range.end; ++b) {
+      Rng rng(derive_seed(config_.run.seed, "swarm batch " + std::to_string(b)));
+      shards_.dataset().sample_train(rng, spb, seq, tokens, labels);
+      loss += model_.forward(tokens, labels, spb, seq);
+      model_.backward(1.0f / static_cast<float>(n));
+    }
+  }
+  if (options_.clip > 0.0) clip_grad_norm(model_.grads(), model_.layout(), options_.clip);
+  const DemoUpdate update = demo_.encode(model_.grads(), lr, static_cast<int64_t>(step) + 1);
+  TrainOutput o;
+  o.loss = static_cast<float>(loss / static_cast<double>(n));
+  o.payload = encode_demo_update(plan_, update);
+  o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return o;
+}
+
 asio::awaitable<Status> SwarmClient::Impl::train(const StatusMessage& st, const RoundPlan& plan,
                                                  std::optional<double> lookahead_lr) {
   std::vector<BatchRange> mine;
@@ -449,59 +513,108 @@ asio::awaitable<Status> SwarmClient::Impl::train(const StatusMessage& st, const 
   }
   const uint64_t step = st.step;
   const double lr = lr_for_step(step);
-  const auto started = std::chrono::steady_clock::now();
-  TrainOutput out = co_await on_worker([this, &mine, step, lr, lookahead_lr]() {
-    const int64_t spb = config_.batch.sequences_per_batch;
-    const int64_t seq = config_.data.seq_len;
-    if (lookahead_lr) {
-      demo_lookahead(plan_, canonical_, demo_.momentum(), *lookahead_lr, model_.params());
-    } else {
-      std::memcpy(model_.params().data(), canonical_.data(),
-                  static_cast<size_t>(canonical_.size()) * sizeof(float));
+  if (speculation_ && speculation_->round == st.round) {
+    co_await settle_speculation(true);
+    const Speculation& sp = *speculation_;
+    if (sp.mine == mine && sp.step == step && lookahead_lr && sp.lookahead_lr == *lookahead_lr &&
+        sp.steps_applied == steps_applied_) {
+      TrainOutput out = std::move(speculation_->out);
+      speculation_.reset();
+      ++report_.rounds_speculated;
+      co_return announce_update(st.round, mine, std::move(out));
     }
-    model_.grads().zero();
-    const uint64_t n = total_batches(mine);
-    std::vector<int32_t> tokens(static_cast<size_t>(spb * seq)), labels(tokens.size());
-    double loss = 0.0;
-    for (const BatchRange& range : mine) {
-      for (uint64_t b = range.begin; b < range.end; ++b) {
-        Rng rng(derive_seed(config_.run.seed, "swarm batch " + std::to_string(b)));
-        shards_.dataset().sample_train(rng, spb, seq, tokens, labels);
-        loss += model_.forward(tokens, labels, spb, seq);
-        model_.backward(1.0f / static_cast<float>(n));
-      }
-    }
-    if (options_.clip > 0.0) clip_grad_norm(model_.grads(), model_.layout(), options_.clip);
-    const DemoUpdate update = demo_.encode(model_.grads(), lr, static_cast<int64_t>(step) + 1);
-    TrainOutput o;
-    o.loss = static_cast<float>(loss / static_cast<double>(n));
-    o.payload = encode_demo_update(plan_, update);
-    return o;
+  }
+  co_await settle_speculation(false);
+  TrainOutput out = co_await on_worker([this, &mine, step, lr, lookahead_lr] {
+    return compute_update(mine, step, lr, lookahead_lr);
   });
-  report_.train_seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  co_return announce_update(st.round, mine, std::move(out));
+}
+
+void SwarmClient::Impl::maybe_speculate(const StatusMessage& st) {
+  if (speculation_ || !options_.speculate || !config_.optimizer.overlap || !st.in_round ||
+      (st.state != State::kRoundTrain && st.state != State::kRoundWitness) ||
+      trained_.count(st.round) == 0 || trained_.count(st.round + 1) != 0 ||
+      next_round_ != st.round || !results_.empty() ||
+      st.round_in_epoch + 1 >= config_.membership.rounds_per_epoch) {
+    return;
+  }
+  // The next round if this one resolves cleanly: the same members, the next
+  // batches of the schedule, one more step.
+  uint64_t cursor = 0;
+  for (const BatchRange& r : st.batch_list) cursor = std::max(cursor, r.end);
+  const uint64_t end = std::min(cursor + config_.batch.batches_per_round, st.schedule_batches);
+  if (cursor >= end) return;
+  std::vector<net::NodeId> roster;
+  for (const MemberInfo& m : st.members) roster.push_back(m.id);
+  const RoundPlan next =
+      plan_round(config_.run.seed, st.epoch, st.round_in_epoch + 1, roster,
+                 std::vector<BatchRange>{{cursor, end}}, config_.membership.witnesses_per_round);
+  Speculation sp;
+  for (const MemberAssignment& a : next.assignment) {
+    if (a.member == id()) sp.mine = a.batches;
+  }
+  if (sp.mine.empty()) return;
+  sp.round = st.round + 1;
+  sp.step = st.step + 1;
+  sp.lookahead_lr = lr_for_step(st.step);
+  sp.steps_applied = steps_applied_;
+  speculation_ = std::move(sp);
+  asio::co_spawn(executor_, run_speculation(), asio::detached);
+}
+
+asio::awaitable<void> SwarmClient::Impl::run_speculation() {
+  // speculation_ stays in place until `done`: settle_speculation waits for it.
+  TrainOutput out = co_await on_worker([this] {
+    Speculation& sp = *speculation_;
+    const FlatBuffer& m = demo_.momentum();
+    sp.momentum_before.assign(m.data(), m.data() + m.size());
+    return compute_update(sp.mine, sp.step, lr_for_step(sp.step), sp.lookahead_lr);
+  });
+  speculation_->out = std::move(out);
+  speculation_->done = true;
+}
+
+asio::awaitable<void> SwarmClient::Impl::settle_speculation(bool keep) {
+  if (!speculation_) co_return;
+  while (!speculation_->done) {
+    asio::steady_timer t(executor_, std::chrono::milliseconds(2));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  if (keep) co_return;
+  co_await on_worker([this] {
+    const std::vector<float>& saved = speculation_->momentum_before;
+    std::memcpy(demo_.momentum().data(), saved.data(), saved.size() * sizeof(float));
+    return 0;
+  });
+  speculation_.reset();
+}
+
+Status SwarmClient::Impl::announce_update(uint64_t round, const std::vector<BatchRange>& mine,
+                                          TrainOutput out) {
+  report_.train_seconds += out.seconds;
   Result<net::BlobId> blob = node_->blobs().put(out.payload);
-  if (!blob.ok()) co_return blob.status().with_context("storing this member's update");
+  if (!blob.ok()) return blob.status().with_context("storing this member's update");
   TrainedMessage msg;
-  msg.round = st.round;
+  msg.round = round;
   msg.batches = mine;
   msg.update_blob = blob.value();
   FetchedUpdate own;
   own.done = true;
   Result<DemoUpdate> decoded = decode_demo_update(plan_, out.payload);
-  if (!decoded.ok()) co_return decoded.status();
+  if (!decoded.ok()) return decoded.status();
   own.update = std::make_shared<const DemoUpdate>(std::move(decoded).value());
   fetched_[msg.update_blob] = std::move(own);
-  announced_[st.round][id()] = msg;
-  my_trained_[st.round] = msg;
-  trained_.insert(st.round);
+  announced_[round][id()] = msg;
+  my_trained_[round] = msg;
+  trained_.insert(round);
   publish(SwarmKind::kTrained, encode_trained(msg));
   last_trained_ms_ = now_ms();
   last_loss_ = out.loss;
   ++report_.rounds_trained;
   report_.batches_trained += total_batches(mine);
   report_.updates_sent_bytes += out.payload.size();
-  co_return Status::Ok();
+  return Status::Ok();
 }
 
 asio::awaitable<Status> SwarmClient::Impl::attest(const StatusMessage& st, const RoundPlan& plan) {
@@ -621,6 +734,8 @@ void SwarmClient::Impl::report_progress(const StatusMessage& st) {
 
 asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
   Result<ClientReport> report = co_await run_until_done();
+  // A speculation still computing uses this object: let it finish first.
+  co_await settle_speculation(true);
   // Whatever the outcome, close every link so the executor runs dry.
   node_->close();
   co_return report;
@@ -717,6 +832,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
       if (need_sync_) {
         if (st.state == State::kFinished)
           co_return Status::Error("the run finished before this member could load the weights");
+        co_await settle_speculation(false);
         TERN_CO_RETURN_IF_ERROR(co_await try_sync(st));
       } else {
         // Resolved rounds, in order; a gap means a result was missed.
@@ -762,6 +878,12 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
           TERN_CO_RETURN_IF_ERROR(co_await train(st, round->plan, lookahead));
           if (in_flight) TERN_CO_RETURN_IF_ERROR(co_await apply_result(*in_flight));
         }
+        // A speculation the run went past (another plan, an epoch's end) is dropped.
+        if (speculation_ && (!st.in_round || st.round > speculation_->round ||
+                             (st.round == speculation_->round && !trainer))) {
+          co_await settle_speculation(false);
+        }
+        maybe_speculate(*status_);
         // Re-send reports the coordinator has not recorded (it may have restarted).
         if (round != nullptr && st.state == State::kRoundTrain && my_trained_.count(st.round)) {
           for (size_t slot = 0; slot < st.roster.size(); ++slot) {
@@ -805,6 +927,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 
+  co_await settle_speculation(false);
   report_.final_val_loss = co_await on_worker([this] { return validation_loss(); });
   report_.weight_hash = hash_params(canonical_);
   report_.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;

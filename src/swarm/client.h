@@ -8,17 +8,23 @@
 //    can recompute any batch), clips it, encodes a DeMo update (optim/demo.h),
 //    stores the wire bytes as a blob it serves, and announces Trained.
 //  - Every Trained announcement is checked against the plan (sender, round,
-//    exact batches); valid ones are fetched from the sender as verified blobs
-//    right away, invalid ones are ignored and logged.
+//    exact batches); invalid ones are ignored and logged, valid ones are
+//    fetched as verified blobs once the Status shows them recorded: from the
+//    coordinator, which relays every recorded update, falling back to the
+//    trainer and witnesses.
 //  - RoundWitness, when elected: attests which updates it fetched and decoded
 //    (a slot bitmap) and the hash of its weights with the previous round
 //    applied.
-//  - Each resolved round in a Status: fetches the accepted updates (from the
-//    trainer or the round's witnesses), decodes them and applies them in the
+//  - Each resolved round in a Status: fetches the accepted updates, decodes them and applies them
+//  in the
 //    canonical order (demo_apply), so every member holds the same bits. With
 //    [optimizer] overlap, round r's gradient is computed on the look-ahead
 //    while round r-1's aggregate is still being fetched, and that aggregate is
-//    applied right after (optim/demo.h's one-step-delayed mode).
+//    applied right after (optim/demo.h's one-step-delayed mode). Once its
+//    own update is announced, the member computes the next round's update
+//    ahead on the predicted plan (the same members, the next batches), so the
+//    upload and the witness phase overlap compute; the work is used only if
+//    the real plan, step and weights match, and gives the same bits.
 //  - A member admitted mid-run (or one that missed a round) loads the weights
 //    that a majority of the members announce for the current step (Weights
 //    messages; members announce after every epoch) as a verified blob.
@@ -61,7 +67,11 @@ struct ClientOptions {
   int64_t eval_batches = 4;                   // validation batches at start and end
   uint64_t message_lifetime_ms = 60'000;
   uint64_t connect_timeout_ms = 30'000;  // first link to the coordinator
-  std::function<uint64_t()> now_ms;      // Unix ms; default: the system clock
+  // With [optimizer] overlap: compute the next round's update while this
+  // round's updates upload and are witnessed, on the predicted next plan
+  // (used only if the real plan matches; same bits either way).
+  bool speculate = true;
+  std::function<uint64_t()> now_ms;  // Unix ms; default: the system clock
   // Where gradient and apply work runs; default: a private thread. The
   // kernels' thread pool takes one caller at a time, so members that share a
   // process must share one single-threaded pool here.
@@ -86,6 +96,7 @@ struct ClientReport {
   uint64_t updates_sent_bytes = 0;  // DeMo payload bytes this member produced
   uint64_t uploaded_bytes = 0;      // from the upload meter (0 without one)
   double train_seconds = 0.0;       // wall time spent computing this member's updates
+  uint64_t rounds_speculated = 0;   // updates computed ahead (overlap) and used
   int64_t params = 0;
   float initial_val_loss = 0.0f;  // of the weights this member started from
   float final_val_loss = 0.0f;

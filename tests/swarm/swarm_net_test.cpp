@@ -1,9 +1,11 @@
-// A whole swarm in one process over the in-memory transport: a coordinator,
-// three honest members and a rogue node that announces updates for batches it
-// was not assigned. Every honest member must ignore (and never fetch) them,
-// and the run must end with identical weights.
+// A whole swarm in one process over the in-memory transport: a coordinator
+// and three members, with a rogue node that announces updates for batches it
+// was not assigned (every honest member must ignore, and never fetch, them;
+// the run must end with identical weights), and with and without speculative
+// training of the next round (the same weights either way).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -89,23 +91,40 @@ rounds_per_epoch = 3
   return config.value();
 }
 
-TEST(swarm_net, RogueAnnouncementsAreIgnoredAndMembersAgree) {
-  TempDir dir;
-  write_shards((dir.path / "shards").string());
-  const RunConfig config = make_config((dir.path / "shards").string());
-  LogCapture logs;
+net::Identity seeded_identity(uint8_t n) {
+  std::array<uint8_t, 32> seed{};
+  seed.fill(n);
+  return net::Identity::from_seed(seed);
+}
 
+struct SwarmOutcome {
+  Status coordinator_status = Status::Error("coordinator did not finish");
+  State final_state = State::kWaitingForMembers;
+  uint64_t trained_batches = 0;
+  std::vector<std::optional<Result<ClientReport>>> reports;
+  int rogue_claims = 0;
+  std::string rogue;  // its short id
+};
+
+// Runs one swarm to the end: a coordinator, three members (fixed keys, so
+// two runs have the same roster and plans) and, optionally, a rogue node that,
+// whenever a round is training, claims every batch of the round (all assigned
+// to others).
+SwarmOutcome run_swarm(const RunConfig& config, const fs::path& dir, bool with_rogue,
+                       bool speculate) {
+  SwarmOutcome out;
   asio::io_context io;
   net::MemoryNetwork network(io.get_executor());
   net::MemoryTransport transport(network);
   CoordinatorServerOptions server_options;
   server_options.linger_ms = 500;
   Result<std::unique_ptr<CoordinatorServer>> server =
-      CoordinatorServer::open(io.get_executor(), transport, net::Identity::generate(), config,
-                              (dir.path / "run.db").string(), server_options);
-  ASSERT_TRUE(server.ok()) << server.status().message();
+      CoordinatorServer::open(io.get_executor(), transport, seeded_identity(1), config,
+                              (dir / "run.db").string(), server_options);
+  EXPECT_TRUE(server.ok()) << server.status().message();
+  if (!server.ok()) return out;
   CoordinatorServer& coordinator = *server.value();
-  ASSERT_TRUE(coordinator.listen("mem:coordinator").ok());
+  EXPECT_TRUE(coordinator.listen("mem:coordinator").ok());
 
   std::vector<std::unique_ptr<SwarmClient>> members;
   auto compute = std::make_shared<asio::thread_pool>(1);  // one kernel caller at a time
@@ -115,18 +134,19 @@ TEST(swarm_net, RogueAnnouncementsAreIgnoredAndMembersAgree) {
     options.coordinator_address = "mem:coordinator";
     options.listen = "mem:member" + std::to_string(i);
     options.eval_batches = 1;
-    Result<std::unique_ptr<SwarmClient>> client = SwarmClient::create(
-        io.get_executor(), transport, net::Identity::generate(), config, options);
-    ASSERT_TRUE(client.ok()) << client.status().message();
+    options.speculate = speculate;
+    Result<std::unique_ptr<SwarmClient>> client =
+        SwarmClient::create(io.get_executor(), transport,
+                            seeded_identity(static_cast<uint8_t>(10 + i)), config, options);
+    EXPECT_TRUE(client.ok()) << client.status().message();
+    if (!client.ok()) return out;
     members.push_back(std::move(client).value());
   }
 
-  // The rogue: links to the coordinator and, whenever a round is training,
-  // claims a batch range that was assigned to nobody or to someone else.
   net::NodeOptions rogue_options;
   rogue_options.run_id = config.run.id;
-  net::Node rogue(io.get_executor(), transport, net::Identity::generate(), rogue_options);
-  int claims = 0;
+  net::Node rogue(io.get_executor(), transport, seeded_identity(99), rogue_options);
+  out.rogue = rogue.id().short_string();
   rogue.on_broadcast([&](const net::SignedMessage& m) {
     if (m.kind != static_cast<uint16_t>(SwarmKind::kStatus)) return;
     Result<StatusMessage> st = decode_status(m.body);
@@ -136,31 +156,29 @@ TEST(swarm_net, RogueAnnouncementsAreIgnoredAndMembersAgree) {
     fake.batches = st.value().batch_list;  // every batch of the round: assigned to others
     fake.update_blob.fill(0xab);
     rogue.publish(static_cast<uint16_t>(SwarmKind::kTrained), encode_trained(fake), 60'000);
-    ++claims;
+    ++out.rogue_claims;
   });
 
-  Status coordinator_status = Status::Error("coordinator did not finish");
-  std::vector<std::optional<Result<ClientReport>>> reports(members.size());
+  auto rethrow = [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  };
+  out.reports.resize(members.size());
   asio::co_spawn(
-      io, [&]() -> asio::awaitable<void> { coordinator_status = co_await coordinator.run(); },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
-  asio::co_spawn(
-      io,
-      [&]() -> asio::awaitable<void> {
-        Result<net::NodeId> linked = co_await rogue.connect("mem:coordinator", std::nullopt);
-        EXPECT_TRUE(linked.ok());
-      },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
+      io, [&]() -> asio::awaitable<void> { out.coordinator_status = co_await coordinator.run(); },
+      rethrow);
+  if (with_rogue) {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          Result<net::NodeId> linked = co_await rogue.connect("mem:coordinator", std::nullopt);
+          EXPECT_TRUE(linked.ok());
+        },
+        rethrow);
+  }
   for (size_t i = 0; i < members.size(); ++i) {
     asio::co_spawn(
-        io, [&, i]() -> asio::awaitable<void> { reports[i] = co_await members[i]->run(); },
-        [](std::exception_ptr e) {
-          if (e) std::rethrow_exception(e);
-        });
+        io, [&, i]() -> asio::awaitable<void> { out.reports[i] = co_await members[i]->run(); },
+        rethrow);
   }
   asio::co_spawn(
       io,
@@ -168,40 +186,79 @@ TEST(swarm_net, RogueAnnouncementsAreIgnoredAndMembersAgree) {
         // The rogue stays until every member is done, then leaves.
         while (true) {
           bool all = true;
-          for (const auto& r : reports) all &= r.has_value();
+          for (const auto& r : out.reports) all &= r.has_value();
           if (all) break;
           asio::steady_timer t(io, std::chrono::milliseconds(20));
           co_await t.async_wait(asio::use_awaitable);
         }
         rogue.close();
       },
-      [](std::exception_ptr e) {
-        if (e) std::rethrow_exception(e);
-      });
+      rethrow);
   io.run();
+  out.final_state = coordinator.coordinator().state();
+  out.trained_batches = coordinator.coordinator().trained_batches();
+  return out;
+}
 
-  ASSERT_TRUE(coordinator_status.ok()) << coordinator_status.message();
-  EXPECT_EQ(coordinator.coordinator().state(), State::kFinished);
-  EXPECT_EQ(coordinator.coordinator().trained_batches(), 18u);
-  EXPECT_GT(claims, 0);
+// Every member finished with the same weights; returns their hash.
+Blake2bDigest agreed_hash(const SwarmOutcome& out, uint64_t steps) {
   std::optional<Blake2bDigest> hash;
-  for (const auto& r : reports) {
-    ASSERT_TRUE(r.has_value());
-    ASSERT_TRUE(r->ok()) << r->status().message();
-    EXPECT_EQ(r->value().steps_applied, 3u);
+  for (const auto& r : out.reports) {
+    EXPECT_TRUE(r.has_value());
+    if (!r.has_value()) continue;
+    EXPECT_TRUE(r->ok()) << r->status().message();
+    if (!r->ok()) continue;
+    EXPECT_EQ(r->value().steps_applied, steps);
     if (hash) {
       EXPECT_EQ(r->value().weight_hash, *hash);
     }
     hash = r->value().weight_hash;
   }
+  return hash.value_or(Blake2bDigest{});
+}
+
+TEST(swarm_net, RogueAnnouncementsAreIgnoredAndMembersAgree) {
+  TempDir dir;
+  write_shards((dir.path / "shards").string());
+  const RunConfig config = make_config((dir.path / "shards").string());
+  LogCapture logs;
+  const SwarmOutcome out = run_swarm(config, dir.path, /*with_rogue=*/true, /*speculate=*/true);
+
+  ASSERT_TRUE(out.coordinator_status.ok()) << out.coordinator_status.message();
+  EXPECT_EQ(out.final_state, State::kFinished);
+  EXPECT_EQ(out.trained_batches, 18u);
+  EXPECT_GT(out.rogue_claims, 0);
+  agreed_hash(out, 3);
   // Every honest member saw and ignored the rogue's claims.
-  const std::string ignored = "ignored trained from " + rogue.id().short_string();
+  const std::string ignored = "ignored trained from " + out.rogue;
   size_t ignored_lines = 0;
   for (const std::string& line : logs.lines()) {
     ignored_lines += line.find(ignored) != std::string::npos ? 1 : 0;
   }
-  EXPECT_GE(ignored_lines, members.size()) << "honest members did not log the rogue's claims";
+  EXPECT_GE(ignored_lines, out.reports.size()) << "honest members did not log the rogue's claims";
   EXPECT_TRUE(logs.contains("those batches were not assigned to it"));
+}
+
+// Overlap mode computes the next round's update while this round's updates
+// upload (speculation); used, it must give the very bits that training at the
+// round's start gives.
+TEST(swarm_net, SpeculativeTrainingGivesTheSameWeights) {
+  TempDir a, b;
+  write_shards((a.path / "shards").string());
+  const RunConfig config = make_config((a.path / "shards").string());
+  const SwarmOutcome plain = run_swarm(config, a.path, false, /*speculate=*/false);
+  const SwarmOutcome ahead = run_swarm(config, b.path, false, /*speculate=*/true);
+  ASSERT_TRUE(plain.coordinator_status.ok()) << plain.coordinator_status.message();
+  ASSERT_TRUE(ahead.coordinator_status.ok()) << ahead.coordinator_status.message();
+  EXPECT_EQ(agreed_hash(plain, 3), agreed_hash(ahead, 3));
+  uint64_t used = 0;
+  for (const auto& r : plain.reports) {
+    if (r && r->ok()) {
+      EXPECT_EQ(r->value().rounds_speculated, 0u);
+    }
+  }
+  for (const auto& r : ahead.reports) used += r && r->ok() ? r->value().rounds_speculated : 0;
+  EXPECT_GT(used, 0u) << "no member computed a round ahead";
 }
 
 }  // namespace
