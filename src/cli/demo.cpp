@@ -1,20 +1,25 @@
-// `tern demo`: the single-device story end to end on the GCIDE dictionary:
-// train a tokenizer, prepare token shards, pretrain a small BitNet on general
-// definitions, LoRA-fine-tune it on medical definitions, compare held-out
+// `tern demo`: the whole story end to end on the GCIDE dictionary: train a
+// tokenizer, prepare token shards, pretrain a small BitNet on general
+// definitions with a swarm on this machine (a `tern coordinator` and three
+// `tern join` processes on loopback, DeMo updates relayed as blobs), then, on
+// one device, LoRA-fine-tune it on medical definitions, compare held-out
 // medical perplexity before and after, generate a few definitions, and write
 // an HTML report. Every artifact lands in --out so each step can be repeated
 // with the individual commands.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/local_swarm.h"
 #include "data/demo_corpus.h"
 #include "data/gcide.h"
 #include "data/prepare.h"
@@ -40,17 +45,19 @@ struct DemoArgs {
 };
 
 // Sizes of the two variants: the full demo (≤ 10 minutes on two cores) and
-// --quick (≤ 2 minutes, for tests).
+// --quick (≤ 3 minutes, for tests).
 struct DemoPlan {
   size_t general_bytes;
   int vocab_size;
-  int64_t pretrain_steps;
+  uint64_t swarm_epochs;
+  uint64_t swarm_rounds_per_epoch;
   int64_t finetune_steps;
   int64_t eval_every;
 };
 
-constexpr DemoPlan kFull{6 << 20, 1024, 400, 150, 50};
-constexpr DemoPlan kQuick{512 << 10, 512, 60, 30, 20};
+constexpr DemoPlan kFull{6 << 20, 1024, 3, 80, 150, 50};
+constexpr DemoPlan kQuick{512 << 10, 512, 2, 10, 30, 20};
+constexpr int kSwarmMembers = 3;
 constexpr size_t kMedicalDocs = 350;  // ~300 for fine-tuning, ~50 held out
 constexpr double kHeldOutFraction = 50.0 / 350.0;
 constexpr size_t kMaxMedicalBytes = 600;  // one definition, not a multi-sense entry
@@ -142,6 +149,98 @@ std::string prompt_of(const std::string& definition) {
   return definition.substr(0, cut);
 }
 
+// What the swarm phase shows and reports: each member's per-round progress
+// lines (training loss, bytes uploaded so far), echoed live and kept for the
+// metrics file and the report's charts.
+class SwarmStory {
+ public:
+  void observe(const LocalSwarmEvent& e, bool quiet) {
+    if (!e.progress || e.member < 0) return;
+    rounds_.push_back(e);
+    if (!quiet) {
+      std::printf(
+          "  %-9s round %3llu  epoch %llu  step %3llu  members %llu  loss %7.4f  "
+          "uploaded %7.1f KiB\n",
+          e.name.c_str(), static_cast<unsigned long long>(e.round),
+          static_cast<unsigned long long>(e.epoch), static_cast<unsigned long long>(e.step),
+          static_cast<unsigned long long>(e.members), e.loss,
+          static_cast<double>(e.uploaded) / 1024.0);
+      std::fflush(stdout);
+    }
+  }
+
+  Status write_metrics(const std::string& path) const {
+    std::ofstream out(path, std::ios::trunc);
+    for (const LocalSwarmEvent& e : rounds_) {
+      nlohmann::json j{{"member", e.name}, {"round", e.round},     {"epoch", e.epoch},
+                       {"step", e.step},   {"members", e.members}, {"uploaded_bytes", e.uploaded}};
+      if (std::isfinite(e.loss)) j["train_loss"] = e.loss;
+      out << j.dump() << "\n";
+    }
+    out.flush();
+    if (!out) return Status::Error("demo: cannot write '" + path + "'");
+    return Status::Ok();
+  }
+
+  // Training loss per round and cumulative upload, one series per member.
+  std::vector<Chart> charts() const {
+    Chart loss{"Swarm pretraining: training loss per round", "round", "loss (nats/token)", {}};
+    Chart upload{"Swarm pretraining: bytes uploaded per member", "round", "KiB", {}};
+    std::map<std::string, size_t> index;
+    for (const LocalSwarmEvent& e : rounds_) {
+      auto [it, fresh] = index.emplace(e.name, loss.series.size());
+      if (fresh) {
+        loss.series.push_back({e.name, {}});
+        upload.series.push_back({e.name, {}});
+      }
+      const double x = static_cast<double>(e.round);
+      if (std::isfinite(e.loss)) loss.series[it->second].points.emplace_back(x, e.loss);
+      upload.series[it->second].points.emplace_back(x, static_cast<double>(e.uploaded) / 1024.0);
+    }
+    return {loss, upload};
+  }
+
+  ReportTable member_table(const LocalSwarmResult& r) const {
+    ReportTable t{"Swarm members",
+                  {"member", "batches trained", "uploaded", "bytes/param/step", "final val loss",
+                   "weight hash"},
+                  {}};
+    for (size_t i = 0; i < r.members.size(); ++i) {
+      const nlohmann::json& m = r.members[i];
+      char upload[32], per[32], loss[32];
+      std::snprintf(upload, sizeof upload, "%.1f KiB", m.value("uploaded_bytes", 0.0) / 1024.0);
+      std::snprintf(per, sizeof per, "%.4f", m.value("upload_bytes_per_param_step", 0.0));
+      std::snprintf(loss, sizeof loss, "%.4f", m.value("final_val_loss", 0.0));
+      t.rows.push_back({"member-" + std::to_string(i) + " (" +
+                            m.value("member", std::string()).substr(0, 12) + "…)",
+                        std::to_string(m.value("batches_trained", 0)), upload, per, loss,
+                        m.value("weight_hash", std::string()).substr(0, 16) + "…"});
+    }
+    return t;
+  }
+
+ private:
+  std::vector<LocalSwarmEvent> rounds_;
+};
+
+struct SwarmSummary {
+  uint64_t rounds = 0;
+  double initial_val_loss = 0.0, final_val_loss = 0.0;
+  double upload_bytes_per_param_step = 0.0;  // the largest of the members'
+};
+
+SwarmSummary summarize_swarm(const LocalSwarmResult& r) {
+  SwarmSummary s;
+  s.rounds = r.coordinator.value("rounds", uint64_t{0});
+  for (const nlohmann::json& m : r.members) {
+    s.initial_val_loss = m.value("initial_val_loss", 0.0);
+    s.final_val_loss = m.value("final_val_loss", 0.0);
+    s.upload_bytes_per_param_step =
+        std::max(s.upload_bytes_per_param_step, m.value("upload_bytes_per_param_step", 0.0));
+  }
+  return s;
+}
+
 int run(const DemoArgs& a) {
   const DemoPlan plan = a.quick ? kQuick : kFull;
   const bool quiet = a.json;
@@ -202,40 +301,61 @@ int run(const DemoArgs& a) {
         static_cast<long long>(mm.val_documents), static_cast<long long>(mm.val_tokens));
   }
 
-  // 3. Pretraining.
-  Phase pretrain_phase(quiet, "3. pretraining a ternary BitNet on general definitions");
-  const ModelConfig config = demo_model(tokenizer.value().n_tokens());
-  TrainConfig pretrain;
-  pretrain.steps = plan.pretrain_steps;
-  pretrain.batch = 8;
-  pretrain.seq = 128;
-  pretrain.eval_batches = 4;
-  pretrain.seed = a.seed;
-  pretrain.schedule.peak_lr = 1e-2;
-  pretrain.schedule.min_lr = 1e-3;
-  pretrain.schedule.warmup_steps = 20;
-  RandomInitSource init(a.seed);
-  Result<BitNetModel> model = BitNetModel::create_full(config, init);
-  if (!model.ok()) return fail("demo", model.status());
-  Result<Trainer> trainer = Trainer::create(model.value(), general.value().dataset(), pretrain);
-  if (!trainer.ok()) return fail("demo", trainer.status());
-  RunOptions pretrain_run;
-  pretrain_run.eval_every = plan.eval_every;
-  pretrain_run.log_every = plan.eval_every;
-  pretrain_run.quiet = quiet;
-  pretrain_run.metrics_path = path("pretrain-metrics.jsonl");
-  pretrain_run.title = "pretraining";
+  // 3. Pretraining by a swarm of processes on this machine.
+  Phase pretrain_phase(quiet, "3. swarm pretraining: a coordinator and 3 members on loopback");
+  SwarmStory swarm;
+  LocalSwarmOptions swarm_options;
+  swarm_options.dir = path("swarm");
+  swarm_options.shards = fs::absolute(path("general-shards")).string();
+  swarm_options.members = kSwarmMembers;
+  swarm_options.threads_per_member =
+      std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / kSwarmMembers);
+  swarm_options.name = "tern-demo";
+  swarm_options.preset = "small";
+  swarm_options.vocab = tokenizer.value().n_tokens();
+  swarm_options.seq_len = 128;
+  swarm_options.epochs = plan.swarm_epochs;
+  swarm_options.rounds_per_epoch = plan.swarm_rounds_per_epoch;
+  swarm_options.batches_per_round = 6;
+  swarm_options.sequences_per_batch = 8;
+  swarm_options.lr = 0.01;
+  swarm_options.seed = a.seed;
+  swarm_options.checkpoint = fs::absolute(path("swarm/checkpoint.gguf")).string();
+  if (!quiet) {
+    const ModelConfig shape = demo_model(tokenizer.value().n_tokens());
+    std::printf(
+        "model: %lld parameters (`small`: hidden %lld, %lld layers, ternary, ReLU², GQA); "
+        "%llu epochs of %llu rounds, each 6 batches of 8 x 128 tokens split among %d members; "
+        "DeMo updates (top-4 of 64x64 DCT blocks, 1-bit), overlapped\n",
+        static_cast<long long>(shape.num_params()), static_cast<long long>(shape.hidden),
+        static_cast<long long>(shape.layers), static_cast<unsigned long long>(plan.swarm_epochs),
+        static_cast<unsigned long long>(plan.swarm_rounds_per_epoch), kSwarmMembers);
+  }
+  Result<LocalSwarmResult> swarm_run =
+      run_local_swarm(swarm_options, [&](const LocalSwarmEvent& e) { swarm.observe(e, quiet); });
+  if (!swarm_run.ok()) return fail("demo", swarm_run.status());
+  if (Status s = swarm.write_metrics(path("swarm-metrics.jsonl")); !s.ok()) return fail("demo", s);
+  const SwarmSummary summary = summarize_swarm(swarm_run.value());
   if (!quiet) {
     std::printf(
-        "model: %lld parameters (hidden %lld, %lld layers, ternary, ReLU², GQA); %lld steps "
-        "of %lld x %lld tokens\n",
-        static_cast<long long>(config.num_params()), static_cast<long long>(config.hidden),
-        static_cast<long long>(config.layers), static_cast<long long>(pretrain.steps),
-        static_cast<long long>(pretrain.batch), static_cast<long long>(pretrain.seq));
+        "swarm: %llu rounds, %d members, validation loss %.3f -> %.3f, upload %.4f bytes per "
+        "parameter per step, members' weights %s\n",
+        static_cast<unsigned long long>(summary.rounds), kSwarmMembers, summary.initial_val_loss,
+        summary.final_val_loss, summary.upload_bytes_per_param_step,
+        swarm_run.value().weight_hashes_equal ? "identical" : "DIFFER");
   }
-  Result<RunResult> pretrained = run_training(model.value(), trainer.value(), pretrain_run);
-  if (!pretrained.ok()) return fail("demo", pretrained.status());
-  if (pretrained.value().interrupted) return fail("demo", Status::Error("interrupted"));
+  if (!swarm_run.value().weight_hashes_equal) {
+    return fail("demo", Status::Error("swarm members ended with different weights (logs in " +
+                                      swarm_options.dir + ")"));
+  }
+  // The members' checkpoint holds the latent fp32 weights; base.gguf is the
+  // same model with the tokenizer inside, the file the next steps use.
+  Result<std::unique_ptr<GgufModelSource>> checkpoint =
+      GgufModelSource::open(swarm_options.checkpoint);
+  if (!checkpoint.ok()) return fail("demo", checkpoint.status());
+  const ModelConfig config = checkpoint.value()->config();
+  Result<BitNetModel> model = BitNetModel::create_full(config, *checkpoint.value());
+  if (!model.ok()) return fail("demo", model.status());
   ModelWriteOptions write_options;
   write_options.name = "tern demo base";
   {
@@ -261,7 +381,11 @@ int run(const DemoArgs& a) {
                   LinearId::kGate, LinearId::kUp, LinearId::kDown};
   Result<BitNetModel> tuned = BitNetModel::create_lora(config, lora, *base.value(), a.seed);
   if (!tuned.ok()) return fail("demo", tuned.status());
-  TrainConfig finetune = pretrain;
+  TrainConfig finetune;
+  finetune.batch = 8;
+  finetune.seq = 128;
+  finetune.eval_batches = 4;
+  finetune.seed = a.seed;
   finetune.steps = plan.finetune_steps;
   finetune.schedule.peak_lr = 3e-3;
   finetune.schedule.min_lr = 3e-4;
@@ -269,7 +393,8 @@ int run(const DemoArgs& a) {
   finetune.adamw.weight_decay = 0.0;
   Result<Trainer> tuner = Trainer::create(tuned.value(), medical.value().dataset(), finetune);
   if (!tuner.ok()) return fail("demo", tuner.status());
-  RunOptions finetune_run = pretrain_run;
+  RunOptions finetune_run;
+  finetune_run.quiet = quiet;
   finetune_run.eval_every = std::max<int64_t>(10, plan.eval_every / 2);
   finetune_run.log_every = finetune_run.eval_every;
   finetune_run.metrics_path = path("finetune-metrics.jsonl");
@@ -318,9 +443,10 @@ int run(const DemoArgs& a) {
   // 6. Report.
   const double total =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  RunReport report = make_run_report(pretrained.value(), pretrain_run);
-  report.title = "tern demo: pretrain, fine-tune, evaluate";
-  report.subtitle = "GCIDE dictionary; ternary BitNet b1.58 on " +
+  RunReport report = make_run_report(finetuned.value(), finetune_run);
+  report.title = "tern demo: swarm pretraining, fine-tuning, evaluation";
+  report.subtitle = "GCIDE dictionary; ternary BitNet b1.58; a coordinator and " +
+                    std::to_string(kSwarmMembers) + " members on " +
                     std::to_string(std::thread::hardware_concurrency()) + " threads";
   auto fmt = [](const char* f, double v) {
     char buf[64];
@@ -331,18 +457,24 @@ int run(const DemoArgs& a) {
       {"held-out medical perplexity, base", fmt("%.2f", before.value().perplexity)},
       {"held-out medical perplexity, fine-tuned", fmt("%.2f", after.value().perplexity)},
       {"perplexity reduction", fmt("%.1f%%", 100.0 * drop)},
-      {"pretraining", fmt("%.0f s", pretrain_seconds) + ", " +
-                          fmt("%.0f tokens/s", pretrained.value().tokens_per_second)},
+      {"swarm pretraining", fmt("%.0f s", pretrain_seconds) + ", " +
+                                std::to_string(summary.rounds) + " rounds, validation loss " +
+                                fmt("%.3f", summary.initial_val_loss) + " → " +
+                                fmt("%.3f", summary.final_val_loss)},
+      {"upload per member", fmt("%.4f bytes/parameter/step", summary.upload_bytes_per_param_step)},
+      {"members' weights", swarm_run.value().weight_hashes_equal ? "bit-identical" : "differ"},
       {"fine-tuning", fmt("%.0f s", finetune_seconds) + ", " +
                           fmt("%.0f tokens/s", finetuned.value().tokens_per_second)},
-      {"peak resident memory", fmt("%.1f MiB", static_cast<double>(peak_rss_bytes()) / 1048576.0)},
+      {"peak resident memory (demo process)",
+       fmt("%.1f MiB", static_cast<double>(peak_rss_bytes()) / 1048576.0)},
       {"total time", fmt("%.0f s", total)}};
-  RunReport tuned_report = make_run_report(finetuned.value(), finetune_run);
-  for (Chart& c : report.charts) c.title = "Pretraining: " + c.title;
-  for (Chart& c : tuned_report.charts) {
+  std::vector<Chart> charts = swarm.charts();
+  for (Chart& c : report.charts) {
     c.title = "Fine-tuning: " + c.title;
-    report.charts.push_back(std::move(c));
+    charts.push_back(std::move(c));
   }
+  report.charts = std::move(charts);
+  report.tables.push_back(swarm.member_table(swarm_run.value()));
   report.tables.push_back(
       {"Held-out medical definitions",
        {"model", "perplexity", "mean loss (nats/token)", "tokens"},
@@ -350,11 +482,15 @@ int run(const DemoArgs& a) {
          std::to_string(before.value().tokens)},
         {"base + LoRA", fmt("%.2f", after.value().perplexity), fmt("%.4f", after.value().mean_nll),
          std::to_string(after.value().tokens)}}});
-  report.config = {{"model", model_config_to_json(config)},
-                   {"LoRA", "rank 16, alpha 32, all linears"},
-                   {"pretraining", std::to_string(pretrain.steps) + " steps of 8 x 128 tokens"},
-                   {"fine-tuning", std::to_string(finetune.steps) + " steps of 8 x 128 tokens"},
-                   {"files", a.out}};
+  report.config = {
+      {"model", model_config_to_json(config)},
+      {"swarm", std::to_string(kSwarmMembers) + " members, " + std::to_string(plan.swarm_epochs) +
+                    " epochs of " + std::to_string(plan.swarm_rounds_per_epoch) +
+                    " rounds, 6 batches of 8 x 128 tokens per round; " + swarm_options.dir +
+                    "/run.toml"},
+      {"LoRA", "rank 16, alpha 32, all linears"},
+      {"fine-tuning", std::to_string(finetune.steps) + " steps of 8 x 128 tokens"},
+      {"files", a.out}};
   for (size_t i = 0; i < prompts.size(); ++i) {
     report.texts.push_back(
         {"Generation " + std::to_string(i + 1),
@@ -366,7 +502,12 @@ int run(const DemoArgs& a) {
                 nlohmann::json{{"perplexity_before", before.value().perplexity},
                                {"perplexity_after", after.value().perplexity},
                                {"perplexity_reduction", drop},
-                               {"pretrain_val_loss", pretrained.value().curve.back().val_loss},
+                               {"rounds", summary.rounds},
+                               {"members", kSwarmMembers},
+                               {"final_val_loss", summary.final_val_loss},
+                               {"upload_bytes_per_param_step", summary.upload_bytes_per_param_step},
+                               {"weight_hashes_equal", swarm_run.value().weight_hashes_equal},
+                               {"swarm_seconds", pretrain_seconds},
                                {"seconds", total},
                                {"report", path("report.html")}}
                     .dump()
@@ -383,7 +524,8 @@ int run(const DemoArgs& a) {
 Command add_demo_command(CLI::App& root) {
   CLI::App* app = root.add_subcommand(
       "demo",
-      "Train a tokenizer, pretrain a small BitNet, LoRA-fine-tune it on medical definitions, "
+      "Train a tokenizer, pretrain a small BitNet with a local swarm (coordinator + 3 member "
+      "processes), LoRA-fine-tune it on medical definitions, "
       "evaluate and report (GCIDE dictionary)");
   auto args = std::make_shared<demo_cmd::DemoArgs>();
   app->add_option("--out", args->out, "Directory for every file the demo writes")
@@ -392,7 +534,7 @@ Command add_demo_command(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--seed", args->seed, "Seed for data selection, initialization and sampling")
       ->capture_default_str();
-  app->add_flag("--quick", args->quick, "A short run (under 2 minutes) for smoke tests");
+  app->add_flag("--quick", args->quick, "A short run (under 3 minutes) for smoke tests");
   app->add_flag("--json", args->json, "No progress; print one JSON summary line");
   return {app, [args]() -> int { return demo_cmd::run(*args); }};
 }

@@ -224,7 +224,7 @@ class SwarmClient::Impl {
   uint64_t last_join_ms_ = 0, last_trained_ms_ = 0, last_attest_ms_ = 0, last_weights_ms_ = 0;
   std::optional<std::pair<uint64_t, net::BlobId>> my_weights_;  // step, blob
   std::optional<Speculation> speculation_;
-  float last_loss_ = std::numeric_limits<float>::quiet_NaN();
+  std::map<uint64_t, float> loss_by_round_;  // this member's training loss, by round
   ClientReport report_;
   Status fatal_;
 };
@@ -610,7 +610,7 @@ Status SwarmClient::Impl::announce_update(uint64_t round, const std::vector<Batc
   trained_.insert(round);
   publish(SwarmKind::kTrained, encode_trained(msg));
   last_trained_ms_ = now_ms();
-  last_loss_ = out.loss;
+  loss_by_round_[round] = out.loss;
   ++report_.rounds_trained;
   report_.batches_trained += total_batches(mine);
   report_.updates_sent_bytes += out.payload.size();
@@ -727,7 +727,11 @@ void SwarmClient::Impl::report_progress(const StatusMessage& st) {
   p.epoch = st.epoch;
   p.step = steps_applied_;
   p.members = st.members.size();
-  p.train_loss = last_loss_;
+  // The loss of the round reported, not of the one computed ahead since.
+  auto loss = loss_by_round_.find(p.round);
+  p.train_loss =
+      loss == loss_by_round_.end() ? std::numeric_limits<float>::quiet_NaN() : loss->second;
+  loss_by_round_.erase(loss_by_round_.begin(), loss_by_round_.lower_bound(p.round));
   p.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;
   progress_(p);
 }

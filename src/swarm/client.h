@@ -85,7 +85,7 @@ struct ClientProgress {
   uint64_t epoch = 0;
   uint64_t step = 0;  // rounds applied
   size_t members = 0;
-  float train_loss = 0.0f;  // of this member's last gradient (NaN if it did not train)
+  float train_loss = 0.0f;  // of its gradient for `round` (NaN if it trained none)
   uint64_t uploaded_bytes = 0;
 };
 

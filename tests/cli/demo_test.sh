@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `tern demo --quick` end to end: it must finish, fine-tuning must lower the
-# held-out medical perplexity, every artifact must be written, and `tern eval`
-# on the written base + adapter must reproduce the demo's figure exactly.
+# `tern demo --quick` end to end: it must finish, the swarm's 3 members must
+# end with identical weights having uploaded their updates, fine-tuning must
+# lower the held-out medical perplexity, every artifact must be written, and
+# `tern eval` on the written base + adapter must reproduce the demo's figure
+# exactly.
 # Skips (exit 77) without dict-gcide. Usage: demo_test.sh path/to/tern
 set -uo pipefail
 tern="$1"
@@ -18,11 +20,22 @@ before=$(grep -o '"perplexity_before":[0-9.e+-]*' <<< "$summary" | cut -d: -f2)
 after=$(grep -o '"perplexity_after":[0-9.e+-]*' <<< "$summary" | cut -d: -f2)
 [[ -n "$before" && -n "$after" ]] || fail "summary lacks perplexities"
 awk -v b="$before" -v a="$after" 'BEGIN { exit !(a < b) }' || fail "perplexity did not fall ($before -> $after)"
-for f in tokenizer.gguf base.gguf medical-lora.gguf report.html pretrain-metrics.jsonl \
-         finetune-metrics.jsonl general-shards/manifest.json medical-shards/manifest.json; do
+grep -q '"weight_hashes_equal":true' <<< "$summary" || fail "swarm members' weights differ"
+grep -q '"members":3' <<< "$summary" || fail "summary lacks members: 3"
+rounds=$(grep -o '"rounds":[0-9]*' <<< "$summary" | cut -d: -f2)
+[[ "${rounds:-0}" -ge 2 ]] || fail "swarm ran ${rounds:-no} rounds"
+upload=$(grep -o '"upload_bytes_per_param_step":[0-9.e+-]*' <<< "$summary" | cut -d: -f2)
+awk -v u="$upload" 'BEGIN { exit !(u > 0 && u < 1) }' || fail "implausible upload figure '$upload'"
+loss=$(grep -o '"final_val_loss":[0-9.e+-]*' <<< "$summary" | cut -d: -f2)
+awk -v l="$loss" 'BEGIN { exit !(l > 0 && l < log(512)) }' || fail "swarm validation loss '$loss' not below chance"
+for f in tokenizer.gguf base.gguf medical-lora.gguf report.html swarm-metrics.jsonl \
+         finetune-metrics.jsonl general-shards/manifest.json medical-shards/manifest.json \
+         swarm/run.toml swarm/run.db swarm/checkpoint.gguf swarm/member-0.log; do
   [[ -s "$work/demo/$f" ]] || fail "missing artifact $f"
 done
 grep -q "<svg" "$work/demo/report.html" || fail "report has no chart"
+grep -q "Swarm pretraining: training loss per round" "$work/demo/report.html" || fail "report has no swarm chart"
+"$tern" ledger verify "$work/demo/swarm/run.db" > /dev/null || fail "the swarm's ledger does not verify"
 
 again="$("$tern" eval --model "$work/demo/base.gguf" --lora "$work/demo/medical-lora.gguf" \
   --shards "$work/demo/medical-shards" --seq 128 --batch 4 --json)" || fail "tern eval failed"
