@@ -93,8 +93,8 @@ std::string run_toml(const LocalSwarmOptions& o, const std::string& shards) {
     << "[timing]\nwarmup_ms = " << o.warmup_ms << "\nround_train_ms = " << o.round_train_ms
     << "\nround_witness_ms = " << o.round_witness_ms << "\ncooldown_ms = " << o.cooldown_ms << "\n"
     << "[membership]\nmin_members = " << o.members << "\nmax_members = " << o.members
-    << "\nwitnesses_per_round = " << std::min(o.members, 3) << "\nepochs = " << o.epochs
-    << "\nrounds_per_epoch = " << o.rounds_per_epoch << "\n";
+    << "\nwitnesses_per_round = " << std::min(o.members, o.witnesses_per_round)
+    << "\nepochs = " << o.epochs << "\nrounds_per_epoch = " << o.rounds_per_epoch << "\n";
   return t.str();
 }
 
@@ -236,6 +236,10 @@ Status validate(const LocalSwarmOptions& o) {
   if (o.shards.empty()) return Status::Error("no shard directory given");
   if (o.members < 1 || o.members > 64) {
     return Status::Error("members = " + std::to_string(o.members) + ": must be 1 to 64");
+  }
+  if (o.witnesses_per_round < 1) {
+    return Status::Error("witnesses_per_round = " + std::to_string(o.witnesses_per_round) +
+                         ": must be at least 1");
   }
   if (o.threads_per_member < 0 || o.threads_per_member > 1024) {
     return Status::Error("threads_per_member = " + std::to_string(o.threads_per_member) +

@@ -64,6 +64,7 @@ struct LocalSwarmOptions {
   uint64_t epochs = 1;
   uint64_t rounds_per_epoch = 10;
   uint64_t batches_per_round = 6;
+  int witnesses_per_round = 2;  // [membership]; at most `members` are elected
   uint64_t sequences_per_batch = 4;
   double lr = 0.01;
   bool overlap = true;  // [optimizer] overlap

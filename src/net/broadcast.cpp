@@ -337,8 +337,8 @@ Status BroadcastRouter::on_receive(const NodeId& from_peer, const SignedMessage&
     return status;
   }
 
-  ++counters_.delivered;
-  deliver_(message);
+  // Relay before delivering: whatever the application publishes in reaction
+  // (a coordinator's new Status) then follows its cause on every link.
   if (config_.relay) {
     std::vector<std::shared_ptr<BroadcastLink>> targets;
     for (const auto& [peer, link] : links_) {
@@ -349,6 +349,8 @@ Status BroadcastRouter::on_receive(const NodeId& from_peer, const SignedMessage&
       ++counters_.relayed;
     }
   }
+  ++counters_.delivered;
+  deliver_(message);
   return Status::Ok();
 }
 

@@ -222,8 +222,9 @@ class BroadcastRouter {
 
   // A message arrived on the link to `from_peer`. If the guard accepts it, the
   // application gets it once and a relaying node forwards it to every link
-  // except `from_peer` and the original sender. Otherwise a warn line is logged
-  // (component "net") and the Status returned; the router keeps serving.
+  // except `from_peer` and the original sender, before delivering it (so what
+  // the application publishes in reaction follows it on every link). Otherwise a warn line is
+  // logged (component "net") and the Status returned; the router keeps serving.
   Status on_receive(const NodeId& from_peer, const SignedMessage& message, uint64_t now_ms);
 
   // See ReplayGuard::expire; call it periodically.

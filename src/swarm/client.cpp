@@ -323,7 +323,31 @@ void SwarmClient::Impl::on_trained(const net::NodeId& from, const TrainedMessage
         m.round, ": those batches were not assigned to it");
     return;
   }
-  announced_[m.round][from] = m;
+  TrainedMessage& kept = announced_[m.round][from];
+  kept = m;
+  kept.inline_update.clear();  // kept below as a decoded update, not twice
+  if (!m.inline_update.empty() && from != id() && fetched_.count(m.update_blob) == 0) {
+    // A small update came inline: it counts once its bytes hash to the
+    // announced blob id (kept in the store, so this member can serve it too).
+    Result<net::BlobId> stored = node_->blobs().put(m.inline_update);
+    if (stored.ok() && stored.value() == m.update_blob) {
+      Result<DemoUpdate> update = decode_demo_update(plan_, m.inline_update);
+      FetchedUpdate done;
+      done.done = true;
+      if (update.ok()) {
+        done.update = std::make_shared<const DemoUpdate>(std::move(update).value());
+      } else {
+        done.status = update.status();
+        log(LogLevel::kWarn, "swarm", "inline update from ", from.short_string(),
+            " does not decode: ", update.status().message());
+      }
+      fetched_[m.update_blob] = std::move(done);
+      return;
+    }
+    if (stored.ok()) node_->blobs().erase(stored.value());
+    log(LogLevel::kWarn, "swarm", "inline update from ", from.short_string(), " for round ",
+        m.round, " does not hash to its blob id; fetching the blob instead");
+  }
   maybe_prefetch(m.round, from);
 }
 
@@ -599,6 +623,7 @@ Status SwarmClient::Impl::announce_update(uint64_t round, const std::vector<Batc
   msg.round = round;
   msg.batches = mine;
   msg.update_blob = blob.value();
+  if (out.payload.size() <= kMaxInlineUpdateBytes) msg.inline_update = out.payload;
   FetchedUpdate own;
   own.done = true;
   Result<DemoUpdate> decoded = decode_demo_update(plan_, out.payload);

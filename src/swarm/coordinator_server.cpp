@@ -160,6 +160,20 @@ void CoordinatorServer::on_message(const net::SignedMessage& message) {
           std::find(round->roster.begin(), round->roster.end(), from) != round->roster.end();
       if (!relayable) {
         submit(event, "trained", from);
+      } else if (!trained.value().inline_update.empty()) {
+        // Small updates come inline: store (so members can still fetch it
+        // from here), check the id, record.
+        Result<net::BlobId> stored = node_->blobs().put(trained.value().inline_update);
+        if (!stored.ok() || stored.value() != event.update_hash) {
+          if (stored.ok()) node_->blobs().erase(stored.value());
+          log(LogLevel::kWarn, "coordinator",
+              "ignored trained from " + from.short_string() + ": " +
+                  (stored.ok() ? std::string("its inline update does not hash to its blob id")
+                               : stored.status().message()));
+          return;
+        }
+        relayed_[event.round].push_back(event.update_hash);
+        submit(event, "trained", from);
       } else if (relaying_.insert({from, event.round}).second) {
         asio::co_spawn(executor_, relay_trained(std::make_shared<TrainDone>(std::move(event))),
                        asio::detached);

@@ -187,6 +187,7 @@ std::vector<uint8_t> encode_trained(const TrainedMessage& m) {
   w.u64(m.round);
   put_ranges(w, m.batches);
   w.bytes(m.update_blob);
+  w.byte_string(m.inline_update);
   return std::move(w.out());
 }
 
@@ -197,6 +198,7 @@ Result<TrainedMessage> decode_trained(std::span<const uint8_t> bytes) {
   TERN_ASSIGN_OR_RETURN(m.round, r.u64("round"));
   TERN_ASSIGN_OR_RETURN(m.batches, read_ranges(r, "batches"));
   TERN_ASSIGN_OR_RETURN(m.update_blob, r.bytes32("update_blob"));
+  TERN_ASSIGN_OR_RETURN(m.inline_update, r.byte_string("inline_update", kMaxInlineUpdateBytes));
   TERN_RETURN_IF_ERROR(r.finish());
   return m;
 }

@@ -60,10 +60,17 @@ struct JoinMessage {
   bool operator==(const JoinMessage&) const = default;
 };
 
+// Updates up to this size travel inside their Trained message (no blob
+// fetch, no request overhead); larger ones are fetched as blobs.
+constexpr size_t kMaxInlineUpdateBytes = 32 * 1024;
+
 struct TrainedMessage {
   uint64_t round = 0;
   std::vector<BatchRange> batches;
   std::array<uint8_t, 32> update_blob{};  // net::BlobId of the DeMo update
+  // The update's bytes when it is at most kMaxInlineUpdateBytes (receivers
+  // check that they hash to update_blob); empty: fetch the blob.
+  std::vector<uint8_t> inline_update;
   bool operator==(const TrainedMessage&) const = default;
 };
 

@@ -273,6 +273,30 @@ TEST(BroadcastRouter, RelayForwardsToOtherLinksOnlyAndMembersDoNotRelay) {
   }
 }
 
+// A coordinator reacts to a member's message by publishing (e.g. a Status
+// saying the round moved on); every other member must get the message before
+// the reaction, or it acts on the reaction without having seen its cause.
+TEST(BroadcastRouter, RelayForwardsBeforeTheHandlerCanReact) {
+  const Identity sender = make_identity(1);
+  const NodeId p2 = make_identity(3).id();
+  BroadcastConfig config;
+  config.relay = true;
+  BroadcastRouter* self = nullptr;
+  BroadcastRouter router(make_identity(9), kRun, config, [&](const SignedMessage&) {
+    self->publish(7, text_body("reaction"), kNow, kLifetime);
+  });
+  self = &router;
+  auto to_sender = std::make_shared<RecordingLink>(sender.id());
+  auto to_p2 = std::make_shared<RecordingLink>(p2);
+  router.add_link(to_sender);
+  router.add_link(to_p2);
+  const SignedMessage m = sign_message(sender, kRun, 1, kNow + kLifetime, 2, text_body("cause"));
+  ASSERT_TRUE(router.on_receive(sender.id(), m, kNow).ok());
+  ASSERT_EQ(to_p2->sent.size(), 2u);
+  EXPECT_EQ(to_p2->sent[0], m);
+  EXPECT_EQ(to_p2->sent[1].kind, 7);
+}
+
 TEST(BroadcastRouter, PublishUsesConsecutiveSeqsFromFirstSeq) {
   BroadcastConfig config;
   config.first_seq = 1000;

@@ -60,8 +60,13 @@ TEST(swarm_protocol, EveryMessageRoundTrips) {
   JoinMessage join{"127.0.0.1:7401"};
   EXPECT_EQ(decode_join(encode_join(join)).value(), join);
   EXPECT_TRUE(decode_leave(encode_leave()).ok());
-  TrainedMessage trained{12, {{0, 4}, {9, 10}}, digest(3)};
+  TrainedMessage trained{12, {{0, 4}, {9, 10}}, digest(3), {}};
   EXPECT_EQ(decode_trained(encode_trained(trained)).value(), trained);
+  trained.inline_update.assign(kMaxInlineUpdateBytes, 0x5a);  // the largest inline update
+  EXPECT_EQ(decode_trained(encode_trained(trained)).value(), trained);
+  trained.inline_update.push_back(0);
+  Status too_big = decode_trained(encode_trained(trained)).status();
+  EXPECT_NE(too_big.message().find("inline_update"), std::string::npos) << too_big.message();
   AttestMessage attest{12, {0x05, 0x01}, digest(4)};
   EXPECT_EQ(decode_attest(encode_attest(attest)).value(), attest);
   WeightsMessage weights{40, digest(5)};
@@ -74,12 +79,12 @@ TEST(swarm_protocol, EveryMessageRoundTrips) {
 }
 
 TEST(swarm_protocol, ErrorsNameTheMessageAndField) {
-  std::vector<uint8_t> bytes = encode_trained({1, {{0, 2}}, digest(1)});
+  std::vector<uint8_t> bytes = encode_trained({1, {{0, 2}}, digest(1), {}});
   bytes[0] = 9;
   Status s = decode_trained(bytes).status();
   EXPECT_NE(s.message().find("swarm trained: version"), std::string::npos) << s.message();
 
-  bytes = encode_trained({1, {{5, 5}}, digest(1)});  // an empty range
+  bytes = encode_trained({1, {{5, 5}}, digest(1), {}});  // an empty range
   s = decode_trained(bytes).status();
   EXPECT_NE(s.message().find("batches"), std::string::npos) << s.message();
 
@@ -112,10 +117,11 @@ TEST(swarm_protocol, DecodersAreTotalUnderMutation) {
                      auto m = decode_join(b);
                      return m.ok() ? std::optional(encode_join(m.value())) : std::nullopt;
                    }});
-  kinds.push_back({encode_trained({3, {{0, 4}, {8, 9}}, digest(2)}), [](const auto& b) {
-                     auto m = decode_trained(b);
-                     return m.ok() ? std::optional(encode_trained(m.value())) : std::nullopt;
-                   }});
+  kinds.push_back(
+      {encode_trained({3, {{0, 4}, {8, 9}}, digest(2), {1, 2, 3, 4, 5}}), [](const auto& b) {
+         auto m = decode_trained(b);
+         return m.ok() ? std::optional(encode_trained(m.value())) : std::nullopt;
+       }});
   kinds.push_back({encode_attest({3, {0x3}, digest(2)}), [](const auto& b) {
                      auto m = decode_attest(b);
                      return m.ok() ? std::optional(encode_attest(m.value())) : std::nullopt;
