@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -16,6 +17,7 @@
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "net/faulty_transport.h"
@@ -130,7 +132,8 @@ int run_coordinator(const CoordinatorFlags& f) {
 }
 
 struct JoinFlags {
-  std::string config, coordinator, coordinator_id, key, listen = "127.0.0.1:0", shards, checkpoint;
+  std::string config, coordinator, coordinator_id, key, listen = "127.0.0.1:0", shards, checkpoint,
+                                                        checkpoint_dir;
   uint64_t upload_cap = 0;
   uint64_t connect_timeout_ms = 30'000;
 };
@@ -150,6 +153,15 @@ int run_join(const JoinFlags& f) {
   options.listen = f.listen;
   options.shards = f.shards;
   options.checkpoint_path = f.checkpoint;
+  if (!f.checkpoint_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(f.checkpoint_dir, ec);
+    if (ec) {
+      return fail("join", Status::Error("--checkpoint-dir " + f.checkpoint_dir +
+                                        ": cannot create it: " + ec.message()));
+    }
+    options.checkpoint_dir = f.checkpoint_dir;
+  }
   options.connect_timeout_ms = f.connect_timeout_ms;
 
   asio::io_context io;
@@ -202,7 +214,7 @@ int run_join(const JoinFlags& f) {
               ",\"update_bytes\":%" PRIu64 ",\"uploaded_bytes\":%" PRIu64
               ",\"upload_bytes_per_param_step\":%.6g,\"train_s_mean\":%.4f,\"weight_hash\":\"%s\","
               "\"checkpoint\":\"%s\""
-              ",\"checkpoint_weight_hash\":\"%s\"}\n",
+              ",\"checkpoint_weight_hash\":\"%s\",\"epoch_checkpoints\":%s}\n",
               me.to_string().c_str(), r.steps_applied, r.rounds_trained, r.batches_trained,
               r.params, static_cast<double>(r.initial_val_loss),
               static_cast<double>(r.final_val_loss), r.synced_from_peers ? "true" : "false",
@@ -210,7 +222,8 @@ int run_join(const JoinFlags& f) {
               static_cast<double>(r.uploaded_bytes) / static_cast<double>(r.params) / steps,
               r.rounds_trained == 0 ? 0.0 : r.train_seconds / static_cast<double>(r.rounds_trained),
               to_hex(r.weight_hash).c_str(), r.checkpoint_path.c_str(),
-              r.checkpoint_path.empty() ? "" : to_hex(r.checkpoint_weight_hash).c_str());
+              r.checkpoint_path.empty() ? "" : to_hex(r.checkpoint_weight_hash).c_str(),
+              nlohmann::json(r.epoch_checkpoints).dump().c_str());
   return 0;
 }
 
@@ -242,6 +255,8 @@ Command add_join_command(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--shards", f->shards, "Local token shards (default: [data] shards)");
   app->add_option("--checkpoint", f->checkpoint, "Write the final weights here (GGUF)");
+  app->add_option("--checkpoint-dir", f->checkpoint_dir,
+                  "Write DIR/epoch-<e>.gguf at the end of each epoch this member checkpoints");
   app->add_option("--upload-cap", f->upload_cap,
                   "Cap every link's upload at this many bytes/s, bursts of 50 ms (0: none)")
       ->capture_default_str();

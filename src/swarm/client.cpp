@@ -181,6 +181,11 @@ class SwarmClient::Impl {
   asio::awaitable<Status> attest(const StatusMessage& st, const RoundPlan& plan);
   asio::awaitable<Status> try_sync(const StatusMessage& st);
   void announce_weights();
+  // At an epoch's end, writes its checkpoint if this member is the epoch's
+  // checkpointer and has a checkpoint directory.
+  asio::awaitable<Status> maybe_checkpoint_epoch(const StatusMessage& st);
+  // Writes the agreed weights as a GGUF (latent fp32) file.
+  asio::awaitable<Status> write_checkpoint(const std::string& path);
   void report_progress(const StatusMessage& st);
   template <typename F>
   asio::awaitable<decltype(std::declval<F>()())> on_worker(F f);
@@ -224,6 +229,7 @@ class SwarmClient::Impl {
   uint64_t last_join_ms_ = 0, last_trained_ms_ = 0, last_attest_ms_ = 0, last_weights_ms_ = 0;
   std::optional<std::pair<uint64_t, net::BlobId>> my_weights_;  // step, blob
   std::optional<Speculation> speculation_;
+  std::set<uint64_t> epochs_checkpointed_;   // epochs whose checkpointer question is settled
   std::map<uint64_t, float> loss_by_round_;  // this member's training loss, by round
   ClientReport report_;
   Status fatal_;
@@ -675,6 +681,40 @@ asio::awaitable<Status> SwarmClient::Impl::attest(const StatusMessage& st, const
   co_return Status::Ok();
 }
 
+asio::awaitable<Status> SwarmClient::Impl::write_checkpoint(const std::string& path) {
+  co_return co_await on_worker([this, &path] {
+    std::memcpy(model_.params().data(), canonical_.data(),
+                static_cast<size_t>(canonical_.size()) * sizeof(float));
+    ModelWriteOptions write_options;
+    write_options.ternary_type = TernaryFileType::kLatentF32;
+    write_options.name = config_.run.name;
+    return write_model_gguf(path, model_, write_options)
+        .with_context("writing the checkpoint " + path);
+  });
+}
+
+asio::awaitable<Status> SwarmClient::Impl::maybe_checkpoint_epoch(const StatusMessage& st) {
+  if (options_.checkpoint_dir.empty() || need_sync_ ||
+      (st.state != State::kCooldown && st.state != State::kFinished) ||
+      epochs_checkpointed_.count(st.epoch) != 0) {
+    co_return Status::Ok();
+  }
+  // The epoch's last round (every member saw its plan).
+  const RoundInfo* last = nullptr;
+  for (const auto& [round, info] : rounds_) {
+    if (info.status.epoch == st.epoch) last = &info;
+  }
+  if (last == nullptr || next_round_ <= last->status.round) co_return Status::Ok();
+  epochs_checkpointed_.insert(st.epoch);
+  if (last->plan.witnesses.empty() || last->plan.witnesses.front() != id()) co_return Status::Ok();
+  co_await settle_speculation(true);
+  const std::string path = options_.checkpoint_dir + "/epoch-" + std::to_string(st.epoch) + ".gguf";
+  TERN_CO_RETURN_IF_ERROR(co_await write_checkpoint(path));
+  report_.epoch_checkpoints.push_back(path);
+  log(LogLevel::kInfo, "swarm", "wrote the checkpoint of epoch ", st.epoch, " to ", path);
+  co_return Status::Ok();
+}
+
 void SwarmClient::Impl::announce_weights() {
   if (!my_weights_ || my_weights_->first != steps_applied_) {
     Result<net::BlobId> blob = node_->blobs().put(param_bytes(canonical_));
@@ -939,7 +979,10 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
         const bool between_rounds = st.state == State::kCooldown || st.state == State::kWarmup ||
                                     st.state == State::kWaitingForMembers ||
                                     st.state == State::kFinished;
-        if (between_rounds && results_.empty() && member) announce_weights();
+        if (between_rounds && results_.empty() && member) {
+          announce_weights();
+          TERN_CO_RETURN_IF_ERROR(co_await maybe_checkpoint_epoch(st));
+        }
         if (st.last_result && st.last_result->round != last_progress_round &&
             next_round_ > st.last_result->round) {
           last_progress_round = st.last_result->round;
@@ -961,13 +1004,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
   report_.weight_hash = hash_params(canonical_);
   report_.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;
   if (!options_.checkpoint_path.empty()) {
-    std::memcpy(model_.params().data(), canonical_.data(),
-                static_cast<size_t>(canonical_.size()) * sizeof(float));
-    ModelWriteOptions write_options;
-    write_options.ternary_type = TernaryFileType::kLatentF32;
-    write_options.name = config_.run.name;
-    TERN_CO_RETURN_IF_ERROR(write_model_gguf(options_.checkpoint_path, model_, write_options)
-                                .with_context("writing the checkpoint"));
+    TERN_CO_RETURN_IF_ERROR(co_await write_checkpoint(options_.checkpoint_path));
     report_.checkpoint_path = options_.checkpoint_path;
     // Read the file back, as a user would, so the reported hash is the file's.
     Result<std::unique_ptr<GgufModelSource>> source =

@@ -28,6 +28,9 @@
 //  - A member admitted mid-run (or one that missed a round) loads the weights
 //    that a majority of the members announce for the current step (Weights
 //    messages; members announce after every epoch) as a verified blob.
+//  - Epoch end: the epoch's checkpointer (the first witness of its last
+//    round) writes a GGUF checkpoint of the agreed weights if given a
+//    checkpoint directory.
 //  - Finished: writes a GGUF checkpoint if asked and reports.
 //
 // Weight hash: BLAKE2b-256 of the trainable parameters as little-endian fp32.
@@ -42,6 +45,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -63,8 +67,12 @@ struct ClientOptions {
   std::string advertise;                      // address announced; default: bound address
   std::string shards;                         // overrides [data] shards
   std::string checkpoint_path;                // GGUF written when the run finishes
-  double clip = 1.0;                          // gradient norm clip; <= 0: off
-  int64_t eval_batches = 4;                   // validation batches at start and end
+  // When set, this member writes <dir>/epoch-<e>.gguf at the end of every
+  // epoch e for which it is the checkpointer: the first witness of the
+  // epoch's last round (a choice every member can recompute).
+  std::string checkpoint_dir;
+  double clip = 1.0;         // gradient norm clip; <= 0: off
+  int64_t eval_batches = 4;  // validation batches at start and end
   uint64_t message_lifetime_ms = 60'000;
   uint64_t connect_timeout_ms = 30'000;  // first link to the coordinator
   // With [optimizer] overlap: compute the next round's update while this
@@ -103,7 +111,8 @@ struct ClientReport {
   bool synced_from_peers = false;  // weights were loaded from peers
   Blake2bDigest weight_hash{};
   std::string checkpoint_path;
-  Blake2bDigest checkpoint_weight_hash{};  // of the checkpoint as read back from the file
+  Blake2bDigest checkpoint_weight_hash{};      // of the checkpoint as read back from the file
+  std::vector<std::string> epoch_checkpoints;  // written as the epochs' checkpointer
 };
 
 class SwarmClient {

@@ -4,7 +4,8 @@
 #   epochs       4 members train 3 epochs; a 5th started during the first
 #                epoch joins at the second, loads the weights from its peers;
 #                every final weight hash (and every checkpoint read back) is
-#                the same and the validation loss falls
+#                the same, each epoch's checkpointer wrote its checkpoint once
+#                and the validation loss falls
 #   member_kill  kill -9 of a member in RoundTrain and of another in
 #                RoundWitness: both dropped, their batches trained by others,
 #                no batch lost, the run finishes
@@ -155,13 +156,23 @@ case "$scenario" in
   epochs)
     write_config 4 3 3 8000 3000
     start_coordinator
-    for k in a b c d; do start_member $k; done
+    for k in a b c d; do start_member $k --checkpoint-dir "ckpt-$k"; done
     wait_for "round 1 resolved" coord.err 60 || exit 1
-    start_member e  # during the first epoch: admitted at the second
+    start_member e --checkpoint-dir ckpt-e  # during the first epoch: admitted at the second
     check_members a b c d e
     check_schedule 9
     [[ "$(json_field e.out synced_from_peers)" == "true" ]] || fail "late member did not load weights from peers"
     ok "late member e loaded the weights from its peers"
+    # One checkpointer per epoch (a member dropped under load can add an
+    # epoch for its re-queued batches: count to the coordinator's last).
+    last_epoch="$(tail -1 coord.out | json_field /dev/stdin epoch)"
+    for epoch in $(seq 0 "${last_epoch:-2}"); do
+      n=$(ls ckpt-*/"epoch-$epoch.gguf" 2> /dev/null | wc -l)
+      [[ "$n" == 1 ]] || fail "epoch $epoch has $n checkpoints (expected 1)"
+    done
+    last="$(ls ckpt-*/"epoch-${last_epoch:-2}.gguf" 2> /dev/null)"
+    cmp -s "$last" a.gguf || fail "the last epoch's checkpoint $last differs from the final weights"
+    ok "each epoch was checkpointed once; the last one holds the final weights"
     initial="$(json_field a.out initial_val_loss)"
     final="$(json_field a.out final_val_loss)"
     awk -v i="$initial" -v f="$final" 'BEGIN { exit !(f < i - 0.2) }' ||
