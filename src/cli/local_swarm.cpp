@@ -1,5 +1,7 @@
 #include "cli/local_swarm.h"
 
+#include "swarm/run_config.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -41,25 +43,6 @@ std::string quote(const std::string& s) {
   return "'" + s + "'";
 }
 
-// A TOML basic string.
-std::string toml_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20 || u == 0x7f) {
-      char escaped[8];
-      std::snprintf(escaped, sizeof escaped, "\\u%04x", u);
-      out += escaped;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
 // Test keys derived from the seed: the same roster in every run.
 net::Identity derived_identity(uint64_t seed, const std::string& name) {
   Rng rng(derive_seed(seed, "local swarm key " + name));
@@ -83,10 +66,10 @@ std::string run_toml(const LocalSwarmOptions& o, const std::string& shards) {
   char lr[64];
   std::snprintf(lr, sizeof lr, "%.17g", o.lr);
   t << "# Written by tern's local swarm launcher (src/cli/local_swarm.h).\n"
-    << "[run]\nname = " << toml_string(o.name) << "\nseed = " << o.seed << "\n"
-    << "[model]\npreset = " << toml_string(o.preset) << "\n";
+    << "[run]\nname = " << swarm::toml_quote(o.name) << "\nseed = " << o.seed << "\n"
+    << "[model]\npreset = " << swarm::toml_quote(o.preset) << "\n";
   if (o.vocab > 0) t << "vocab = " << o.vocab << "\n";
-  t << "[data]\nshards = " << toml_string(shards) << "\nseq_len = " << o.seq_len << "\n"
+  t << "[data]\nshards = " << swarm::toml_quote(shards) << "\nseq_len = " << o.seq_len << "\n"
     << "[optimizer]\nlr = " << lr << "\noverlap = " << (o.overlap ? "true" : "false") << "\n"
     << "[batch]\nbatches_per_round = " << o.batches_per_round
     << "\nsequences_per_batch = " << o.sequences_per_batch << "\n"

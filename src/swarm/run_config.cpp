@@ -749,21 +749,9 @@ void check_cross_fields(Issues& issues, Parsed& p, Section& model, Section& data
 
 void put_string(std::string& out, std::string_view key, std::string_view value) {
   out += key;
-  out += " = \"";
-  for (char ch : value) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (ch == '"' || ch == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  out += "\"\n";
+  out += " = ";
+  out += toml_quote(value);
+  out += "\n";
 }
 
 void put_int(std::string& out, std::string_view key, uint64_t value) {
@@ -847,6 +835,24 @@ Result<RunConfig> load_run_config(const std::string& path) {
   }
   if (read_error) return Status::Error(op + ": read failed: " + errno_text(err));
   return parse_run_config(text, path);
+}
+
+std::string toml_quote(std::string_view value) {
+  std::string out = "\"";
+  for (char ch : value) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
 }
 
 std::string to_toml(const RunConfig& c) {

@@ -127,6 +127,10 @@ Result<RunConfig> parse_run_config(std::string_view toml_text, std::string_view 
 // Reads `path` (at most 1 MiB) and parses it with the path as source name.
 Result<RunConfig> load_run_config(const std::string& path);
 
+// `value` as a TOML basic string, quotes included (", \ and control
+// characters escaped).
+std::string toml_quote(std::string_view value);
+
 // The canonical TOML text of a config (see above).
 std::string to_toml(const RunConfig& config);
 // BLAKE2b-256 of "tern-run-config-v1\n" + to_toml(config).
