@@ -20,7 +20,7 @@
 #include "tokenizer/tokenizer_hash.h"
 #include "tokenizer/unicode.h"
 
-namespace tern {
+namespace tern::prepare_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -521,4 +521,4 @@ TEST(PrepareTest, bad_inputs_are_named_and_leave_the_output_untouched) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::prepare_test

@@ -18,7 +18,7 @@
 #include "support/files.h"
 #include "tokenizer/tokenizer_hash.h"
 
-namespace tern {
+namespace tern::shards_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -342,4 +342,4 @@ TEST(ShardTest, manifest_is_read_strictly) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::shards_test

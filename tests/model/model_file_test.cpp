@@ -13,7 +13,7 @@
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab.h"
 
-namespace tern {
+namespace tern::model_file_test {
 namespace {
 
 std::string temp_path(const std::string& name) {
@@ -216,9 +216,9 @@ TEST(ModelGgufFileTest, gguf_reads_llama_cpp_llama_models) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::model_file_test
 
-namespace tern {
+namespace tern::model_file_test {
 namespace {
 
 // End to end through llama.cpp's files: stories260K (a real trained Llama) with
@@ -257,9 +257,9 @@ TEST(ModelGgufFileTest, gguf_stories260k_predicts_story_text) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::model_file_test
 
-namespace tern {
+namespace tern::model_file_test {
 namespace {
 
 // Continued pretraining from a ternary file: the fp32 latents tern derives must
@@ -296,9 +296,9 @@ TEST(ModelGgufFileTest, gguf_full_training_from_ternary_file_starts_exactly) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::model_file_test
 
-namespace tern {
+namespace tern::model_file_test {
 namespace {
 
 // A TQ2_0 byte with the unused field value 3 decodes to +2 in ggml; tern must
@@ -334,4 +334,4 @@ TEST(ModelGgufFileTest, gguf_non_ternary_tq2_code_is_an_error) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::model_file_test

@@ -22,7 +22,7 @@
 #include "optim/adamw.h"
 #include "support/micro_model.h"
 
-namespace tern {
+namespace tern::recompute_test {
 namespace {
 
 bool same_bits(std::span<const float> a, std::span<const float> b) {
@@ -295,4 +295,4 @@ TEST(RandomSourceTest, DefaultF16ReadRefusesValuesF16CannotHold) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::recompute_test

@@ -12,7 +12,7 @@
 #include "optim/adamw.h"
 #include "support/micro_model.h"
 
-namespace tern {
+namespace tern::ternary_backward_test {
 namespace {
 
 struct Batch {
@@ -118,4 +118,4 @@ TEST(TernaryBackwardTest, Int8FullTrainingTracksExactTraining) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::ternary_backward_test

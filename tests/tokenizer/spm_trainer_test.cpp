@@ -13,7 +13,7 @@
 #include "tokenizer/spm_trainer.h"
 #include "tokenizer/tokenizer.h"
 
-namespace tern {
+namespace tern::spm_trainer_test {
 namespace {
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -78,4 +78,4 @@ TEST(SpmTrainerTest, tokenizer_train_errors_are_named) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::spm_trainer_test

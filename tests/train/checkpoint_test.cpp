@@ -11,7 +11,7 @@
 #include "support/micro_model.h"
 #include "train/checkpoint.h"
 
-namespace tern {
+namespace tern::checkpoint_test {
 namespace {
 
 using testing::micro_config;
@@ -118,4 +118,4 @@ TEST(CheckpointErrorsTest, CorruptionAndMismatchAreErrors) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::checkpoint_test

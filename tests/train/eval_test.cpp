@@ -20,7 +20,7 @@
 #include "tokenizer/vocab.h"
 #include "train/load_model.h"
 
-namespace tern {
+namespace tern::eval_test {
 namespace {
 
 std::string temp_path(const std::string& name) {
@@ -251,4 +251,4 @@ TEST(LoadModelTest, TokenizerLargerThanTheModelIsRefused) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::eval_test

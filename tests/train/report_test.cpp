@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace tern {
+namespace tern::report_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -488,4 +488,4 @@ TEST(Rss, PeakCoversCurrentAfterTouchingMemory) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::report_test

@@ -14,7 +14,7 @@
 
 #include "support/micro_model.h"
 
-namespace tern {
+namespace tern::run_test {
 namespace {
 
 using testing::micro_config;
@@ -148,4 +148,4 @@ TEST_F(RunTest, WritesReportAndMetrics) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::run_test

@@ -7,7 +7,7 @@
 #include "support/micro_model.h"
 #include "train/trainer.h"
 
-namespace tern {
+namespace tern::trainer_test {
 namespace {
 
 using testing::micro_config;
@@ -62,4 +62,4 @@ TEST(TrainerTest, BadConfigIsNamed) {
 }
 
 }  // namespace
-}  // namespace tern
+}  // namespace tern::trainer_test
