@@ -18,6 +18,7 @@ packages=(
   libasio-dev                        # network: standalone asio with C++20 coroutines
   libflatbuffers-dev flatbuffers-compiler  # network: schema'd, verifiable wire messages
   libsqlite3-dev                     # swarm ledger: the coordinator's crash-safe event log
+  libcpp-httplib-dev                 # swarm data provider: shards over HTTP range requests
   golang-github-flynn-noise-dev      # Noise protocol test vectors (vectors.txt) for the tests
   libhwy-dev                         # SIMD kernels with run-time dispatch (Google Highway)
   libopenblas-dev                    # fp32 matrix products (LoRA, embeddings, output head)

@@ -1,14 +1,26 @@
-// `tern data`: prepare token shards from text, JSONL or chat JSONL files, and
-// inspect (and verify) a prepared shard directory.
+// `tern data`: prepare token shards from text, JSONL or chat JSONL files,
+// inspect (and verify) a prepared shard directory, and serve one to a swarm
+// run as its data provider (swarm/data_server.h).
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cinttypes>
 #include <cstdio>
+#include <ctime>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/commands.h"
 #include "data/prepare.h"
 #include "data/shards.h"
 #include "format/gguf.h"
+#include "net/identity.h"
+#include "swarm/data_provider.h"
+#include "swarm/data_server.h"
+#include "swarm/run_config.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tern::cli {
@@ -26,6 +38,7 @@ struct DataArgs {
   bool doc_per_line = false;
   bool whole_file = false;
   std::string dir;
+  std::string config, coordinator_id, listen = "127.0.0.1:8470";
 };
 
 void print_manifest(const ShardManifest& m) {
@@ -76,6 +89,54 @@ int run_info(const DataArgs& a) {
   if (!shards.ok()) return fail("data info", shards.status());
   std::printf("%s: verified\n", a.dir.c_str());
   print_manifest(shards.value().manifest());
+  Result<std::string> document = swarm::provider_manifest_for(a.dir);
+  if (!document.ok()) return fail("data info", document.status());
+  std::printf("provider hash:   %s\n", swarm::provider_manifest_hash(document.value()).c_str());
+  return 0;
+}
+
+int run_serve(const DataArgs& a) {
+  Result<swarm::RunConfig> config = swarm::load_run_config(a.config);
+  if (!config.ok()) return fail("data serve", config.status());
+  Result<net::NodeId> coordinator = net::NodeId::parse(a.coordinator_id);
+  if (!coordinator.ok()) {
+    return fail("data serve", coordinator.status().with_context("--coordinator-id"));
+  }
+  // SIGINT/SIGTERM are blocked in every thread (the server's inherit the
+  // mask) and taken by this one, which then stops the server.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  swarm::DataServerOptions options;
+  options.shard_dir = a.dir;
+  options.listen = a.listen;
+  options.config = config.value();
+  options.coordinator = coordinator.value();
+  Result<std::unique_ptr<swarm::DataServer>> server = swarm::DataServer::create(options);
+  if (!server.ok()) return fail("data serve", server.status());
+  swarm::DataServer& s = *server.value();
+  const std::string host = a.listen.substr(0, a.listen.rfind(':'));
+  std::fprintf(stderr, "data: serving %s for run %s, provider hash %s, listening on %s:%d\n",
+               a.dir.c_str(), config.value().run.name.c_str(), s.manifest_hash().c_str(),
+               host.c_str(), s.port());
+  std::atomic<bool> finished = false;
+  Status result;
+  std::thread serving([&] {
+    result = s.run();
+    finished = true;
+  });
+  const timespec poll = {0, 200'000'000};
+  while (!finished && sigtimedwait(&stop_signals, nullptr, &poll) < 0) {
+  }
+  s.stop();
+  serving.join();
+  if (!result.ok()) return fail("data serve", result);
+  const swarm::DataServerStats stats = s.stats();
+  std::printf("{\"grants\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"chunks_served\":%" PRIu64
+              ",\"bytes_served\":%" PRIu64 "}\n",
+              stats.grants, stats.refused, stats.chunks_served, stats.bytes_served);
   return 0;
 }
 
@@ -114,11 +175,26 @@ Command add_data_command(CLI::App& root) {
       prepare->add_flag("--whole-file", args->whole_file, "Text: every file is one document");
   per_line->excludes(whole);
 
-  CLI::App* info = app->add_subcommand("info", "Verify a shard directory and print its summary");
+  CLI::App* info = app->add_subcommand(
+      "info", "Verify a shard directory and print its summary and provider hash");
   info->add_option("dir", args->dir, "Shard directory")->required();
 
-  return {app, [args, prepare]() -> int {
-            return prepare->parsed() ? data_cmd::run_prepare(*args) : data_cmd::run_info(*args);
+  CLI::App* serve = app->add_subcommand(
+      "serve",
+      "Serve a shard directory to a swarm run's members (HTTP range requests; docs/swarm.md)");
+  serve->add_option("--dir", args->dir, "Shard directory")->required();
+  serve->add_option("--config", args->config, "The run's config (run.toml)")->required();
+  serve
+      ->add_option("--coordinator-id", args->coordinator_id,
+                   "The coordinator's node id: its signed Status grants members their batches")
+      ->required();
+  serve->add_option("--listen", args->listen, "HOST:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
+
+  return {app, [args, prepare, serve]() -> int {
+            if (prepare->parsed()) return data_cmd::run_prepare(*args);
+            if (serve->parsed()) return data_cmd::run_serve(*args);
+            return data_cmd::run_info(*args);
           }};
 }
 

@@ -1,6 +1,7 @@
 // `tern coordinator` and `tern join`: the two processes of a swarm run
 // (docs/swarm.md). The coordinator serves one run from its TOML config and
-// its ledger file; members join it with their own key and local shards.
+// its ledger file; members join it with their own key, reading local shards
+// or the run's data provider.
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -212,13 +213,14 @@ int run_join(const JoinFlags& f) {
               ",\"batches_trained\":%" PRIu64 ",\"params\":%" PRId64
               ",\"initial_val_loss\":%.6f,\"final_val_loss\":%.6f,\"synced_from_peers\":%s"
               ",\"update_bytes\":%" PRIu64 ",\"uploaded_bytes\":%" PRIu64
+              ",\"data_bytes_received\":%" PRIu64
               ",\"upload_bytes_per_param_step\":%.6g,\"train_s_mean\":%.4f,\"weight_hash\":\"%s\","
               "\"checkpoint\":\"%s\""
               ",\"checkpoint_weight_hash\":\"%s\",\"epoch_checkpoints\":%s}\n",
               me.to_string().c_str(), r.steps_applied, r.rounds_trained, r.batches_trained,
               r.params, static_cast<double>(r.initial_val_loss),
               static_cast<double>(r.final_val_loss), r.synced_from_peers ? "true" : "false",
-              r.updates_sent_bytes, r.uploaded_bytes,
+              r.updates_sent_bytes, r.uploaded_bytes, r.data_bytes_received,
               static_cast<double>(r.uploaded_bytes) / static_cast<double>(r.params) / steps,
               r.rounds_trained == 0 ? 0.0 : r.train_seconds / static_cast<double>(r.rounds_trained),
               to_hex(r.weight_hash).c_str(), r.checkpoint_path.c_str(),
@@ -253,7 +255,9 @@ Command add_join_command(CLI::App& root) {
   app->add_option("--coordinator-id", f->coordinator_id, "Pin the coordinator's node id");
   app->add_option("--listen", f->listen, "Where peers fetch this member's blobs")
       ->capture_default_str();
-  app->add_option("--shards", f->shards, "Local token shards (default: [data] shards)");
+  app->add_option(
+      "--shards", f->shards,
+      "Local token shards (default: [data] shards, else the [data] provider over HTTP)");
   app->add_option("--checkpoint", f->checkpoint, "Write the final weights here (GGUF)");
   app->add_option("--checkpoint-dir", f->checkpoint_dir,
                   "Write DIR/epoch-<e>.gguf at the end of each epoch this member checkpoints");

@@ -39,6 +39,12 @@ class LeReader {
     TERN_RETURN_IF_ERROR(need(1, field));
     return bytes_[pos_++];
   }
+  Result<uint16_t> u16(const char* field) {
+    TERN_RETURN_IF_ERROR(need(2, field));
+    const auto v = static_cast<uint16_t>(bytes_[pos_] | (bytes_[pos_ + 1] << 8));
+    pos_ += 2;
+    return v;
+  }
   Result<uint32_t> u32(const char* field) {
     TERN_RETURN_IF_ERROR(need(4, field));
     uint32_t v = 0;
@@ -53,13 +59,15 @@ class LeReader {
     pos_ += 8;
     return v;
   }
-  Result<std::array<uint8_t, 32>> bytes32(const char* field) {
-    TERN_RETURN_IF_ERROR(need(32, field));
-    std::array<uint8_t, 32> a{};
-    for (size_t i = 0; i < 32; ++i) a[i] = bytes_[pos_ + i];
-    pos_ += 32;
+  template <size_t N>
+  Result<std::array<uint8_t, N>> fixed(const char* field) {
+    TERN_RETURN_IF_ERROR(need(N, field));
+    std::array<uint8_t, N> a{};
+    for (size_t i = 0; i < N; ++i) a[i] = bytes_[pos_ + i];
+    pos_ += N;
     return a;
   }
+  Result<std::array<uint8_t, 32>> bytes32(const char* field) { return fixed<32>(field); }
   // A u32 length, then that many bytes (at most max_len).
   Result<std::vector<uint8_t>> byte_string(const char* field, size_t max_len) {
     const size_t at = pos_;

@@ -17,6 +17,7 @@ namespace tern {
 class LeWriter {
  public:
   void u8(uint8_t v) { out_.push_back(v); }
+  void u16(uint16_t v) { put(v, 2); }
   void u32(uint32_t v) { put(v, 4); }
   void u64(uint64_t v) { put(v, 8); }
   template <size_t N>

@@ -97,6 +97,16 @@ Status TokenDataset::check_window(int64_t seq) const {
   return Status::Ok();
 }
 
+int64_t draw_train_window(Rng& rng, int64_t train_tokens, int64_t seq) {
+  // The window (seq + 1 tokens) must end inside the split.
+  return static_cast<int64_t>(rng.below(static_cast<uint64_t>(train_tokens - seq)));
+}
+
+int64_t val_window_start(int64_t w, int64_t windows, int64_t val_tokens, int64_t seq) {
+  const int64_t last_start = val_tokens - seq - 1;
+  return windows == 1 ? 0 : last_start * w / (windows - 1);
+}
+
 void copy_window(const TokenStream& s, int64_t start, int64_t seq, int32_t* tokens,
                  int32_t* labels) {
   TERN_CHECK(start >= 0 && start + seq + 1 <= s.size());
@@ -110,9 +120,8 @@ void TokenDataset::sample_train(Rng& rng, int64_t batch, int64_t seq, std::span<
                                 std::span<int32_t> labels) const {
   TERN_CHECK(check_window(seq).ok());
   TERN_CHECK(static_cast<int64_t>(tokens.size()) == batch * seq && labels.size() == tokens.size());
-  const auto starts = static_cast<uint64_t>(train_tokens() - seq);  // window must end in train
   for (int64_t b = 0; b < batch; ++b) {
-    const auto start = static_cast<int64_t>(rng.below(starts));
+    const int64_t start = draw_train_window(rng, train_tokens(), seq);
     copy_window(train_, start, seq, tokens.data() + b * seq, labels.data() + b * seq);
   }
 }
@@ -122,11 +131,8 @@ void TokenDataset::val_batch(int64_t index, int64_t count, int64_t batch, int64_
   TERN_CHECK(check_window(seq).ok());
   TERN_CHECK(index >= 0 && index < count);
   TERN_CHECK(static_cast<int64_t>(tokens.size()) == batch * seq && labels.size() == tokens.size());
-  const int64_t windows = count * batch;
-  const int64_t last_start = val_tokens() - seq - 1;
   for (int64_t b = 0; b < batch; ++b) {
-    const int64_t w = index * batch + b;
-    const int64_t offset = windows == 1 ? 0 : last_start * w / (windows - 1);
+    const int64_t offset = val_window_start(index * batch + b, count * batch, val_tokens(), seq);
     copy_window(val_, offset, seq, tokens.data() + b * seq, labels.data() + b * seq);
   }
 }

@@ -80,6 +80,15 @@ class TokenDataset {
   int64_t vocab_ = 0;
 };
 
+// Window placement, shared with readers that fetch only the windows they need
+// (the swarm's remote batches). The next training window's start: uniform in
+// [0, train_tokens − seq), one rng.below() draw; sample_train draws `batch`
+// of these in order.
+int64_t draw_train_window(Rng& rng, int64_t train_tokens, int64_t seq);
+// The start of fixed validation window w of `windows` (evenly spaced over the
+// split; val_batch's window index * batch + b).
+int64_t val_window_start(int64_t w, int64_t windows, int64_t val_tokens, int64_t seq);
+
 // tokens = s[start, start+seq), labels = s.label(start+1 …): one window.
 void copy_window(const TokenStream& s, int64_t start, int64_t seq, int32_t* tokens,
                  int32_t* labels);

@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include <asio/connect.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/redirect_error.hpp>
@@ -361,6 +362,19 @@ Result<std::unique_ptr<Listener>> TcpTransport::listen(std::string address) {
   auto state =
       std::make_shared<ListenerState>(std::move(acceptor), limits_, format_endpoint(bound));
   return std::unique_ptr<Listener>(std::make_unique<TcpListener>(std::move(state)));
+}
+
+Result<uint16_t> free_loopback_port() {
+  asio::io_context io;
+  asio::ip::tcp::acceptor probe(io);
+  asio::error_code ec;
+  const asio::ip::tcp::endpoint any_port(asio::ip::address_v4::loopback(), 0);
+  probe.open(any_port.protocol(), ec);
+  if (!ec) probe.bind(any_port, ec);
+  if (ec) return Status::Error("free_loopback_port: cannot bind 127.0.0.1:0: " + ec.message());
+  const uint16_t port = probe.local_endpoint(ec).port();
+  if (ec) return Status::Error("free_loopback_port: " + ec.message());
+  return port;
 }
 
 }  // namespace tern::net

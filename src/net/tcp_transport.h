@@ -28,6 +28,7 @@
 // operation then fails with "closed".
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <asio/any_io_executor.hpp>
@@ -57,5 +58,11 @@ class TcpTransport final : public Transport {
   asio::any_io_executor executor_;
   TransportLimits limits_;
 };
+
+// A TCP port on 127.0.0.1 that is free at the time of the call (the system
+// picks it; the probe socket is closed again). Racy by nature: another
+// process may take the port before the caller binds it. For local launchers
+// and tests that must name a port before the server that uses it starts.
+Result<uint16_t> free_loopback_port();
 
 }  // namespace tern::net

@@ -28,6 +28,8 @@
 #include "optim/demo.h"
 #include "optim/demo_codec.h"
 #include "swarm/assignment.h"
+#include "swarm/data_provider.h"
+#include "swarm/remote_batches.h"
 
 namespace tern::swarm {
 namespace {
@@ -60,25 +62,17 @@ bool contains(const std::vector<net::NodeId>& ids, const net::NodeId& id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
 
-// The plan of a round as published, once its roster and batch list pass the
-// checks plan_round() relies on (the Status is untrusted input).
-Result<RoundPlan> plan_from_status(const StatusMessage& st, uint64_t run_seed,
-                                   uint32_t witnesses_per_round) {
-  if (st.roster.empty())
-    return Status::Error("status: round " + std::to_string(st.round) + " has an empty roster");
-  for (size_t i = 1; i < st.roster.size(); ++i) {
-    if (!(st.roster[i - 1] < st.roster[i])) {
-      return Status::Error("status: round " + std::to_string(st.round) +
-                           " roster is not sorted and unique at slot " + std::to_string(i));
-    }
-  }
-  return plan_round(run_seed, st.epoch, st.round_in_epoch, st.roster, st.batch_list,
-                    witnesses_per_round);
-}
-
 struct RoundInfo {
   StatusMessage status;  // the first Status seen for the round
   RoundPlan plan;
+  net::SignedMessage signed_status;  // as the coordinator signed it (data provider grants)
+};
+
+// Where a member's batches come from: local shards, or a data provider.
+struct TrainingData {
+  std::optional<ShardSet> local;
+  std::unique_ptr<RemoteBatches> remote;
+  const TokenDataset& dataset() const { return local ? local->dataset() : remote->dataset(); }
 };
 
 struct FetchedUpdate {
@@ -88,6 +82,7 @@ struct FetchedUpdate {
 };
 
 struct TrainOutput {
+  Status error;  // not OK: the batches could not be read and nothing else is set
   float loss = 0.0f;
   std::vector<uint8_t> payload;
   double seconds = 0.0;  // wall time of the computation
@@ -106,6 +101,7 @@ struct Speculation {
   uint64_t step = 0;
   double lookahead_lr = 0.0;
   uint64_t steps_applied = 0;          // the weights it started from
+  net::SignedMessage grant_status;     // authorises its batches at a data provider
   std::vector<float> momentum_before;  // restored when the work is discarded
   bool done = false;
   TrainOutput out;
@@ -116,7 +112,7 @@ struct Speculation {
 class SwarmClient::Impl {
  public:
   Impl(asio::any_io_executor executor, net::Transport& transport, net::Identity identity,
-       RunConfig config, ClientOptions options, BitNetModel model, DemoPlan plan, ShardSet shards)
+       RunConfig config, ClientOptions options, BitNetModel model, DemoPlan plan, TrainingData data)
       : executor_(std::move(executor)),
         config_(std::move(config)),
         config_hash_(swarm::config_hash(config_)),
@@ -124,7 +120,7 @@ class SwarmClient::Impl {
         model_(std::move(model)),
         plan_(std::move(plan)),
         demo_(plan_),
-        shards_(std::move(shards)),
+        data_(std::move(data)),
         schedule_(to_lr_schedule(config_)),
         canonical_(model_.layout().buffer_size()),
         worker_(options_.compute ? options_.compute : std::make_shared<asio::thread_pool>(1)) {
@@ -149,7 +145,7 @@ class SwarmClient::Impl {
   asio::awaitable<Result<ClientReport>> run_until_done();
   uint64_t now_ms() const { return options_.now_ms(); }
   void on_message(const net::SignedMessage& m);
-  void on_status(const StatusMessage& st);
+  void on_status(const StatusMessage& st, const net::SignedMessage& signed_status);
   void on_trained(const net::NodeId& from, const TrainedMessage& m);
   void publish(SwarmKind kind, std::vector<uint8_t> body) {
     node_->publish(static_cast<uint16_t>(kind), std::move(body), options_.message_lifetime_ms);
@@ -167,9 +163,12 @@ class SwarmClient::Impl {
   asio::awaitable<Status> train(const StatusMessage& st, const RoundPlan& plan,
                                 std::optional<double> lookahead_lr);
   // The gradient of `mine` at the look-ahead (or canonical) weights, encoded
-  // as a DeMo update (advances the momentum). Runs on the worker.
+  // as a DeMo update (advances the momentum). Runs on the worker. With a data
+  // provider, first fetches the batches under `grant_status`; an error then
+  // leaves the momentum untouched.
   TrainOutput compute_update(const std::vector<BatchRange>& mine, uint64_t step, double lr,
-                             std::optional<double> lookahead_lr);
+                             std::optional<double> lookahead_lr,
+                             const net::SignedMessage& grant_status);
   // Stores the update as a blob and announces it for `round`.
   Status announce_update(uint64_t round, const std::vector<BatchRange>& mine, TrainOutput out);
   // Starts computing round st.round + 1 ahead when its plan can be predicted.
@@ -202,7 +201,7 @@ class SwarmClient::Impl {
   BitNetModel model_;
   DemoPlan plan_;
   DemoOptimizer demo_;
-  ShardSet shards_;
+  TrainingData data_;
   LrSchedule schedule_;
   FlatBuffer canonical_;  // the agreed weights; model_.params() is scratch
   std::shared_ptr<asio::thread_pool> worker_;
@@ -260,7 +259,7 @@ void SwarmClient::Impl::on_message(const net::SignedMessage& m) {
       log(LogLevel::kWarn, "swarm", "ignored status: ", st.status().message());
       return;
     }
-    on_status(st.value());
+    on_status(st.value(), m);
   } else if (kind == SwarmKind::kTrained) {
     Result<TrainedMessage> t = decode_trained(m.body);
     if (!t.ok()) {
@@ -276,7 +275,8 @@ void SwarmClient::Impl::on_message(const net::SignedMessage& m) {
   }
 }
 
-void SwarmClient::Impl::on_status(const StatusMessage& st) {
+void SwarmClient::Impl::on_status(const StatusMessage& st,
+                                  const net::SignedMessage& signed_status) {
   if (st.config_hash != config_hash_) {
     fatal_ = Status::Error(
         "the coordinator runs another config (its config hash differs from --config's)");
@@ -294,7 +294,7 @@ void SwarmClient::Impl::on_status(const StatusMessage& st) {
       log(LogLevel::kWarn, "swarm", "ignored status: ", plan.status().message());
       return;
     }
-    rounds_[st.round] = RoundInfo{st, std::move(plan).value()};
+    rounds_[st.round] = RoundInfo{st, std::move(plan).value(), signed_status};
   }
   if (st.last_result && st.last_result->round >= next_round_ &&
       results_.count(st.last_result->round) == 0) {
@@ -446,7 +446,7 @@ float SwarmClient::Impl::validation_loss() {
               static_cast<size_t>(canonical_.size()) * sizeof(float));
   double sum = 0.0;
   for (int64_t i = 0; i < options_.eval_batches; ++i) {
-    shards_.dataset().val_batch(i, options_.eval_batches, spb, seq, tokens, labels);
+    data_.dataset().val_batch(i, options_.eval_batches, spb, seq, tokens, labels);
     sum += model_.forward(tokens, labels, spb, seq);
   }
   return static_cast<float>(sum / static_cast<double>(options_.eval_batches));
@@ -504,8 +504,17 @@ asio::awaitable<Status> SwarmClient::Impl::apply_result(const RoundResult& resul
 }
 
 TrainOutput SwarmClient::Impl::compute_update(const std::vector<BatchRange>& mine, uint64_t step,
-                                              double lr, std::optional<double> lookahead_lr) {
+                                              double lr, std::optional<double> lookahead_lr,
+                                              const net::SignedMessage& grant_status) {
   const auto started = std::chrono::steady_clock::now();
+  if (data_.remote) {
+    Status fetched = data_.remote->fetch_batches(mine, grant_status);
+    if (!fetched.ok()) {
+      TrainOutput failed;
+      failed.error = std::move(fetched);
+      return failed;
+    }
+  }
   const int64_t spb = config_.batch.sequences_per_batch;
   const int64_t seq = config_.data.seq_len;
   if (lookahead_lr) {
@@ -520,8 +529,8 @@ TrainOutput SwarmClient::Impl::compute_update(const std::vector<BatchRange>& min
   double loss = 0.0;
   for (const BatchRange& range : mine) {
     for (uint64_t b = range.begin; b < range.end; ++b) {
-      Rng rng(derive_seed(config_.run.seed, "swarm batch " + std::to_string(b)));
-      shards_.dataset().sample_train(rng, spb, seq, tokens, labels);
+      Rng rng = swarm_batch_rng(config_.run.seed, b);
+      data_.dataset().sample_train(rng, spb, seq, tokens, labels);
       loss += model_.forward(tokens, labels, spb, seq);
       model_.backward(1.0f / static_cast<float>(n));
     }
@@ -547,7 +556,7 @@ asio::awaitable<Status> SwarmClient::Impl::train(const StatusMessage& st, const 
     co_await settle_speculation(true);
     const Speculation& sp = *speculation_;
     if (sp.mine == mine && sp.step == step && lookahead_lr && sp.lookahead_lr == *lookahead_lr &&
-        sp.steps_applied == steps_applied_) {
+        sp.steps_applied == steps_applied_ && sp.out.error.ok()) {
       TrainOutput out = std::move(speculation_->out);
       speculation_.reset();
       ++report_.rounds_speculated;
@@ -555,9 +564,17 @@ asio::awaitable<Status> SwarmClient::Impl::train(const StatusMessage& st, const 
     }
   }
   co_await settle_speculation(false);
-  TrainOutput out = co_await on_worker([this, &mine, step, lr, lookahead_lr] {
-    return compute_update(mine, step, lr, lookahead_lr);
+  const net::SignedMessage& grant_status = rounds_.at(st.round).signed_status;
+  TrainOutput out = co_await on_worker([this, &mine, step, lr, lookahead_lr, &grant_status] {
+    return compute_update(mine, step, lr, lookahead_lr, grant_status);
   });
+  if (!out.error.ok()) {
+    // Without its batches this member cannot train the round: it reports
+    // nothing, the coordinator drops it and re-queues the batches.
+    log(LogLevel::kWarn, "swarm", "round ", st.round, ": ", out.error.message());
+    trained_.insert(st.round);
+    co_return Status::Ok();
+  }
   co_return announce_update(st.round, mine, std::move(out));
 }
 
@@ -565,26 +582,21 @@ void SwarmClient::Impl::maybe_speculate(const StatusMessage& st) {
   if (speculation_ || !options_.speculate || !config_.optimizer.overlap || !st.in_round ||
       (st.state != State::kRoundTrain && st.state != State::kRoundWitness) ||
       trained_.count(st.round) == 0 || trained_.count(st.round + 1) != 0 ||
-      next_round_ != st.round || !results_.empty() ||
-      st.round_in_epoch + 1 >= config_.membership.rounds_per_epoch) {
+      next_round_ != st.round || !results_.empty()) {
     return;
   }
-  // The next round if this one resolves cleanly: the same members, the next
-  // batches of the schedule, one more step.
-  uint64_t cursor = 0;
-  for (const BatchRange& r : st.batch_list) cursor = std::max(cursor, r.end);
-  const uint64_t end = std::min(cursor + config_.batch.batches_per_round, st.schedule_batches);
-  if (cursor >= end) return;
-  std::vector<net::NodeId> roster;
-  for (const MemberInfo& m : st.members) roster.push_back(m.id);
-  const RoundPlan next =
-      plan_round(config_.run.seed, st.epoch, st.round_in_epoch + 1, roster,
-                 std::vector<BatchRange>{{cursor, end}}, config_.membership.witnesses_per_round);
+  const std::optional<RoundPlan> next = predict_next_plan(
+      st, config_.run.seed, config_.batch.batches_per_round, config_.membership.witnesses_per_round,
+      config_.membership.rounds_per_epoch);
+  if (!next) return;
   Speculation sp;
-  for (const MemberAssignment& a : next.assignment) {
+  for (const MemberAssignment& a : next->assignment) {
     if (a.member == id()) sp.mine = a.batches;
   }
   if (sp.mine.empty()) return;
+  const auto info = rounds_.find(st.round);
+  if (info == rounds_.end()) return;
+  sp.grant_status = info->second.signed_status;
   sp.round = st.round + 1;
   sp.step = st.step + 1;
   sp.lookahead_lr = lr_for_step(st.step);
@@ -599,7 +611,7 @@ asio::awaitable<void> SwarmClient::Impl::run_speculation() {
     Speculation& sp = *speculation_;
     const FlatBuffer& m = demo_.momentum();
     sp.momentum_before.assign(m.data(), m.data() + m.size());
-    return compute_update(sp.mine, sp.step, lr_for_step(sp.step), sp.lookahead_lr);
+    return compute_update(sp.mine, sp.step, lr_for_step(sp.step), sp.lookahead_lr, sp.grant_status);
   });
   speculation_->out = std::move(out);
   speculation_->done = true;
@@ -1003,6 +1015,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
   report_.final_val_loss = co_await on_worker([this] { return validation_loss(); });
   report_.weight_hash = hash_params(canonical_);
   report_.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;
+  if (data_.remote) report_.data_bytes_received = data_.remote->bytes_received();
   if (!options_.checkpoint_path.empty()) {
     TERN_CO_RETURN_IF_ERROR(co_await write_checkpoint(options_.checkpoint_path));
     report_.checkpoint_path = options_.checkpoint_path;
@@ -1034,30 +1047,37 @@ Result<std::unique_ptr<SwarmClient>> SwarmClient::create(asio::any_io_executor e
                          ": LoRA swarm runs are not supported by the client yet");
   }
   TERN_ASSIGN_OR_RETURN(ModelConfig model_config, to_model_config(config));
+  if (options.eval_batches < 1) return Status::Error("eval_batches must be >= 1");
+  // Local shards (--shards or [data] shards), else the run's data provider.
+  TrainingData data;
   const std::string shard_dir = options.shards.empty() ? config.data.shards : options.shards;
-  if (shard_dir.empty()) {
-    return Status::Error(
-        "no local shards (give --shards DIR; data providers are not "
-        "supported by the client yet)");
+  std::string data_source = shard_dir;
+  if (!shard_dir.empty()) {
+    TERN_ASSIGN_OR_RETURN(ShardSet shards, ShardSet::open(shard_dir));
+    data.local = std::move(shards);
+  } else {
+    TERN_ASSIGN_OR_RETURN(
+        data.remote,
+        RemoteBatches::open(config, identity,
+                            options.eval_batches * int64_t{config.batch.sequences_per_batch}));
+    data_source = config.data.provider;
   }
-  TERN_ASSIGN_OR_RETURN(ShardSet shards, ShardSet::open(shard_dir));
-  TERN_RETURN_IF_ERROR(shards.dataset().check_window(config.data.seq_len).with_context(shard_dir));
-  if (shards.dataset().vocab() > model_config.vocab) {
-    return Status::Error("shards in " + shard_dir + " have vocab " +
-                         std::to_string(shards.dataset().vocab()) + " > the model's " +
+  TERN_RETURN_IF_ERROR(data.dataset().check_window(config.data.seq_len).with_context(data_source));
+  if (data.dataset().vocab() > model_config.vocab) {
+    return Status::Error("the data of " + data_source + " has vocab " +
+                         std::to_string(data.dataset().vocab()) + " > the model's " +
                          std::to_string(model_config.vocab));
   }
   if (config.data.seq_len > model_config.max_seq) {
     return Status::Error("[data] seq_len = " + std::to_string(config.data.seq_len) +
                          " exceeds the model's max_seq " + std::to_string(model_config.max_seq));
   }
-  if (options.eval_batches < 1) return Status::Error("eval_batches must be >= 1");
   RandomInitSource init(config.run.seed);
   TERN_ASSIGN_OR_RETURN(BitNetModel model, BitNetModel::create_full(model_config, init));
   TERN_ASSIGN_OR_RETURN(DemoPlan plan, DemoPlan::create(model.layout(), to_demo_config(config)));
   auto impl = std::make_unique<Impl>(std::move(executor), transport, std::move(identity),
                                      std::move(config), std::move(options), std::move(model),
-                                     std::move(plan), std::move(shards));
+                                     std::move(plan), std::move(data));
   return std::unique_ptr<SwarmClient>(new SwarmClient(std::move(impl)));
 }
 

@@ -5,7 +5,8 @@
 //    gives it batches: computes the gradient of its batches (batch b is
 //    sequences_per_batch windows of seq_len tokens drawn from the training
 //    split by Rng(derive_seed(run seed, "swarm batch <b>")), so every member
-//    can recompute any batch), clips it, encodes a DeMo update (optim/demo.h),
+//    can recompute any batch; read from local shards or fetched from the
+//    run's data provider, remote_batches.h), clips it, encodes a DeMo update (optim/demo.h),
 //    stores the wire bytes as a blob it serves, and announces Trained.
 //  - Every Trained announcement is checked against the plan (sender, round,
 //    exact batches); invalid ones are ignored and logged, valid ones are
@@ -65,7 +66,7 @@ struct ClientOptions {
   std::optional<net::NodeId> coordinator_id;  // pin the coordinator's key
   std::string listen = "127.0.0.1:0";         // where peers fetch our blobs
   std::string advertise;                      // address announced; default: bound address
-  std::string shards;                         // overrides [data] shards
+  std::string shards;                         // local shards; overrides [data] shards and provider
   std::string checkpoint_path;                // GGUF written when the run finishes
   // When set, this member writes <dir>/epoch-<e>.gguf at the end of every
   // epoch e for which it is the checkpointer: the first witness of the
@@ -101,10 +102,11 @@ struct ClientReport {
   uint64_t steps_applied = 0;
   uint64_t rounds_trained = 0;
   uint64_t batches_trained = 0;
-  uint64_t updates_sent_bytes = 0;  // DeMo payload bytes this member produced
-  uint64_t uploaded_bytes = 0;      // from the upload meter (0 without one)
-  double train_seconds = 0.0;       // wall time spent computing this member's updates
-  uint64_t rounds_speculated = 0;   // updates computed ahead (overlap) and used
+  uint64_t updates_sent_bytes = 0;   // DeMo payload bytes this member produced
+  uint64_t uploaded_bytes = 0;       // from the upload meter (0 without one)
+  uint64_t data_bytes_received = 0;  // from the data provider (0 with local shards)
+  double train_seconds = 0.0;        // wall time spent computing this member's updates
+  uint64_t rounds_speculated = 0;    // updates computed ahead (overlap) and used
   int64_t params = 0;
   float initial_val_loss = 0.0f;  // of the weights this member started from
   float final_val_loss = 0.0f;

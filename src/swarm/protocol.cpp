@@ -1,5 +1,6 @@
 #include "swarm/protocol.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -315,6 +316,37 @@ Result<StatusMessage> decode_status(std::span<const uint8_t> bytes) {
   }
   TERN_RETURN_IF_ERROR(r.finish());
   return m;
+}
+
+Result<RoundPlan> plan_from_status(const StatusMessage& st, uint64_t run_seed,
+                                   uint32_t witnesses_per_round) {
+  if (st.roster.empty())
+    return Status::Error("status: round " + std::to_string(st.round) + " has an empty roster");
+  for (size_t i = 1; i < st.roster.size(); ++i) {
+    if (!(st.roster[i - 1] < st.roster[i])) {
+      return Status::Error("status: round " + std::to_string(st.round) +
+                           " roster is not sorted and unique at slot " + std::to_string(i));
+    }
+  }
+  return plan_round(run_seed, st.epoch, st.round_in_epoch, st.roster, st.batch_list,
+                    witnesses_per_round);
+}
+
+std::optional<RoundPlan> predict_next_plan(const StatusMessage& st, uint64_t run_seed,
+                                           uint32_t batches_per_round, uint32_t witnesses_per_round,
+                                           uint32_t rounds_per_epoch) {
+  if (!st.in_round || st.members.empty() || st.round_in_epoch + 1 >= rounds_per_epoch) {
+    return std::nullopt;
+  }
+  uint64_t cursor = 0;
+  for (const BatchRange& r : st.batch_list) cursor = std::max(cursor, r.end);
+  const uint64_t end = std::min(cursor + batches_per_round, st.schedule_batches);
+  if (cursor >= end) return std::nullopt;
+  std::vector<net::NodeId> roster;
+  for (const MemberInfo& m : st.members) roster.push_back(m.id);
+  const std::vector<BatchRange> next_batches = {{cursor, end}};
+  return plan_round(run_seed, st.epoch, st.round_in_epoch + 1, roster, next_batches,
+                    witnesses_per_round);
 }
 
 }  // namespace tern::swarm

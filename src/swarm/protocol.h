@@ -117,6 +117,21 @@ struct StatusMessage {
   bool operator==(const StatusMessage&) const = default;
 };
 
+// The plan of the Status's round (it must be in_round), once its roster and
+// batch list pass the checks plan_round() relies on (a Status is untrusted).
+Result<RoundPlan> plan_from_status(const StatusMessage& st, uint64_t run_seed,
+                                   uint32_t witnesses_per_round);
+
+// The plan the next round will have if the Status's round resolves cleanly
+// and the epoch goes on: the same members, the next batches of the schedule
+// (from the highest batch id in this round's list). nullopt when there is no
+// such round (the epoch or the schedule ends, or the Status is not in a round).
+// Members train this plan ahead (overlap); the data provider serves its
+// batches ahead.
+std::optional<RoundPlan> predict_next_plan(const StatusMessage& st, uint64_t run_seed,
+                                           uint32_t batches_per_round, uint32_t witnesses_per_round,
+                                           uint32_t rounds_per_epoch);
+
 std::vector<uint8_t> encode_join(const JoinMessage& m);
 Result<JoinMessage> decode_join(std::span<const uint8_t> bytes);
 std::vector<uint8_t> encode_leave();

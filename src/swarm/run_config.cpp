@@ -473,6 +473,22 @@ void read_data(Section& s, Parsed& p) {
   } else if (s.node("shards") == nullptr && s.node("provider") == nullptr) {
     s.missing("shards", "give shards = \"<dir>\" or provider = \"<url>\"");
   }
+  // The provider's manifest hash: what members check its data against.
+  if (auto hash = s.string("provider_hash")) {
+    if (shards) {
+      s.bad(*s.node("provider_hash"), "provider_hash", "needs provider (not shards)");
+    } else if (hash->size() != 64 || !std::all_of(hash->begin(), hash->end(), [](char c) {
+                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+               })) {
+      s.bad(*s.node("provider_hash"), "provider_hash",
+            "must be 64 lowercase hex digits (as `tern data serve` prints)");
+    } else {
+      d.provider_hash = *hash;
+    }
+  } else if (provider && s.node("provider_hash") == nullptr) {
+    s.missing("provider_hash",
+              "the provider's manifest hash, 64 hex digits (`tern data serve` prints it)");
+  }
   if (auto seq = s.integer("seq_len", 1, kMaxSeqLen)) {
     d.seq_len = *seq;
   } else if (s.node("seq_len") == nullptr) {
@@ -879,6 +895,7 @@ std::string to_toml(const RunConfig& c) {
   out += "\n[data]\n";
   if (!c.data.shards.empty()) put_string(out, "shards", c.data.shards);
   if (!c.data.provider.empty()) put_string(out, "provider", c.data.provider);
+  if (!c.data.provider_hash.empty()) put_string(out, "provider_hash", c.data.provider_hash);
   put_int(out, "seq_len", static_cast<uint64_t>(c.data.seq_len));
 
   const auto& o = c.optimizer;

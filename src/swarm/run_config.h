@@ -72,6 +72,8 @@ struct RunConfig {
     // Exactly one of shards (a directory) and provider (an http(s) URL).
     std::string shards;
     std::string provider;
+    // With provider: hex BLAKE2b-256 of its manifest (swarm/data_provider.h).
+    std::string provider_hash;
     int64_t seq_len = 0;  // required; tokens per sequence
     bool operator==(const Data&) const = default;
   } data;

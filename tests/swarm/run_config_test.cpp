@@ -160,14 +160,36 @@ TEST(swarm_run_config, MinimalFileTakesDefaults) {
 
 TEST(swarm_run_config, ExplicitRunIdAndProviderAndIntegerFloats) {
   std::string text = with("run", "id = \"00112233445566778899AABBCCDDEEFF\"");
-  text.replace(text.find("shards = \"d\""), 12, "provider = \"https://data.example.org/x\"");
+  text.replace(text.find("shards = \"d\""), 12,
+               "provider = \"https://data.example.org/x\"\nprovider_hash = "
+               "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"");
   text.replace(text.find("lr = 0.001"), 10, "lr = 1");
   auto r = parse_run_config(text, "x");
   ASSERT_TRUE(r.ok()) << r.status().message();
   EXPECT_EQ(run_id_hex(r.value().run.id), "00112233445566778899aabbccddeeff");
   EXPECT_EQ(r.value().data.provider, "https://data.example.org/x");
+  EXPECT_EQ(r.value().data.provider_hash,
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
   EXPECT_TRUE(r.value().data.shards.empty());
   EXPECT_DOUBLE_EQ(r.value().optimizer.lr, 1.0);
+}
+
+TEST(swarm_run_config, ProviderHashIsRequiredWithAProviderAndChecked) {
+  const std::string provider = "provider = \"http://h:1\"";
+  const std::string missing = error_of(replaced("shards = \"d\"", provider));
+  EXPECT_NE(missing.find("[data] provider_hash"), std::string::npos) << missing;
+  const std::string short_hash =
+      error_of(replaced("shards = \"d\"", provider + "\nprovider_hash = \"abc\""));
+  EXPECT_NE(short_hash.find("[data] provider_hash = 'abc': must be 64 lowercase hex digits"),
+            std::string::npos)
+      << short_hash;
+  const std::string upper = error_of(
+      replaced("shards = \"d\"", provider + "\nprovider_hash = \"" + std::string(64, 'A') + "\""));
+  EXPECT_NE(upper.find("must be 64 lowercase hex digits"), std::string::npos) << upper;
+  const std::string with_shards = error_of(replaced(
+      "shards = \"d\"", "shards = \"d\"\nprovider_hash = \"" + std::string(64, 'a') + "\""));
+  EXPECT_NE(with_shards.find("provider_hash"), std::string::npos) << with_shards;
+  EXPECT_NE(with_shards.find("needs provider"), std::string::npos) << with_shards;
 }
 
 TEST(swarm_run_config, SyntaxErrorReportsLineAndColumn) {
@@ -377,6 +399,7 @@ TEST(swarm_run_config, RoundTripThroughCanonicalToml) {
   odd.model.gguf = "dir with \"quotes\" and \\ and \xc3\xa9";
   odd.data.shards.clear();
   odd.data.provider = "http://host:8080/p?q=1";
+  odd.data.provider_hash = std::string(64, 'e');
   odd.optimizer.lr = 0.1 + 0.2;  // not a short decimal
   odd.optimizer.min_lr = 1e-7;
   odd.optimizer.beta = 0.0;
