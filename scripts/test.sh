@@ -14,7 +14,7 @@ bash scripts/check_format.sh
 bash scripts/build.sh release
 ctest --test-dir build/release --output-on-failure -j"$(nproc)"
 bash scripts/test_arm.sh
-bash scripts/build.sh asan tern_unit_tests tern_parity_tests tern_demo_parity_tests tern_lora_memory_tests tern_net_tests tern_swarm_tests tern_swarm_ledger_tests tern_swarm_config_tests tern_swarm_net_tests tern
+bash scripts/build.sh asan tern_unit_tests tern_parity_tests tern_demo_parity_tests tern_lora_memory_tests tern_net_tests tern_swarm_tests tern_swarm_ledger_tests tern_swarm_config_tests tern_swarm_data_tests tern_swarm_net_tests tern
 ctest --test-dir build/asan -L 'unit|cli' --output-on-failure -j"$(nproc)"
 # The in-process swarm (coordinator, members, rogue over the memory transport).
 ctest --test-dir build/asan -R '^swarm_net\.' --output-on-failure
