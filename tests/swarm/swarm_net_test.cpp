@@ -2,7 +2,9 @@
 // and three members, with a rogue node that announces updates for batches it
 // was not assigned (every honest member must ignore, and never fetch, them;
 // the run must end with identical weights), and with and without speculative
-// training of the next round (the same weights either way).
+// training of the next round (the same weights either way), and with the
+// batches read from a data provider over HTTP (the same weights as local
+// shards).
 #include <gtest/gtest.h>
 
 #include <array>
@@ -15,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/log.h"
@@ -22,8 +25,11 @@
 #include "data/shards.h"
 #include "net/memory_transport.h"
 #include "net/node.h"
+#include "net/tcp_transport.h"
 #include "swarm/client.h"
 #include "swarm/coordinator_server.h"
+#include "swarm/data_provider.h"
+#include "swarm/data_server.h"
 #include "swarm/protocol.h"
 #include "swarm/run_config.h"
 
@@ -259,6 +265,46 @@ TEST(swarm_net, SpeculativeTrainingGivesTheSameWeights) {
   }
   for (const auto& r : ahead.reports) used += r && r->ok() ? r->value().rounds_speculated : 0;
   EXPECT_GT(used, 0u) << "no member computed a round ahead";
+}
+
+// Members without local shards read their batches from the run's data
+// provider (HTTP on loopback), which serves each only the chunks of its
+// batches: the run must end with the very weights local shards give.
+TEST(swarm_net, DataProviderGivesTheSameWeightsAsLocalShards) {
+  TempDir a, b;
+  const std::string shards = (a.path / "shards").string();
+  write_shards(shards);
+  const RunConfig local = make_config(shards);
+  const SwarmOutcome from_disk = run_swarm(local, a.path, false, /*speculate=*/true);
+  ASSERT_TRUE(from_disk.coordinator_status.ok()) << from_disk.coordinator_status.message();
+
+  const uint16_t port = net::free_loopback_port().value();
+  RunConfig remote = local;
+  remote.data.shards.clear();
+  remote.data.provider = "http://127.0.0.1:" + std::to_string(port);
+  remote.data.provider_hash = provider_manifest_hash(provider_manifest_for(shards).value());
+  DataServerOptions options;
+  options.shard_dir = shards;
+  options.listen = "127.0.0.1:" + std::to_string(port);
+  options.config = remote;
+  options.coordinator = seeded_identity(1).id();
+  Result<std::unique_ptr<DataServer>> server = DataServer::create(options);
+  ASSERT_TRUE(server.ok()) << server.status().message();
+  std::thread serving([&] { EXPECT_TRUE(server.value()->run().ok()); });
+  const SwarmOutcome from_provider = run_swarm(remote, b.path, false, /*speculate=*/true);
+  server.value()->stop();
+  serving.join();
+  ASSERT_TRUE(from_provider.coordinator_status.ok()) << from_provider.coordinator_status.message();
+  EXPECT_EQ(agreed_hash(from_disk, 3), agreed_hash(from_provider, 3));
+  for (const auto& r : from_provider.reports) {
+    if (r && r->ok()) {
+      EXPECT_GT(r->value().data_bytes_received, 0u);
+    }
+  }
+  const DataServerStats stats = server.value()->stats();
+  EXPECT_GE(stats.grants, 3u);  // every member, every round it trained
+  EXPECT_EQ(stats.refused, 0u);
+  EXPECT_GT(stats.chunks_served, 0u);
 }
 
 }  // namespace
