@@ -133,8 +133,8 @@ int run_coordinator(const CoordinatorFlags& f) {
 }
 
 struct JoinFlags {
-  std::string config, coordinator, coordinator_id, key, listen = "127.0.0.1:0", shards, checkpoint,
-                                                        checkpoint_dir;
+  std::string config, coordinator, coordinator_id, key, listen = "127.0.0.1:0", shards, model,
+                                                        checkpoint, checkpoint_dir;
   uint64_t upload_cap = 0;
   uint64_t connect_timeout_ms = 30'000;
 };
@@ -153,6 +153,7 @@ int run_join(const JoinFlags& f) {
   }
   options.listen = f.listen;
   options.shards = f.shards;
+  options.model_path = f.model;
   options.checkpoint_path = f.checkpoint;
   if (!f.checkpoint_dir.empty()) {
     std::error_code ec;
@@ -258,9 +259,14 @@ Command add_join_command(CLI::App& root) {
   app->add_option(
       "--shards", f->shards,
       "Local token shards (default: [data] shards, else the [data] provider over HTTP)");
-  app->add_option("--checkpoint", f->checkpoint, "Write the final weights here (GGUF)");
+  app->add_option("--model", f->model,
+                  "Local copy of the run's base GGUF (default: [model] gguf); it must hash to "
+                  "[model] gguf_hash");
+  app->add_option("--checkpoint", f->checkpoint,
+                  "Write the final weights here (GGUF; a LoRA run writes its adapter)");
   app->add_option("--checkpoint-dir", f->checkpoint_dir,
-                  "Write DIR/epoch-<e>.gguf at the end of each epoch this member checkpoints");
+                  "Write DIR/epoch-<e>.gguf (as --checkpoint) at the end of each epoch this "
+                  "member checkpoints");
   app->add_option("--upload-cap", f->upload_cap,
                   "Cap every link's upload at this many bytes/s, bursts of 50 ms (0: none)")
       ->capture_default_str();

@@ -6,7 +6,9 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -20,6 +22,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "data/shards.h"
+#include "format/gguf.h"
 #include "model/bitnet.h"
 #include "model/model_file.h"
 #include "model/weight_source.h"
@@ -107,17 +110,62 @@ struct Speculation {
   TrainOutput out;
 };
 
+// The weights a run starts from: the operator's GGUF (any member's copy,
+// checked against [model] gguf_hash) or the preset initialized from the run
+// seed.
+struct RunBase {
+  ModelConfig config;
+  std::unique_ptr<WeightSource> source;
+  // The GGUF's tokenizer keys, carried into full-model checkpoints so they
+  // load like the base does.
+  std::vector<std::pair<std::string, gguf::Value>> tokenizer_metadata;
+};
+
+Result<RunBase> open_run_base(const RunConfig& config, const std::string& model_path) {
+  RunBase base;
+  if (config.model.gguf.empty()) {
+    if (!model_path.empty()) {
+      return Status::Error("model file " + model_path +
+                           " given, but the run trains [model] preset " + config.model.preset +
+                           ", which has no file");
+    }
+    TERN_ASSIGN_OR_RETURN(base.config, to_model_config(config));
+    base.source = std::make_unique<RandomInitSource>(config.run.seed);
+    return base;
+  }
+  const std::string path = model_path.empty() ? config.model.gguf : model_path;
+  Result<std::unique_ptr<GgufModelSource>> file = GgufModelSource::open(path);
+  if (!file.ok()) return file.status().with_context("opening the run's [model] gguf");
+  Blake2bHasher hasher;
+  hasher.update(file.value()->file().bytes());
+  const Blake2bDigest digest = hasher.finish();
+  if (!config.model.gguf_hash) {
+    log(LogLevel::kWarn, "swarm", "[model] gguf_hash is not set, so nothing checks that ", path,
+        " holds the same weights as the other members' files; its BLAKE2b-256 is ", to_hex(digest));
+  } else if (digest != *config.model.gguf_hash) {
+    return Status::Error("model file " + path + " has BLAKE2b-256 " + to_hex(digest) +
+                         ", but the run's [model] gguf_hash is " + to_hex(*config.model.gguf_hash) +
+                         ": every member must start from the operator's file");
+  }
+  base.config = file.value()->config();
+  base.tokenizer_metadata = tokenizer_metadata(file.value()->file());
+  base.source = std::move(file).value();
+  return base;
+}
+
 }  // namespace
 
 class SwarmClient::Impl {
  public:
   Impl(asio::any_io_executor executor, net::Transport& transport, net::Identity identity,
-       RunConfig config, ClientOptions options, BitNetModel model, DemoPlan plan, TrainingData data)
+       RunConfig config, ClientOptions options, BitNetModel model, DemoPlan plan, TrainingData data,
+       std::vector<std::pair<std::string, gguf::Value>> tokenizer_metadata)
       : executor_(std::move(executor)),
         config_(std::move(config)),
         config_hash_(swarm::config_hash(config_)),
         options_(std::move(options)),
         model_(std::move(model)),
+        tokenizer_metadata_(std::move(tokenizer_metadata)),
         plan_(std::move(plan)),
         demo_(plan_),
         data_(std::move(data)),
@@ -183,8 +231,13 @@ class SwarmClient::Impl {
   // At an epoch's end, writes its checkpoint if this member is the epoch's
   // checkpointer and has a checkpoint directory.
   asio::awaitable<Status> maybe_checkpoint_epoch(const StatusMessage& st);
-  // Writes the agreed weights as a GGUF (latent fp32) file.
+  // Writes the agreed weights: the full model as a GGUF with latent fp32
+  // weights, or a LoRA run's adapter (llama.cpp's --lora format, fp32 A/B).
   asio::awaitable<Status> write_checkpoint(const std::string& path);
+  // The weight hash of a checkpoint read back from its file as a user loads
+  // it: a full model from the GGUF, or the adapter onto the run's base.
+  // Overwrites model_.params() (scratch). Runs on the worker.
+  Result<Blake2bDigest> read_back_checkpoint(const std::string& path);
   void report_progress(const StatusMessage& st);
   template <typename F>
   asio::awaitable<decltype(std::declval<F>()())> on_worker(F f);
@@ -198,7 +251,8 @@ class SwarmClient::Impl {
   RunConfig config_;
   Blake2bDigest config_hash_;
   ClientOptions options_;
-  BitNetModel model_;
+  BitNetModel model_;  // trainable params: every weight, or the LoRA adapters only
+  std::vector<std::pair<std::string, gguf::Value>> tokenizer_metadata_;  // of a GGUF base
   DemoPlan plan_;
   DemoOptimizer demo_;
   TrainingData data_;
@@ -697,12 +751,28 @@ asio::awaitable<Status> SwarmClient::Impl::write_checkpoint(const std::string& p
   co_return co_await on_worker([this, &path] {
     std::memcpy(model_.params().data(), canonical_.data(),
                 static_cast<size_t>(canonical_.size()) * sizeof(float));
+    // A LoRA run trains only the adapters: its checkpoint is the adapter, as
+    // `tern finetune -o` writes it, exact and small; the base is the run's file.
+    if (model_.is_lora()) {
+      return write_lora_adapter(path, model_).with_context("writing the checkpoint " + path);
+    }
     ModelWriteOptions write_options;
     write_options.ternary_type = TernaryFileType::kLatentF32;
     write_options.name = config_.run.name;
+    write_options.extra_metadata = tokenizer_metadata_;
     return write_model_gguf(path, model_, write_options)
         .with_context("writing the checkpoint " + path);
   });
+}
+
+Result<Blake2bDigest> SwarmClient::Impl::read_back_checkpoint(const std::string& path) {
+  if (model_.is_lora()) {
+    TERN_RETURN_IF_ERROR(load_lora_adapter(path, model_));
+    return hash_params(model_.params());
+  }
+  TERN_ASSIGN_OR_RETURN(std::unique_ptr<GgufModelSource> source, GgufModelSource::open(path));
+  TERN_ASSIGN_OR_RETURN(BitNetModel reloaded, BitNetModel::create_full(source->config(), *source));
+  return hash_params(reloaded.params());
 }
 
 asio::awaitable<Status> SwarmClient::Impl::maybe_checkpoint_epoch(const StatusMessage& st) {
@@ -1020,13 +1090,13 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
     TERN_CO_RETURN_IF_ERROR(co_await write_checkpoint(options_.checkpoint_path));
     report_.checkpoint_path = options_.checkpoint_path;
     // Read the file back, as a user would, so the reported hash is the file's.
-    Result<std::unique_ptr<GgufModelSource>> source =
-        GgufModelSource::open(options_.checkpoint_path);
-    if (!source.ok()) co_return source.status().with_context("re-reading the checkpoint");
-    Result<BitNetModel> reloaded =
-        BitNetModel::create_full(source.value()->config(), *source.value());
-    if (!reloaded.ok()) co_return reloaded.status().with_context("re-reading the checkpoint");
-    report_.checkpoint_weight_hash = hash_params(reloaded.value().params());
+    // (on_worker needs a default-constructible result: a Status, not a Result.)
+    Status read_back = co_await on_worker([this] {
+      Result<Blake2bDigest> hash = read_back_checkpoint(options_.checkpoint_path);
+      if (hash.ok()) report_.checkpoint_weight_hash = hash.value();
+      return hash.status();
+    });
+    if (!read_back.ok()) co_return read_back.with_context("re-reading the checkpoint");
   }
   co_return report_;
 }
@@ -1037,16 +1107,8 @@ Result<std::unique_ptr<SwarmClient>> SwarmClient::create(asio::any_io_executor e
                                                          net::Transport& transport,
                                                          net::Identity identity, RunConfig config,
                                                          ClientOptions options) {
-  if (!config.model.gguf.empty()) {
-    return Status::Error(
-        "[model] gguf runs are not supported by the swarm client yet "
-        "(use [model] preset)");
-  }
-  if (config.model.lora_rank > 0) {
-    return Status::Error("[model] lora_rank = " + std::to_string(config.model.lora_rank) +
-                         ": LoRA swarm runs are not supported by the client yet");
-  }
-  TERN_ASSIGN_OR_RETURN(ModelConfig model_config, to_model_config(config));
+  TERN_ASSIGN_OR_RETURN(RunBase base, open_run_base(config, options.model_path));
+  const ModelConfig& model_config = base.config;
   if (options.eval_batches < 1) return Status::Error("eval_batches must be >= 1");
   // Local shards (--shards or [data] shards), else the run's data provider.
   TrainingData data;
@@ -1072,12 +1134,18 @@ Result<std::unique_ptr<SwarmClient>> SwarmClient::create(asio::any_io_executor e
     return Status::Error("[data] seq_len = " + std::to_string(config.data.seq_len) +
                          " exceeds the model's max_seq " + std::to_string(model_config.max_seq));
   }
-  RandomInitSource init(config.run.seed);
-  TERN_ASSIGN_OR_RETURN(BitNetModel model, BitNetModel::create_full(model_config, init));
+  // LoRA: A is drawn from the run seed (per tensor) and B starts at 0, so
+  // every member starts from the same adapters; the base stays frozen.
+  const std::optional<LoraConfig> lora = to_lora_config(config);
+  Result<BitNetModel> created =
+      lora ? BitNetModel::create_lora(model_config, *lora, *base.source, config.run.seed)
+           : BitNetModel::create_full(model_config, *base.source);
+  if (!created.ok()) return created.status().with_context("building the run's model");
+  BitNetModel model = std::move(created).value();
   TERN_ASSIGN_OR_RETURN(DemoPlan plan, DemoPlan::create(model.layout(), to_demo_config(config)));
-  auto impl = std::make_unique<Impl>(std::move(executor), transport, std::move(identity),
-                                     std::move(config), std::move(options), std::move(model),
-                                     std::move(plan), std::move(data));
+  auto impl = std::make_unique<Impl>(
+      std::move(executor), transport, std::move(identity), std::move(config), std::move(options),
+      std::move(model), std::move(plan), std::move(data), std::move(base.tokenizer_metadata));
   return std::unique_ptr<SwarmClient>(new SwarmClient(std::move(impl)));
 }
 

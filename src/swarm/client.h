@@ -1,5 +1,14 @@
 // SwarmClient: one member of a swarm run (`tern join`). It links to the
-// coordinator, asks to join, and then follows the coordinator's Status:
+// coordinator, asks to join, and then follows the coordinator's Status.
+//
+// The model: a [model] preset initialized from the run seed, or the base
+// weights and config of the [model] gguf file (ClientOptions::model_path
+// overrides the path), whose bytes must hash to [model] gguf_hash when the
+// config gives one, since members must start from identical bits. With
+// [model] lora_rank > 0 the base is frozen and only the LoRA adapters (A drawn
+// from the run seed, B = 0, as BitNetModel::create_lora does) are trainable:
+// DeMo updates, weight hashes, Weights blobs and checkpoints then cover the
+// adapters alone.
 //
 //  - RoundTrain, when the plan (recomputed from the Status, assignment.h)
 //    gives it batches: computes the gradient of its batches (batch b is
@@ -16,9 +25,9 @@
 //  - RoundWitness, when elected: attests which updates it fetched and decoded
 //    (a slot bitmap) and the hash of its weights with the previous round
 //    applied.
-//  - Each resolved round in a Status: fetches the accepted updates, decodes them and applies them
-//  in the
-//    canonical order (demo_apply), so every member holds the same bits. With
+//  - Each resolved round in a Status: fetches the accepted updates, decodes
+//    them and applies them in the canonical order (demo_apply), so every
+//    member holds the same bits. With
 //    [optimizer] overlap, round r's gradient is computed on the look-ahead
 //    while round r-1's aggregate is still being fetched, and that aggregate is
 //    applied right after (optim/demo.h's one-step-delayed mode). Once its
@@ -33,6 +42,10 @@
 //    round) writes a GGUF checkpoint of the agreed weights if given a
 //    checkpoint directory.
 //  - Finished: writes a GGUF checkpoint if asked and reports.
+//
+// Checkpoints: the full model with latent fp32 weights, or for a LoRA run the
+// adapter in llama.cpp's --lora format (what `tern finetune -o` writes), to be
+// applied to the run's base; either reads back to the same weight hash.
 //
 // Weight hash: BLAKE2b-256 of the trainable parameters as little-endian fp32.
 //
@@ -67,7 +80,10 @@ struct ClientOptions {
   std::string listen = "127.0.0.1:0";         // where peers fetch our blobs
   std::string advertise;                      // address announced; default: bound address
   std::string shards;                         // local shards; overrides [data] shards and provider
-  std::string checkpoint_path;                // GGUF written when the run finishes
+  // Overrides [model] gguf: each machine keeps the base file at its own path
+  // (the file's bytes must still hash to [model] gguf_hash).
+  std::string model_path;
+  std::string checkpoint_path;  // GGUF written when the run finishes
   // When set, this member writes <dir>/epoch-<e>.gguf at the end of every
   // epoch e for which it is the checkpointer: the first witness of the
   // epoch's last round (a choice every member can recompute).

@@ -305,16 +305,18 @@ int hex_digit(char c) {
   return -1;
 }
 
-std::optional<RunId> parse_run_id(std::string_view s) {
-  if (s.size() != 32) return std::nullopt;
-  RunId id{};
-  for (size_t i = 0; i < id.size(); ++i) {
+// N bytes written as 2N hex digits (either case), e.g. a run id or a digest.
+template <size_t N>
+std::optional<std::array<uint8_t, N>> parse_hex_bytes(std::string_view s) {
+  if (s.size() != 2 * N) return std::nullopt;
+  std::array<uint8_t, N> out{};
+  for (size_t i = 0; i < N; ++i) {
     const int hi = hex_digit(s[2 * i]);
     const int lo = hex_digit(s[2 * i + 1]);
     if (hi < 0 || lo < 0) return std::nullopt;
-    id[i] = static_cast<uint8_t>(hi * 16 + lo);
+    out[i] = static_cast<uint8_t>(hi * 16 + lo);
   }
-  return id;
+  return out;
 }
 
 bool valid_provider_url(std::string_view url) {
@@ -365,7 +367,7 @@ void read_run(Section& s, Parsed& p) {
     r.seed = static_cast<uint64_t>(*seed);
   }
   if (auto id = s.string("id")) {
-    if (auto parsed = parse_run_id(*id)) {
+    if (auto parsed = parse_hex_bytes<16>(*id)) {
       r.id = *parsed;
       p.id_given = true;
     } else {
@@ -402,6 +404,16 @@ void read_model(Section& s, Parsed& p) {
       s.bad(*s.node("vocab"), "vocab", "applies to a preset only (a gguf fixes its vocabulary)");
     } else {
       m.vocab = *vocab;
+    }
+  }
+  if (auto hash = s.string("gguf_hash")) {
+    if (!gguf) {
+      s.bad(*s.node("gguf_hash"), "gguf_hash", "needs gguf (it is the hash of that file)");
+    } else if (auto digest = parse_hex_bytes<32>(*hash)) {
+      m.gguf_hash = *digest;
+    } else {
+      s.bad(*s.node("gguf_hash"), "gguf_hash",
+            "must be 64 hex digits, the BLAKE2b-256 of the file (b2sum -l 256 FILE)");
     }
   }
 
@@ -477,13 +489,11 @@ void read_data(Section& s, Parsed& p) {
   if (auto hash = s.string("provider_hash")) {
     if (shards) {
       s.bad(*s.node("provider_hash"), "provider_hash", "needs provider (not shards)");
-    } else if (hash->size() != 64 || !std::all_of(hash->begin(), hash->end(), [](char c) {
-                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-               })) {
-      s.bad(*s.node("provider_hash"), "provider_hash",
-            "must be 64 lowercase hex digits (as `tern data serve` prints)");
+    } else if (auto digest = parse_hex_bytes<32>(*hash)) {
+      d.provider_hash = to_hex(*digest);  // canonical: lowercase
     } else {
-      d.provider_hash = *hash;
+      s.bad(*s.node("provider_hash"), "provider_hash",
+            "must be 64 hex digits (as `tern data serve` and `tern data info` print)");
     }
   } else if (provider && s.node("provider_hash") == nullptr) {
     s.missing("provider_hash",
@@ -880,6 +890,7 @@ std::string to_toml(const RunConfig& c) {
   out += "\n[model]\n";
   if (!c.model.preset.empty()) put_string(out, "preset", c.model.preset);
   if (!c.model.gguf.empty()) put_string(out, "gguf", c.model.gguf);
+  if (c.model.gguf_hash) put_string(out, "gguf_hash", to_hex(*c.model.gguf_hash));
   if (c.model.vocab > 0) put_int(out, "vocab", static_cast<uint64_t>(c.model.vocab));
   if (c.model.lora_rank > 0) {
     put_int(out, "lora_rank", static_cast<uint64_t>(c.model.lora_rank));

@@ -60,6 +60,10 @@ struct RunConfig {
     // Exactly one of preset (a preset_names() entry) and gguf (a file path).
     std::string preset;
     std::string gguf;
+    // BLAKE2b-256 of the gguf file's bytes (what `b2sum -l 256 FILE` prints):
+    // every member checks its copy against it, since members must start from
+    // identical bits. Optional, gguf only; written as 64 lowercase hex digits.
+    std::optional<Blake2bDigest> gguf_hash;
     int64_t vocab = 0;  // preset only: overrides the preset's vocabulary size (0: keep it)
     // LoRA fine-tuning: lora_rank > 0 enables it; 0 trains the full model.
     int64_t lora_rank = 0;
@@ -72,7 +76,7 @@ struct RunConfig {
     // Exactly one of shards (a directory) and provider (an http(s) URL).
     std::string shards;
     std::string provider;
-    // With provider: hex BLAKE2b-256 of its manifest (swarm/data_provider.h).
+    // With provider: lowercase hex BLAKE2b-256 of its manifest (swarm/data_provider.h).
     std::string provider_hash;
     int64_t seq_len = 0;  // required; tokens per sequence
     bool operator==(const Data&) const = default;

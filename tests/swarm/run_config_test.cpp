@@ -180,12 +180,15 @@ TEST(swarm_run_config, ProviderHashIsRequiredWithAProviderAndChecked) {
   EXPECT_NE(missing.find("[data] provider_hash"), std::string::npos) << missing;
   const std::string short_hash =
       error_of(replaced("shards = \"d\"", provider + "\nprovider_hash = \"abc\""));
-  EXPECT_NE(short_hash.find("[data] provider_hash = 'abc': must be 64 lowercase hex digits"),
+  EXPECT_NE(short_hash.find("[data] provider_hash = 'abc': must be 64 hex digits"),
             std::string::npos)
       << short_hash;
-  const std::string upper = error_of(
-      replaced("shards = \"d\"", provider + "\nprovider_hash = \"" + std::string(64, 'A') + "\""));
-  EXPECT_NE(upper.find("must be 64 lowercase hex digits"), std::string::npos) << upper;
+  // Either case is accepted and kept lowercase (the canonical form).
+  Result<RunConfig> upper = parse_run_config(
+      replaced("shards = \"d\"", provider + "\nprovider_hash = \"" + std::string(64, 'A') + "\""),
+      "x");
+  ASSERT_TRUE(upper.ok()) << upper.status().message();
+  EXPECT_EQ(upper.value().data.provider_hash, std::string(64, 'a'));
   const std::string with_shards = error_of(replaced(
       "shards = \"d\"", "shards = \"d\"\nprovider_hash = \"" + std::string(64, 'a') + "\""));
   EXPECT_NE(with_shards.find("provider_hash"), std::string::npos) << with_shards;
@@ -397,6 +400,10 @@ TEST(swarm_run_config, RoundTripThroughCanonicalToml) {
   odd.run.id = derive_run_id("something else", 7);
   odd.model.preset.clear();
   odd.model.gguf = "dir with \"quotes\" and \\ and \xc3\xa9";
+  odd.model.gguf_hash.emplace();
+  for (size_t i = 0; i < odd.model.gguf_hash->size(); ++i) {
+    (*odd.model.gguf_hash)[i] = static_cast<uint8_t>(0xf7 * i + 3);
+  }
   odd.data.shards.clear();
   odd.data.provider = "http://host:8080/p?q=1";
   odd.data.provider_hash = std::string(64, 'e');
@@ -460,6 +467,52 @@ seed = 0
   for (size_t i = 0; i < variants.size(); ++i) {
     EXPECT_NE(config_hash(variants[i]), h) << "variant " << i;
   }
+}
+
+TEST(swarm_run_config, GgufHashIsParsedCheckedAndWrittenLowercase) {
+  const std::string gguf_model = replaced("preset = \"tiny\"", "gguf = \"m.gguf\"");
+  const std::string hex = "00112233445566778899AABBCCDDEEFF00112233445566778899aabbccddeeff";
+  auto no_hash = parse_run_config(gguf_model, "x");
+  ASSERT_TRUE(no_hash.ok()) << no_hash.status().message();
+  EXPECT_FALSE(no_hash.value().model.gguf_hash.has_value());
+
+  std::string text = gguf_model;
+  text.insert(text.find("gguf = ") + 16, "gguf_hash = \"" + hex + "\"\n");
+  auto r = parse_run_config(text, "x");
+  ASSERT_TRUE(r.ok()) << r.status().message() << "\n" << text;
+  ASSERT_TRUE(r.value().model.gguf_hash.has_value());
+  EXPECT_EQ((*r.value().model.gguf_hash)[0], 0x00);
+  EXPECT_EQ((*r.value().model.gguf_hash)[10], 0xaa);
+  EXPECT_EQ((*r.value().model.gguf_hash)[31], 0xff);
+  const std::string canonical = to_toml(r.value());
+  EXPECT_NE(canonical.find("gguf_hash = \"00112233445566778899aabbccddeeff0011"), std::string::npos)
+      << canonical;
+  // Part of the config hash: members compare their files with the operator's.
+  RunConfig other = r.value();
+  (*other.model.gguf_hash)[5] ^= 1;
+  EXPECT_NE(config_hash(other), config_hash(r.value()));
+  EXPECT_NE(config_hash(no_hash.value()), config_hash(r.value()));
+
+  const struct {
+    std::string value;
+    const char* expected;
+  } bad[] = {
+      {"\"abc\"", "[model] gguf_hash = 'abc': must be 64 hex digits, the BLAKE2b-256 of the file"},
+      {"\"" + std::string(63, '0') + "g\"", "must be 64 hex digits"},
+      {"\"" + std::string(66, '0') + "\"", "must be 64 hex digits"},
+      {"7", "[model] gguf_hash = 7: expected a string, got an integer"},
+  };
+  for (const auto& b : bad) {
+    std::string t = gguf_model;
+    t.insert(t.find("gguf = ") + 16, "gguf_hash = " + b.value + "\n");
+    const std::string m = error_of(t);
+    EXPECT_NE(m.find(b.expected), std::string::npos) << t << "\n" << m;
+  }
+  const std::string preset = error_of(with("model", "gguf_hash = \"" + hex + "\""));
+  // (Long values are shortened in messages.)
+  EXPECT_NE(preset.find("[model] gguf_hash = '" + hex.substr(0, 60) + "...': needs gguf"),
+            std::string::npos)
+      << preset;
 }
 
 TEST(swarm_run_config, LoadReportsMissingAndOversizedFiles) {
