@@ -150,8 +150,9 @@ std::string prompt_of(const std::string& definition) {
 }
 
 // What the swarm phase shows and reports: each member's per-round progress
-// lines (training loss, bytes uploaded so far), echoed live and kept for the
-// metrics file and the report's charts.
+// lines (training loss, bytes uploaded and downloaded so far, the data
+// provider's included), echoed live and kept for the metrics file and the
+// report's charts.
 class SwarmStory {
  public:
   void observe(const LocalSwarmEvent& e, bool quiet) {
@@ -160,11 +161,11 @@ class SwarmStory {
     if (!quiet) {
       std::printf(
           "  %-9s round %3llu  epoch %llu  step %3llu  members %llu  loss %7.4f  "
-          "uploaded %7.1f KiB\n",
+          "sent %7.1f KiB  received %7.1f KiB\n",
           e.name.c_str(), static_cast<unsigned long long>(e.round),
           static_cast<unsigned long long>(e.epoch), static_cast<unsigned long long>(e.step),
           static_cast<unsigned long long>(e.members), e.loss,
-          static_cast<double>(e.uploaded) / 1024.0);
+          static_cast<double>(e.uploaded) / 1024.0, static_cast<double>(e.downloaded) / 1024.0);
       std::fflush(stdout);
     }
   }
@@ -172,8 +173,13 @@ class SwarmStory {
   Status write_metrics(const std::string& path) const {
     std::ofstream out(path, std::ios::trunc);
     for (const LocalSwarmEvent& e : rounds_) {
-      nlohmann::json j{{"member", e.name}, {"round", e.round},     {"epoch", e.epoch},
-                       {"step", e.step},   {"members", e.members}, {"uploaded_bytes", e.uploaded}};
+      nlohmann::json j{{"member", e.name},
+                       {"round", e.round},
+                       {"epoch", e.epoch},
+                       {"step", e.step},
+                       {"members", e.members},
+                       {"uploaded_bytes", e.uploaded},
+                       {"downloaded_bytes", e.downloaded}};
       if (std::isfinite(e.loss)) j["train_loss"] = e.loss;
       out << j.dump() << "\n";
     }
@@ -186,35 +192,45 @@ class SwarmStory {
   std::vector<Chart> charts() const {
     Chart loss{"Swarm pretraining: training loss per round", "round", "loss (nats/token)", {}};
     Chart upload{"Swarm pretraining: bytes uploaded per member", "round", "KiB", {}};
+    Chart download{"Swarm pretraining: bytes received per member (peers and data provider)",
+                   "round",
+                   "KiB",
+                   {}};
     std::map<std::string, size_t> index;
     for (const LocalSwarmEvent& e : rounds_) {
       auto [it, fresh] = index.emplace(e.name, loss.series.size());
       if (fresh) {
         loss.series.push_back({e.name, {}});
         upload.series.push_back({e.name, {}});
+        download.series.push_back({e.name, {}});
       }
       const double x = static_cast<double>(e.round);
       if (std::isfinite(e.loss)) loss.series[it->second].points.emplace_back(x, e.loss);
       upload.series[it->second].points.emplace_back(x, static_cast<double>(e.uploaded) / 1024.0);
+      download.series[it->second].points.emplace_back(x,
+                                                      static_cast<double>(e.downloaded) / 1024.0);
     }
-    return {loss, upload};
+    return {loss, upload, download};
   }
 
   ReportTable member_table(const LocalSwarmResult& r) const {
     ReportTable t{"Swarm members",
-                  {"member", "batches trained", "uploaded", "bytes/param/step", "final val loss",
-                   "weight hash"},
+                  {"member", "batches trained", "uploaded", "bytes/param/step", "received",
+                   "from the data provider", "final val loss", "weight hash"},
                   {}};
     for (size_t i = 0; i < r.members.size(); ++i) {
       const nlohmann::json& m = r.members[i];
-      char upload[32], per[32], loss[32];
+      char upload[32], per[32], loss[32], download[32], data[32];
       std::snprintf(upload, sizeof upload, "%.1f KiB", m.value("uploaded_bytes", 0.0) / 1024.0);
+      std::snprintf(download, sizeof download, "%.1f KiB",
+                    m.value("downloaded_bytes", 0.0) / 1024.0);
+      std::snprintf(data, sizeof data, "%.1f KiB", m.value("data_bytes_received", 0.0) / 1024.0);
       std::snprintf(per, sizeof per, "%.4f", m.value("upload_bytes_per_param_step", 0.0));
       std::snprintf(loss, sizeof loss, "%.4f", m.value("final_val_loss", 0.0));
       t.rows.push_back({"member-" + std::to_string(i) + " (" +
                             m.value("member", std::string()).substr(0, 12) + "…)",
-                        std::to_string(m.value("batches_trained", 0)), upload, per, loss,
-                        m.value("weight_hash", std::string()).substr(0, 16) + "…"});
+                        std::to_string(m.value("batches_trained", 0)), upload, per, download, data,
+                        loss, m.value("weight_hash", std::string()).substr(0, 16) + "…"});
     }
     return t;
   }
@@ -302,11 +318,13 @@ int run(const DemoArgs& a) {
   }
 
   // 3. Pretraining by a swarm of processes on this machine.
-  Phase pretrain_phase(quiet, "3. swarm pretraining: a coordinator and 3 members on loopback");
+  Phase pretrain_phase(
+      quiet, "3. swarm pretraining: a coordinator, a data server and 3 members on loopback");
   SwarmStory swarm;
   LocalSwarmOptions swarm_options;
   swarm_options.dir = path("swarm");
   swarm_options.shards = fs::absolute(path("general-shards")).string();
+  swarm_options.data_server = true;  // members fetch their batches over HTTP
   swarm_options.members = kSwarmMembers;
   swarm_options.threads_per_member =
       std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / kSwarmMembers);
@@ -326,7 +344,8 @@ int run(const DemoArgs& a) {
     std::printf(
         "model: %lld parameters (`small`: hidden %lld, %lld layers, ternary, ReLU², GQA); "
         "%llu epochs of %llu rounds, each 6 batches of 8 x 128 tokens split among %d members; "
-        "DeMo updates (top-4 of 64x64 DCT blocks, 1-bit), overlapped\n",
+        "DeMo updates (top-4 of 64x64 DCT blocks, 1-bit), overlapped; batches served by "
+        "`tern data serve`\n",
         static_cast<long long>(shape.num_params()), static_cast<long long>(shape.hidden),
         static_cast<long long>(shape.layers), static_cast<unsigned long long>(plan.swarm_epochs),
         static_cast<unsigned long long>(plan.swarm_rounds_per_epoch), kSwarmMembers);
@@ -508,6 +527,8 @@ int run(const DemoArgs& a) {
                                {"upload_bytes_per_param_step", summary.upload_bytes_per_param_step},
                                {"weight_hashes_equal", swarm_run.value().weight_hashes_equal},
                                {"swarm_seconds", pretrain_seconds},
+                               {"data_bytes_served",
+                                swarm_run.value().data_server.value("bytes_served", uint64_t{0})},
                                {"seconds", total},
                                {"report", path("report.html")}}
                     .dump()

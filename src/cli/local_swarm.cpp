@@ -25,6 +25,9 @@
 
 #include "core/rng.h"
 #include "net/identity.h"
+#include "net/tcp_transport.h"
+#include "swarm/data_provider.h"
+#include "swarm/data_server.h"
 
 namespace tern::cli {
 namespace local_swarm_cmd {
@@ -61,7 +64,8 @@ Status write_key(const net::Identity& identity, const std::string& path) {
   return identity.save(path);
 }
 
-std::string run_toml(const LocalSwarmOptions& o, const std::string& shards) {
+// `data` is the [data] source: shards = "<dir>", or provider and provider_hash.
+std::string run_toml(const LocalSwarmOptions& o, const std::string& data) {
   std::ostringstream t;
   char lr[64];
   std::snprintf(lr, sizeof lr, "%.17g", o.lr);
@@ -69,7 +73,8 @@ std::string run_toml(const LocalSwarmOptions& o, const std::string& shards) {
     << "[run]\nname = " << swarm::toml_quote(o.name) << "\nseed = " << o.seed << "\n"
     << "[model]\npreset = " << swarm::toml_quote(o.preset) << "\n";
   if (o.vocab > 0) t << "vocab = " << o.vocab << "\n";
-  t << "[data]\nshards = " << swarm::toml_quote(shards) << "\nseq_len = " << o.seq_len << "\n"
+  t << "[data]\n"
+    << data << "seq_len = " << o.seq_len << "\n"
     << "[optimizer]\nlr = " << lr << "\noverlap = " << (o.overlap ? "true" : "false") << "\n"
     << "[batch]\nbatches_per_round = " << o.batches_per_round
     << "\nsequences_per_batch = " << o.sequences_per_batch << "\n"
@@ -97,9 +102,13 @@ std::string describe_wait_status(int wstatus) {
   return "ended with wait status " + std::to_string(wstatus);
 }
 
+// Child::member of the processes that are not members.
+constexpr int kCoordinator = -1;
+constexpr int kDataServer = -2;
+
 struct Child {
   std::string name;
-  int member = -1;
+  int member = kCoordinator;
   std::string log_path, out_path;
   pid_t pid = -1;
   int err_fd = -1;  // read end of the child's stderr pipe; -1 once at EOF
@@ -269,9 +278,19 @@ class Launcher {
       const std::string name = "member-" + std::to_string(i);
       TERN_RETURN_IF_ERROR(write_key(derived_identity(o_.seed, name), path(name + ".key")));
     }
+    std::string data_source = "shards = " + swarm::toml_quote(shards) + "\n";
+    if (o_.data_server) {
+      // The provider's URL is part of the config, which the provider itself
+      // reads: so its port is chosen here, before anything starts.
+      TERN_ASSIGN_OR_RETURN(const uint16_t port, net::free_loopback_port());
+      data_listen_ = "127.0.0.1:" + std::to_string(port);
+      TERN_ASSIGN_OR_RETURN(const std::string manifest, swarm::provider_manifest_for(shards));
+      data_source = "provider = " + swarm::toml_quote("http://" + data_listen_) +
+                    "\nprovider_hash = \"" + swarm::provider_manifest_hash(manifest) + "\"\n";
+    }
     {
       std::ofstream config(path("run.toml"), std::ios::binary | std::ios::trunc);
-      config << run_toml(o_, shards);
+      config << run_toml(o_, data_source);
       config.flush();
       if (!config) return Status::Error("cannot write " + quote(path("run.toml")));
     }
@@ -282,6 +301,7 @@ class Launcher {
 
     start_ = Clock::now();
     TERN_RETURN_IF_ERROR(start_coordinator());
+    if (o_.data_server) TERN_RETURN_IF_ERROR(start_data_server());
     TERN_RETURN_IF_ERROR(supervise());
     const double wall_s = std::chrono::duration<double>(Clock::now() - start_).count();
 
@@ -291,12 +311,17 @@ class Launcher {
     TERN_ASSIGN_OR_RETURN(result.coordinator, read_report(children_.list.front()));
     result.weight_hashes_equal = true;
     std::string first_hash;
-    for (size_t i = 1; i < children_.list.size(); ++i) {
-      TERN_ASSIGN_OR_RETURN(nlohmann::json report, read_report(children_.list[i]));
+    for (const Child& c : children_.list) {
+      if (c.member == kDataServer) {
+        TERN_ASSIGN_OR_RETURN(result.data_server, read_report(c));
+        continue;
+      }
+      if (c.member < 0) continue;
+      TERN_ASSIGN_OR_RETURN(nlohmann::json report, read_report(c));
       const auto hash = report.find("weight_hash");
       const std::string h =
           hash != report.end() && hash->is_string() ? hash->get<std::string>() : "";
-      if (i == 1) first_hash = h;
+      if (result.members.empty()) first_hash = h;
       if (h.empty() || h != first_hash) result.weight_hashes_equal = false;
       result.members.push_back(std::move(report));
     }
@@ -322,6 +347,13 @@ class Launcher {
                      "--linger-ms", std::to_string(o_.linger_ms)});
   }
 
+  Status start_data_server() {
+    Child& c = add_child("data-server", kDataServer);
+    return spawn(
+        c, {exe_, "--threads", "1", "data", "serve", "--dir", shards_, "--config", path("run.toml"),
+            "--coordinator-id", coordinator_id_, "--listen", data_listen_});
+  }
+
   Status start_members() {
     for (int i = 0; i < o_.members; ++i) {
       const std::string name = "member-" + std::to_string(i);
@@ -330,10 +362,11 @@ class Launcher {
       if (o_.threads_per_member > 0) {
         args.insert(args.end(), {"--threads", std::to_string(o_.threads_per_member)});
       }
-      args.insert(args.end(), {"join", "--config", path("run.toml"), "--coordinator", address_,
-                               "--coordinator-id", coordinator_id_, "--key", path(name + ".key"),
-                               "--listen", "127.0.0.1:0", "--shards", shards_,
-                               "--connect-timeout-ms", std::to_string(o_.connect_timeout_ms)});
+      args.insert(args.end(),
+                  {"join", "--config", path("run.toml"), "--coordinator", address_,
+                   "--coordinator-id", coordinator_id_, "--key", path(name + ".key"), "--listen",
+                   "127.0.0.1:0", "--connect-timeout-ms", std::to_string(o_.connect_timeout_ms)});
+      if (!o_.data_server) args.insert(args.end(), {"--shards", shards_});
       if (o_.upload_cap > 0)
         args.insert(args.end(), {"--upload-cap", std::to_string(o_.upload_cap)});
       if (i == 0 && !o_.checkpoint.empty()) {
@@ -352,7 +385,8 @@ class Launcher {
     }
     c.tail.push_back(line);
     if (c.tail.size() > kTailLines) c.tail.pop_front();
-    if (c.member < 0 && address_.empty()) address_ = listening_address(line);
+    if (c.member == kCoordinator && address_.empty()) address_ = listening_address(line);
+    if (c.member == kDataServer && !listening_address(line).empty()) data_listening_ = true;
     if (on_event_) {
       LocalSwarmEvent event;
       event.member = c.member;
@@ -420,7 +454,9 @@ class Launcher {
       } else {
         usleep(20'000);
       }
-      if (!members_started_ && !address_.empty()) TERN_RETURN_IF_ERROR(start_members());
+      if (!members_started_ && !address_.empty() && (data_listening_ || !o_.data_server)) {
+        TERN_RETURN_IF_ERROR(start_members());
+      }
 
       bool all_done = true;
       for (Child& c : children_.list) {
@@ -441,18 +477,19 @@ class Launcher {
                            std::to_string(static_cast<int>(elapsed_s())) + " s" + tail_of(c));
           }
           if (c.member < 0 && !members_started_) {
-            return failure("the coordinator exited before it listened" + tail_of(c));
+            return failure(c.name + " exited before the members started" + tail_of(c));
           }
-          if (c.member < 0 && !coordinator_done) coordinator_done = Clock::now();
+          if (c.member == kCoordinator && !coordinator_done) coordinator_done = Clock::now();
         }
         all_done = all_done && c.reaped && c.err_fd < 0;
       }
       if (all_done && members_started_) return Status::Ok();
+      stop_data_server_when_the_run_is_over();
 
       std::string running;
       const Child* first_running = nullptr;
       for (const Child& c : children_.list) {
-        if (c.reaped) continue;
+        if (c.reaped || c.member == kDataServer) continue;
         running += (running.empty() ? "" : ", ") + c.name;
         if (first_running == nullptr) first_running = &c;
       }
@@ -462,8 +499,9 @@ class Launcher {
                        " s passed; still running: " + running + tail_of(*first_running));
       }
       if (!members_started_ && elapsed_s() > static_cast<double>(o_.start_timeout_s)) {
-        return failure("the coordinator did not listen within " +
-                       std::to_string(o_.start_timeout_s) + " s" + tail_of(children_.list.front()));
+        const Child& waited = address_.empty() ? children_.list.front() : children_.list.back();
+        return failure(waited.name + " did not listen within " +
+                       std::to_string(o_.start_timeout_s) + " s" + tail_of(waited));
       }
       if (coordinator_done &&
           std::chrono::duration<double>(Clock::now() - *coordinator_done).count() >
@@ -475,10 +513,28 @@ class Launcher {
     }
   }
 
+  // The data server serves until told to stop: once the coordinator and
+  // every member have exited, it gets SIGTERM (and then reports).
+  void stop_data_server_when_the_run_is_over() {
+    Child* server = nullptr;
+    for (Child& c : children_.list) {
+      if (c.member == kDataServer) {
+        server = &c;
+      } else if (!c.reaped) {
+        return;
+      }
+    }
+    if (server != nullptr && !server->reaped && !data_server_stopped_) {
+      kill(server->pid, SIGTERM);
+      data_server_stopped_ = true;
+    }
+  }
+
   const LocalSwarmOptions& o_;
   const std::function<void(const LocalSwarmEvent&)>& on_event_;
   fs::path dir_;
-  std::string exe_, shards_, coordinator_id_, address_;
+  std::string exe_, shards_, coordinator_id_, address_, data_listen_;
+  bool data_listening_ = false, data_server_stopped_ = false;
   Clock::time_point start_;
   bool members_started_ = false;
   Children children_;
@@ -488,14 +544,15 @@ class Launcher {
 }  // namespace local_swarm_cmd
 
 bool parse_join_progress(const std::string& line, LocalSwarmEvent& event) {
-  uint64_t round = 0, epoch = 0, step = 0, members = 0, uploaded = 0;
+  uint64_t round = 0, epoch = 0, step = 0, members = 0, uploaded = 0, downloaded = 0;
   char loss[64] = {0};
   int consumed = 0;
-  const int n = std::sscanf(line.c_str(),
-                            "join: round %" SCNu64 " epoch %" SCNu64 " step %" SCNu64
-                            " members %" SCNu64 " loss %63s uploaded %" SCNu64 " B%n",
-                            &round, &epoch, &step, &members, loss, &uploaded, &consumed);
-  if (n != 6 || consumed == 0) return false;
+  const int n =
+      std::sscanf(line.c_str(),
+                  "join: round %" SCNu64 " epoch %" SCNu64 " step %" SCNu64 " members %" SCNu64
+                  " loss %63s uploaded %" SCNu64 " B downloaded %" SCNu64 " B%n",
+                  &round, &epoch, &step, &members, loss, &uploaded, &downloaded, &consumed);
+  if (n != 7 || consumed == 0) return false;
   char* end = nullptr;
   const double value = std::strtod(loss, &end);
   if (end == loss || *end != '\0') return false;
@@ -506,6 +563,7 @@ bool parse_join_progress(const std::string& line, LocalSwarmEvent& event) {
   event.members = members;
   event.loss = value;
   event.uploaded = uploaded;
+  event.downloaded = downloaded;
   return true;
 }
 

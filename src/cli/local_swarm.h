@@ -13,10 +13,15 @@
 //     those names and the ledger run.db are replaced.
 //  2. Starts the coordinator on 127.0.0.1, port 0 (the kernel picks a free
 //     one), reads the bound address from its "listening on" line, then starts
-//     the members with that address and the coordinator's id pinned.
+//     the members with that address and the coordinator's id pinned. With
+//     data_server, run.toml names a provider on a loopback port picked
+//     beforehand (its URL is part of the config), a `tern data serve` child
+//     ("data-server") serves the shards there, the members start once it
+//     listens too and read their batches from it, and it gets SIGTERM once
+//     the coordinator and every member have exited.
 //  3. Reads every child's stderr line by line (poll), appends it to
 //     dir/<name>.log and hands it to on_event; each child's stdout goes to
-//     dir/<name>.out. Names: "coordinator", "member-0", "member-1", ...
+//     dir/<name>.out. Names: "coordinator", "data-server", "member-0", ...
 //  4. When every child has exited 0, parses the last line of each .out as
 //     JSON (the reports `tern coordinator` / `tern join` print) and returns
 //     them.
@@ -70,6 +75,10 @@ struct LocalSwarmOptions {
   bool overlap = true;  // [optimizer] overlap
   uint64_t seed = 1;    // [run] seed, and the keys
 
+  // Members read their batches from a `tern data serve` child ([data]
+  // provider, on a free loopback port) instead of the shards directly.
+  bool data_server = false;
+
   uint64_t upload_cap = 0;  // every member's --upload-cap (bytes/s per link); 0: none
   std::string checkpoint;   // member 0 writes its final weights here (GGUF); empty: none
 
@@ -86,19 +95,21 @@ struct LocalSwarmOptions {
 };
 
 // One line a child wrote to stderr. For a member's per-round progress line
-// ("join: round R epoch E step S members M loss L uploaded B B") `progress`
+// ("join: round R epoch E step S members M loss L uploaded U B downloaded D B")
+// `progress`
 // is true and the fields after it are parsed from it.
 struct LocalSwarmEvent {
-  int member = -1;   // member index; -1: the coordinator
-  std::string name;  // "coordinator", "member-<i>"
+  int member = -1;   // member index; -1: the coordinator; -2: the data server
+  std::string name;  // "coordinator", "data-server", "member-<i>"
   std::string line;  // without the newline
   bool progress = false;
-  uint64_t round = 0, epoch = 0, step = 0, members = 0, uploaded = 0;
+  uint64_t round = 0, epoch = 0, step = 0, members = 0, uploaded = 0, downloaded = 0;
   double loss = 0.0;  // NaN when the member trained nothing that round
 };
 
 struct LocalSwarmResult {
   nlohmann::json coordinator;           // `tern coordinator`'s final JSON
+  nlohmann::json data_server;           // `tern data serve`'s final JSON (with data_server)
   std::vector<nlohmann::json> members;  // `tern join`'s final JSON, by member index
   std::string coordinator_address;      // host:port it listened on
   double wall_s = 0.0;                  // first spawn to last exit

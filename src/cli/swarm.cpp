@@ -178,6 +178,7 @@ int run_join(const JoinFlags& f) {
   policy.bandwidth_burst_bytes = std::max<uint64_t>(1, f.upload_cap / 20);
   net::FaultyTransport transport(tcp, policy, 1);
   options.uploaded_bytes = [&transport] { return transport.counts().frame_bytes; };
+  options.downloaded_bytes = [&transport] { return transport.counts().received_bytes; };
   const net::NodeId me = identity.value().id();
   Result<std::unique_ptr<swarm::SwarmClient>> client = swarm::SwarmClient::create(
       io.get_executor(), transport, std::move(identity).value(), config.value(), options);
@@ -185,9 +186,9 @@ int run_join(const JoinFlags& f) {
   client.value()->on_progress([](const swarm::ClientProgress& p) {
     std::fprintf(stderr,
                  "join: round %" PRIu64 " epoch %" PRIu64 " step %" PRIu64
-                 " members %zu loss %.4f uploaded %" PRIu64 " B\n",
+                 " members %zu loss %.4f uploaded %" PRIu64 " B downloaded %" PRIu64 " B\n",
                  p.round, p.epoch, p.step, p.members, static_cast<double>(p.train_loss),
-                 p.uploaded_bytes);
+                 p.uploaded_bytes, p.downloaded_bytes);
   });
   std::fprintf(stderr, "join: member %s joining run %s at %s\n", me.to_string().c_str(),
                config.value().run.name.c_str(), f.coordinator.c_str());
@@ -214,14 +215,14 @@ int run_join(const JoinFlags& f) {
               ",\"batches_trained\":%" PRIu64 ",\"params\":%" PRId64
               ",\"initial_val_loss\":%.6f,\"final_val_loss\":%.6f,\"synced_from_peers\":%s"
               ",\"update_bytes\":%" PRIu64 ",\"uploaded_bytes\":%" PRIu64
-              ",\"data_bytes_received\":%" PRIu64
+              ",\"data_bytes_received\":%" PRIu64 ",\"downloaded_bytes\":%" PRIu64
               ",\"upload_bytes_per_param_step\":%.6g,\"train_s_mean\":%.4f,\"weight_hash\":\"%s\","
               "\"checkpoint\":\"%s\""
               ",\"checkpoint_weight_hash\":\"%s\",\"epoch_checkpoints\":%s}\n",
               me.to_string().c_str(), r.steps_applied, r.rounds_trained, r.batches_trained,
               r.params, static_cast<double>(r.initial_val_loss),
               static_cast<double>(r.final_val_loss), r.synced_from_peers ? "true" : "false",
-              r.updates_sent_bytes, r.uploaded_bytes, r.data_bytes_received,
+              r.updates_sent_bytes, r.uploaded_bytes, r.data_bytes_received, r.downloaded_bytes,
               static_cast<double>(r.uploaded_bytes) / static_cast<double>(r.params) / steps,
               r.rounds_trained == 0 ? 0.0 : r.train_seconds / static_cast<double>(r.rounds_trained),
               to_hex(r.weight_hash).c_str(), r.checkpoint_path.c_str(),

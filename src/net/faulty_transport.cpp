@@ -169,7 +169,15 @@ class FaultyConnection final : public Connection {
 
   asio::awaitable<Result<Bytes>> receive() override {
     std::shared_ptr<FaultyState> s = state_;
-    co_return co_await s->inner->receive();
+    Result<Bytes> frame = co_await s->inner->receive();
+    if (frame.ok()) {
+      const size_t bytes = frame.value().size();
+      s->shared->count([bytes](FaultCounts& c) {
+        ++c.received_frames;
+        c.received_bytes += bytes;
+      });
+    }
+    co_return frame;
   }
   void close() override { state_->close(); }
   std::string peer_address() const override { return state_->inner->peer_address(); }

@@ -53,8 +53,10 @@ struct FaultPolicy {
 };
 
 struct FaultCounts {
-  uint64_t frames = 0;       // frames passed to send()
-  uint64_t frame_bytes = 0;  // their bytes (an upload meter when wrapping a member's transport)
+  uint64_t frames = 0;           // frames passed to send()
+  uint64_t frame_bytes = 0;      // their bytes (an upload meter when wrapping a member's transport)
+  uint64_t received_frames = 0;  // frames receive() returned
+  uint64_t received_bytes = 0;   // their bytes (a download meter)
   uint64_t dropped = 0;
   uint64_t corrupted = 0;
   uint64_t delayed = 0;

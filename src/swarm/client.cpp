@@ -242,6 +242,10 @@ class SwarmClient::Impl {
   template <typename F>
   asio::awaitable<decltype(std::declval<F>()())> on_worker(F f);
   float validation_loss();
+  uint64_t downloaded_bytes() const {
+    return (options_.downloaded_bytes ? options_.downloaded_bytes() : 0) +
+           (data_.remote ? data_.remote->bytes_received() : 0);
+  }
   double lr_for_step(uint64_t step) const {
     const int64_t total = schedule_.total_steps;
     return schedule_.lr_at(std::min<int64_t>(static_cast<int64_t>(step), total - 1));
@@ -880,6 +884,7 @@ void SwarmClient::Impl::report_progress(const StatusMessage& st) {
       loss == loss_by_round_.end() ? std::numeric_limits<float>::quiet_NaN() : loss->second;
   loss_by_round_.erase(loss_by_round_.begin(), loss_by_round_.lower_bound(p.round));
   p.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;
+  p.downloaded_bytes = downloaded_bytes();
   progress_(p);
 }
 
@@ -1086,6 +1091,7 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
   report_.weight_hash = hash_params(canonical_);
   report_.uploaded_bytes = options_.uploaded_bytes ? options_.uploaded_bytes() : 0;
   if (data_.remote) report_.data_bytes_received = data_.remote->bytes_received();
+  report_.downloaded_bytes = downloaded_bytes();
   if (!options_.checkpoint_path.empty()) {
     TERN_CO_RETURN_IF_ERROR(co_await write_checkpoint(options_.checkpoint_path));
     report_.checkpoint_path = options_.checkpoint_path;

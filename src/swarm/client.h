@@ -103,6 +103,9 @@ struct ClientOptions {
   std::shared_ptr<asio::thread_pool> compute;
   // Upload meter (bytes this member sent), e.g. a FaultyTransport's counts.
   std::function<uint64_t()> uploaded_bytes;
+  // Download meter (bytes this member received over the swarm's links); the
+  // data provider's bytes are added to it.
+  std::function<uint64_t()> downloaded_bytes;
 };
 
 struct ClientProgress {
@@ -112,6 +115,7 @@ struct ClientProgress {
   size_t members = 0;
   float train_loss = 0.0f;  // of its gradient for `round` (NaN if it trained none)
   uint64_t uploaded_bytes = 0;
+  uint64_t downloaded_bytes = 0;  // links (the meter) plus the data provider
 };
 
 struct ClientReport {
@@ -121,6 +125,7 @@ struct ClientReport {
   uint64_t updates_sent_bytes = 0;   // DeMo payload bytes this member produced
   uint64_t uploaded_bytes = 0;       // from the upload meter (0 without one)
   uint64_t data_bytes_received = 0;  // from the data provider (0 with local shards)
+  uint64_t downloaded_bytes = 0;     // the download meter plus data_bytes_received
   double train_seconds = 0.0;        // wall time spent computing this member's updates
   uint64_t rounds_speculated = 0;    // updates computed ahead (overlap) and used
   int64_t params = 0;

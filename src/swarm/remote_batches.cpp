@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <set>
@@ -264,7 +265,7 @@ class RemoteBatches::Impl {
   TokenDataset dataset_;
   std::map<std::string, std::set<uint64_t>> held_;  // chunks fetched, by file
   uint64_t resident_train_bytes_ = 0;
-  uint64_t received_ = 0;
+  std::atomic<uint64_t> received_ = 0;
   std::string ticket_;
   net::MessageId ticket_status_{};
 };

@@ -52,7 +52,8 @@ class RemoteBatches {
   // the batches are this member's (or of the round before, for batches the
   // next round is predicted to assign).
   Status fetch_batches(std::span<const BatchRange> batches, const net::SignedMessage& status);
-  // Bytes received from the provider (chunk payloads and the manifest).
+  // Bytes received from the provider (chunk payloads, grants and the
+  // manifest). Unlike the rest, safe to call from any thread (a meter).
   uint64_t bytes_received() const;
 
   class Impl;
