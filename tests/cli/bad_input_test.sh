@@ -73,5 +73,20 @@ head -c 20 shards/train.tokens > cut.tokens && cp -r shards cut-shards && cp cut
 expect_error "truncated shard" "cut-shards/train.tokens" -- "$tern" finetune --model model.gguf --shards cut-shards --steps 1 -o adapter.gguf
 unchanged "failed runs"
 
+# The data provider: a run config and the coordinator's id are checked before serving.
+"$tern" keygen --out coordinator.key > coordinator.id 2>/dev/null || exit 1
+coordinator_id=$(grep -o 'tern[a-z2-7]*' coordinator.id | head -1)
+printf '[run]\nname = "bad"\n[model]\npreset = "tiny"\n[data]\nprovider = "http://127.0.0.1:1"\nseq_len = 32\n[optimizer]\nlr = 0.01\n' > no-hash.toml
+expect_error "provider without provider_hash" "no-hash.toml.*provider_hash" -- \
+  "$tern" data serve --dir shards --config no-hash.toml --coordinator-id "$coordinator_id" --listen 127.0.0.1:0
+sed 's/^seq_len/provider_hash = "'"$(printf 'a%.0s' $(seq 64))"'"\nseq_len/' no-hash.toml > run.toml
+expect_error "bad coordinator id" "coordinator-id" -- \
+  "$tern" data serve --dir shards --config run.toml --coordinator-id nonsense --listen 127.0.0.1:0
+expect_error "missing shard directory" "no-such-shards" -- \
+  "$tern" data serve --dir no-such-shards --config run.toml --coordinator-id "$coordinator_id" --listen 127.0.0.1:0
+expect_error "listen address without port" "--listen.*HOST:PORT" -- \
+  "$tern" data serve --dir shards --config run.toml --coordinator-id "$coordinator_id" --listen localhost
+unchanged "failed data serves"
+
 echo "$failures failures"
 [[ $failures -eq 0 ]]

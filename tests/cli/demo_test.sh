@@ -28,9 +28,16 @@ upload=$(grep -o '"upload_bytes_per_param_step":[0-9.e+-]*' <<< "$summary" | cut
 awk -v u="$upload" 'BEGIN { exit !(u > 0 && u < 1) }' || fail "implausible upload figure '$upload'"
 loss=$(grep -o '"final_val_loss":[0-9.e+-]*' <<< "$summary" | cut -d: -f2)
 awk -v l="$loss" 'BEGIN { exit !(l > 0 && l < log(512)) }' || fail "swarm validation loss '$loss' not below chance"
+# The members read their batches from the data server, which refused none of their requests.
+served=$(grep -o '"data_bytes_served":[0-9]*' <<< "$summary" | cut -d: -f2)
+[[ "${served:-0}" -gt 0 ]] || fail "the data server served ${served:-no} bytes"
+grep -q '"refused":0' "$work/demo/swarm/data-server.out" || fail "the data server refused requests"
+grep -q '"data_bytes_received":[1-9]' "$work/demo/swarm/member-0.out" ||
+  fail "member 0 received nothing from the data server"
 for f in tokenizer.gguf base.gguf medical-lora.gguf report.html swarm-metrics.jsonl \
          finetune-metrics.jsonl general-shards/manifest.json medical-shards/manifest.json \
-         swarm/run.toml swarm/run.db swarm/checkpoint.gguf swarm/member-0.log; do
+         swarm/run.toml swarm/run.db swarm/checkpoint.gguf swarm/member-0.log \
+         swarm/data-server.log; do
   [[ -s "$work/demo/$f" ]] || fail "missing artifact $f"
 done
 grep -q "<svg" "$work/demo/report.html" || fail "report has no chart"
