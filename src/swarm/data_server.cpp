@@ -115,6 +115,7 @@ class DataServer::Impl {
     hash_ = provider_manifest_hash(document_);
     TERN_ASSIGN_OR_RETURN(const auto host_port, split_listen(options_.listen));
     server_.set_payload_max_length(kMaxRequestBytes);
+    server_.set_tcp_nodelay(true);
     server_.Get("/v1/manifest", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(document_, "application/json");
     });

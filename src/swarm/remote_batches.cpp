@@ -63,6 +63,8 @@ class RemoteBatches::Impl {
     http_.set_read_timeout(60, 0);
     http_.set_write_timeout(30, 0);
     http_.set_keep_alive(true);
+    // Requests are small and on the round's critical path: no Nagle delay.
+    http_.set_tcp_nodelay(true);
   }
 
   Status open(int64_t eval_windows) {
