@@ -191,6 +191,21 @@ class SwarmClient::Impl {
 
  private:
   asio::awaitable<Result<ClientReport>> run_until_done();
+  // The link to the coordinator, retried for connect_timeout_ms.
+  asio::awaitable<Status> link_to_coordinator();
+  enum class Link { kUp, kDown, kRunOver };
+  // Links to the coordinator again if the link was lost (restart); kRunOver
+  // when the run finished and the coordinator left.
+  asio::awaitable<Result<Link>> relink_if_lost();
+  // One pass over the latest Status: joins, loads weights from peers when
+  // behind, takes part in the round, announces weights and checkpoints between
+  // rounds, reports progress. True once the run finished and this member lingered.
+  asio::awaitable<Result<bool>> follow_status();
+  // Applies resolved rounds, trains (or uses the speculation), re-sends
+  // reports the coordinator lacks and attests when elected.
+  asio::awaitable<Status> take_part(const StatusMessage& st, uint64_t now);
+  // Final validation, hashes and checkpoint.
+  asio::awaitable<Result<ClientReport>> final_report();
   uint64_t now_ms() const { return options_.now_ms(); }
   void on_message(const net::SignedMessage& m);
   void on_status(const StatusMessage& st, const net::SignedMessage& signed_status);
@@ -286,6 +301,9 @@ class SwarmClient::Impl {
   uint64_t last_join_ms_ = 0, last_trained_ms_ = 0, last_attest_ms_ = 0, last_weights_ms_ = 0;
   std::optional<std::pair<uint64_t, net::BlobId>> my_weights_;  // step, blob
   std::optional<Speculation> speculation_;
+  JoinMessage join_;  // what this member announces (its blob address)
+  uint64_t last_progress_round_ = std::numeric_limits<uint64_t>::max();
+  uint64_t finished_at_ms_ = 0;              // when the Finished state was first seen
   std::set<uint64_t> epochs_checkpointed_;   // epochs whose checkpointer question is settled
   std::map<uint64_t, float> loss_by_round_;  // this member's training loss, by round
   ClientReport report_;
@@ -900,33 +918,11 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run() {
 asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
   if (Status s = node_->listen(options_.listen); !s.ok())
     co_return s.with_context("listening for peers");
-  const std::string advertise = options_.advertise.empty() ? node_->address() : options_.advertise;
+  join_.address = options_.advertise.empty() ? node_->address() : options_.advertise;
   report_.params = model_.layout().num_elements();
   report_.initial_val_loss = co_await on_worker([this] { return validation_loss(); });
-
-  // Link to the coordinator (retrying while it starts up).
-  const uint64_t connect_deadline = now_ms() + options_.connect_timeout_ms;
-  while (!coordinator_) {
-    Result<net::NodeId> linked =
-        co_await node_->connect(options_.coordinator_address, options_.coordinator_id);
-    if (linked.ok()) {
-      coordinator_ = linked.value();
-      // Broadcasts travel through the coordinator only; peer links carry blobs.
-      node_->set_broadcast_peers(std::vector<net::NodeId>{*coordinator_});
-      break;
-    }
-    if (now_ms() > connect_deadline) {
-      co_return linked.status().with_context("linking to the coordinator at " +
-                                             options_.coordinator_address);
-    }
-    asio::steady_timer t(executor_, std::chrono::milliseconds(200));
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  JoinMessage join;
-  join.address = advertise;
+  TERN_CO_RETURN_IF_ERROR(co_await link_to_coordinator());
   last_status_ms_ = now_ms();
-  uint64_t last_progress_round = std::numeric_limits<uint64_t>::max();
-  uint64_t finished_at = 0;
   asio::steady_timer timer(executor_);
   while (true) {
     if (!fatal_.ok()) co_return fatal_;
@@ -940,152 +936,194 @@ asio::awaitable<Result<ClientReport>> SwarmClient::Impl::run_until_done() {
       }
       co_return Status::Error("interrupted: left the run");
     }
-    if (!node_->connected(*coordinator_)) {
-      // The run is over and everything applied: the coordinator has left.
-      if (status_ && status_->state == State::kFinished && results_.empty() && !need_sync_) break;
-      // The coordinator went away (restart): link again and carry on, for a
-      // while. Before any Status it is the join that fails: a coordinator
-      // that closes every link it authenticated does not admit this key.
-      const uint64_t patience = status_ ? kReconnectMs : options_.connect_timeout_ms;
-      if (now_ms() > last_status_ms_ + patience) {
-        co_return Status::Error(
-            status_ ? "lost the coordinator at " + options_.coordinator_address +
-                          " and could not link again for " + std::to_string(patience) + " ms"
-                    : "linking to the coordinator at " + options_.coordinator_address +
-                          ": it closes this member's links (is the key on the run's "
-                          "allowlist?)");
-      }
-      Result<net::NodeId> linked =
-          co_await node_->connect(options_.coordinator_address, *coordinator_);
-      if (!linked.ok()) {
-        timer.expires_after(std::chrono::milliseconds(200));
-        asio::error_code ec;
-        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        continue;
-      }
-      last_join_ms_ = 0;
-    }
-    const uint64_t now = now_ms();
-    if (!status_) {
-      if (now >= last_join_ms_ + kRepublishMs) {
-        publish(SwarmKind::kJoin, encode_join(join));
-        last_join_ms_ = now;
-      }
-    } else {
-      const StatusMessage st = *status_;
-      const bool member = std::any_of(st.members.begin(), st.members.end(),
-                                      [&](const MemberInfo& m) { return m.id == id(); });
-      const bool listed_address =
-          std::any_of(st.members.begin(), st.members.end(),
-                      [&](const MemberInfo& m) { return m.id == id() && !m.address.empty(); });
-      const bool pending = contains(st.pending_joins, id());
-      if (st.state != State::kFinished && ((!member && !pending) || (member && !listed_address)) &&
-          now >= last_join_ms_ + kRepublishMs) {
-        publish(SwarmKind::kJoin, encode_join(join));
-        last_join_ms_ = now;
-      }
-
-      if (need_sync_) {
-        if (st.state == State::kFinished)
-          co_return Status::Error("the run finished before this member could load the weights");
-        co_await settle_speculation(false);
-        TERN_CO_RETURN_IF_ERROR(co_await try_sync(st));
-      } else {
-        // Resolved rounds, in order; a gap means a result was missed.
-        if (!results_.empty() && results_.begin()->first != next_round_) {
-          log(LogLevel::kWarn, "swarm", "missed the result of round ", next_round_,
-              "; loading the weights from peers");
-          need_sync_ = true;
-          continue;
-        }
-        const RoundInfo* round =
-            st.in_round && rounds_.count(st.round) ? &rounds_.at(st.round) : nullptr;
-        const bool trainer =
-            round != nullptr && st.state == State::kRoundTrain && trained_.count(st.round) == 0 &&
-            std::any_of(
-                round->plan.assignment.begin(), round->plan.assignment.end(),
-                [&](const MemberAssignment& a) { return a.member == id() && !a.batches.empty(); });
-        // With overlap, the previous round's aggregate stays in flight while
-        // this round's gradient is computed on the look-ahead.
-        std::optional<RoundResult> in_flight;
-        if (trainer && config_.optimizer.overlap && !results_.empty() &&
-            std::prev(results_.end())->first + 1 == st.round) {
-          in_flight = std::prev(results_.end())->second;
-        }
-        while (!results_.empty() && !(in_flight && results_.begin()->first == in_flight->round)) {
-          const RoundResult result = results_.begin()->second;
-          TERN_CO_RETURN_IF_ERROR(co_await apply_result(result));
-        }
-        if (trainer) {
-          const uint64_t step_before =
-              in_flight && !in_flight->accepted.empty() ? steps_applied_ + 1 : steps_applied_;
-          if (step_before != st.step) {
-            log(LogLevel::kWarn, "swarm", "at step ", steps_applied_, " but the run is at ",
-                st.step, "; loading the weights from peers");
-            need_sync_ = true;
-            continue;
-          }
-          std::optional<double> lookahead;
-          if (config_.optimizer.overlap) {
-            lookahead = in_flight && !in_flight->accepted.empty()
-                            ? lr_for_step(in_flight->step_after - 1)
-                            : 0.0;
-          }
-          TERN_CO_RETURN_IF_ERROR(co_await train(st, round->plan, lookahead));
-          if (in_flight) TERN_CO_RETURN_IF_ERROR(co_await apply_result(*in_flight));
-        }
-        // A speculation the run went past (another plan, an epoch's end) is dropped.
-        if (speculation_ && (!st.in_round || st.round > speculation_->round ||
-                             (st.round == speculation_->round && !trainer))) {
-          co_await settle_speculation(false);
-        }
-        maybe_speculate(*status_);
-        // Re-send reports the coordinator has not recorded (it may have restarted).
-        if (round != nullptr && st.state == State::kRoundTrain && my_trained_.count(st.round)) {
-          for (size_t slot = 0; slot < st.roster.size(); ++slot) {
-            if (st.roster[slot] == id() && slot < st.trained.size() && !st.trained[slot] &&
-                now >= last_trained_ms_ + kRepublishMs) {
-              publish(SwarmKind::kTrained, encode_trained(my_trained_[st.round]));
-              last_trained_ms_ = now;
-            }
-          }
-        }
-        if (round != nullptr && st.state == State::kRoundWitness) {
-          const auto& witnesses = round->plan.witnesses;
-          for (size_t w = 0; w < witnesses.size(); ++w) {
-            if (witnesses[w] != id()) continue;
-            if (my_attest_.count(st.round) == 0) {
-              TERN_CO_RETURN_IF_ERROR(co_await attest(st, round->plan));
-            } else if (w < st.attested.size() && !st.attested[w] &&
-                       now >= last_attest_ms_ + kRepublishMs) {
-              publish(SwarmKind::kAttest, encode_attest(my_attest_[st.round]));
-              last_attest_ms_ = now;
-            }
-          }
-        }
-        const bool between_rounds = st.state == State::kCooldown || st.state == State::kWarmup ||
-                                    st.state == State::kWaitingForMembers ||
-                                    st.state == State::kFinished;
-        if (between_rounds && results_.empty() && member) {
-          announce_weights();
-          TERN_CO_RETURN_IF_ERROR(co_await maybe_checkpoint_epoch(st));
-        }
-        if (st.last_result && st.last_result->round != last_progress_round &&
-            next_round_ > st.last_result->round) {
-          last_progress_round = st.last_result->round;
-          report_progress(st);
-        }
-        if (st.state == State::kFinished && results_.empty()) {
-          if (finished_at == 0) finished_at = now;
-          if (now >= finished_at + kLingerMs) break;
-        }
-      }
+    Result<Link> link = co_await relink_if_lost();
+    if (!link.ok()) co_return link.status();
+    if (link.value() == Link::kRunOver) break;
+    if (link.value() == Link::kUp) {
+      Result<bool> done = co_await follow_status();
+      if (!done.ok()) co_return done.status();
+      if (done.value()) break;
     }
     timer.expires_after(std::chrono::milliseconds(10));
     asio::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
+  co_return co_await final_report();
+}
 
+asio::awaitable<Status> SwarmClient::Impl::link_to_coordinator() {
+  // Retries while the coordinator starts up.
+  const uint64_t deadline = now_ms() + options_.connect_timeout_ms;
+  while (true) {
+    Result<net::NodeId> linked =
+        co_await node_->connect(options_.coordinator_address, options_.coordinator_id);
+    if (linked.ok()) {
+      coordinator_ = linked.value();
+      // Broadcasts travel through the coordinator only; peer links carry blobs.
+      node_->set_broadcast_peers(std::vector<net::NodeId>{*coordinator_});
+      co_return Status::Ok();
+    }
+    if (now_ms() > deadline) {
+      co_return linked.status().with_context("linking to the coordinator at " +
+                                             options_.coordinator_address);
+    }
+    asio::steady_timer t(executor_, std::chrono::milliseconds(200));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+}
+
+asio::awaitable<Result<SwarmClient::Impl::Link>> SwarmClient::Impl::relink_if_lost() {
+  if (node_->connected(*coordinator_)) co_return Link::kUp;
+  // The run is over and everything applied: the coordinator has left.
+  if (status_ && status_->state == State::kFinished && results_.empty() && !need_sync_) {
+    co_return Link::kRunOver;
+  }
+  // The coordinator went away (restart): link again and carry on, for a
+  // while. Before any Status it is the join that fails: a coordinator that
+  // closes every link it authenticated does not admit this key.
+  const uint64_t patience = status_ ? kReconnectMs : options_.connect_timeout_ms;
+  if (now_ms() > last_status_ms_ + patience) {
+    co_return Status::Error(
+        status_ ? "lost the coordinator at " + options_.coordinator_address +
+                      " and could not link again for " + std::to_string(patience) + " ms"
+                : "linking to the coordinator at " + options_.coordinator_address +
+                      ": it closes this member's links (is the key on the "
+                      "run's allowlist?)");
+  }
+  Result<net::NodeId> linked = co_await node_->connect(options_.coordinator_address, *coordinator_);
+  if (!linked.ok()) {
+    asio::steady_timer t(executor_, std::chrono::milliseconds(200));
+    asio::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return Link::kDown;
+  }
+  last_join_ms_ = 0;
+  co_return Link::kUp;
+}
+
+asio::awaitable<Result<bool>> SwarmClient::Impl::follow_status() {
+  const uint64_t now = now_ms();
+  if (!status_) {
+    if (now >= last_join_ms_ + kRepublishMs) {
+      publish(SwarmKind::kJoin, encode_join(join_));
+      last_join_ms_ = now;
+    }
+    co_return false;
+  }
+  const StatusMessage st = *status_;
+  const bool member = std::any_of(st.members.begin(), st.members.end(),
+                                  [&](const MemberInfo& m) { return m.id == id(); });
+  const bool listed_address =
+      std::any_of(st.members.begin(), st.members.end(),
+                  [&](const MemberInfo& m) { return m.id == id() && !m.address.empty(); });
+  const bool pending = contains(st.pending_joins, id());
+  if (st.state != State::kFinished && ((!member && !pending) || (member && !listed_address)) &&
+      now >= last_join_ms_ + kRepublishMs) {
+    publish(SwarmKind::kJoin, encode_join(join_));
+    last_join_ms_ = now;
+  }
+  if (need_sync_) {
+    if (st.state == State::kFinished)
+      co_return Status::Error("the run finished before this member could load the weights");
+    co_await settle_speculation(false);
+    TERN_CO_RETURN_IF_ERROR(co_await try_sync(st));
+    co_return false;
+  }
+  // Resolved rounds, in order; a gap means a result was missed.
+  if (!results_.empty() && results_.begin()->first != next_round_) {
+    log(LogLevel::kWarn, "swarm", "missed the result of round ", next_round_,
+        "; loading the weights from peers");
+    need_sync_ = true;
+    co_return false;
+  }
+  TERN_CO_RETURN_IF_ERROR(co_await take_part(st, now));
+  if (need_sync_) co_return false;
+  const bool between_rounds = st.state == State::kCooldown || st.state == State::kWarmup ||
+                              st.state == State::kWaitingForMembers || st.state == State::kFinished;
+  if (between_rounds && results_.empty() && member) {
+    announce_weights();
+    TERN_CO_RETURN_IF_ERROR(co_await maybe_checkpoint_epoch(st));
+  }
+  if (st.last_result && st.last_result->round != last_progress_round_ &&
+      next_round_ > st.last_result->round) {
+    last_progress_round_ = st.last_result->round;
+    report_progress(st);
+  }
+  if (st.state == State::kFinished && results_.empty()) {
+    if (finished_at_ms_ == 0) finished_at_ms_ = now;
+    co_return now >= finished_at_ms_ + kLingerMs;
+  }
+  co_return false;
+}
+
+asio::awaitable<Status> SwarmClient::Impl::take_part(const StatusMessage& st, uint64_t now) {
+  const RoundInfo* round = st.in_round && rounds_.count(st.round) ? &rounds_.at(st.round) : nullptr;
+  const bool trainer =
+      round != nullptr && st.state == State::kRoundTrain && trained_.count(st.round) == 0 &&
+      std::any_of(
+          round->plan.assignment.begin(), round->plan.assignment.end(),
+          [&](const MemberAssignment& a) { return a.member == id() && !a.batches.empty(); });
+  // With overlap, the previous round's aggregate stays in flight while this
+  // round's gradient is computed on the look-ahead.
+  std::optional<RoundResult> in_flight;
+  if (trainer && config_.optimizer.overlap && !results_.empty() &&
+      std::prev(results_.end())->first + 1 == st.round) {
+    in_flight = std::prev(results_.end())->second;
+  }
+  while (!results_.empty() && !(in_flight && results_.begin()->first == in_flight->round)) {
+    const RoundResult result = results_.begin()->second;
+    TERN_CO_RETURN_IF_ERROR(co_await apply_result(result));
+  }
+  if (trainer) {
+    const uint64_t step_before =
+        in_flight && !in_flight->accepted.empty() ? steps_applied_ + 1 : steps_applied_;
+    if (step_before != st.step) {
+      log(LogLevel::kWarn, "swarm", "at step ", steps_applied_, " but the run is at ", st.step,
+          "; loading the weights from peers");
+      need_sync_ = true;
+      co_return Status::Ok();
+    }
+    std::optional<double> lookahead;
+    if (config_.optimizer.overlap) {
+      lookahead =
+          in_flight && !in_flight->accepted.empty() ? lr_for_step(in_flight->step_after - 1) : 0.0;
+    }
+    TERN_CO_RETURN_IF_ERROR(co_await train(st, round->plan, lookahead));
+    if (in_flight) TERN_CO_RETURN_IF_ERROR(co_await apply_result(*in_flight));
+  }
+  // A speculation the run went past (another plan, an epoch's end) is dropped.
+  if (speculation_ && (!st.in_round || st.round > speculation_->round ||
+                       (st.round == speculation_->round && !trainer))) {
+    co_await settle_speculation(false);
+  }
+  maybe_speculate(*status_);
+  // Re-send reports the coordinator has not recorded (it may have restarted).
+  if (round != nullptr && st.state == State::kRoundTrain && my_trained_.count(st.round)) {
+    for (size_t slot = 0; slot < st.roster.size(); ++slot) {
+      if (st.roster[slot] == id() && slot < st.trained.size() && !st.trained[slot] &&
+          now >= last_trained_ms_ + kRepublishMs) {
+        publish(SwarmKind::kTrained, encode_trained(my_trained_[st.round]));
+        last_trained_ms_ = now;
+      }
+    }
+  }
+  if (round != nullptr && st.state == State::kRoundWitness) {
+    const auto& witnesses = round->plan.witnesses;
+    for (size_t w = 0; w < witnesses.size(); ++w) {
+      if (witnesses[w] != id()) continue;
+      if (my_attest_.count(st.round) == 0) {
+        TERN_CO_RETURN_IF_ERROR(co_await attest(st, round->plan));
+      } else if (w < st.attested.size() && !st.attested[w] &&
+                 now >= last_attest_ms_ + kRepublishMs) {
+        publish(SwarmKind::kAttest, encode_attest(my_attest_[st.round]));
+        last_attest_ms_ = now;
+      }
+    }
+  }
+  co_return Status::Ok();
+}
+
+asio::awaitable<Result<ClientReport>> SwarmClient::Impl::final_report() {
   co_await settle_speculation(false);
   report_.final_val_loss = co_await on_worker([this] { return validation_loss(); });
   report_.weight_hash = hash_params(canonical_);

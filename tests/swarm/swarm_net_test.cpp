@@ -498,7 +498,7 @@ TEST(swarm_net, MemberWithAnotherGgufIsRefused) {
 
   Result<std::unique_ptr<SwarmClient>> refused = create(config, other);
   ASSERT_FALSE(refused.ok());
-  const std::string& m = refused.status().message();
+  const std::string m = refused.status().message();
   EXPECT_NE(m.find("model file " + other.string() + " has BLAKE2b-256 " + to_hex(other_hash)),
             std::string::npos)
       << m;
