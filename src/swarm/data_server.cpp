@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/mapped_file.h"
 #include "data/shards.h"
+#include "net/tcp_transport.h"
 #include "swarm/data_provider.h"
 
 namespace tern::swarm {
@@ -59,24 +60,6 @@ std::string random_ticket() {
   return s;
 }
 
-Result<std::pair<std::string, int>> split_listen(const std::string& listen) {
-  const size_t colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return Status::Error("data server: --listen '" + listen + "' is not HOST:PORT");
-  }
-  const std::string port_text = listen.substr(colon + 1);
-  int port = -1;
-  if (!port_text.empty() && port_text.size() <= 5 &&
-      std::all_of(port_text.begin(), port_text.end(),
-                  [](char c) { return c >= '0' && c <= '9'; })) {
-    port = std::stoi(port_text);
-  }
-  if (port < 0 || port > 65535) {
-    return Status::Error("data server: --listen '" + listen + "' has no valid port (0-65535)");
-  }
-  return std::pair{listen.substr(0, colon), port};
-}
-
 Result<ProviderManifest> manifest_of(const std::string& dir, const ShardManifest& shards,
                                      std::map<std::string, ServedFile>* files) {
   ProviderManifest m;
@@ -113,7 +96,8 @@ class DataServer::Impl {
     TERN_ASSIGN_OR_RETURN(manifest_, manifest_of(options_.shard_dir, shards.manifest(), &files_));
     document_ = provider_manifest_document(manifest_);
     hash_ = provider_manifest_hash(document_);
-    TERN_ASSIGN_OR_RETURN(const auto host_port, split_listen(options_.listen));
+    Result<net::TcpAddress> listen = net::parse_tcp_address(options_.listen, true);
+    if (!listen.ok()) return listen.status().with_context("data server: --listen");
     server_.set_payload_max_length(kMaxRequestBytes);
     server_.set_tcp_nodelay(true);
     server_.Get("/v1/manifest", [this](const httplib::Request&, httplib::Response& res) {
@@ -124,7 +108,8 @@ class DataServer::Impl {
     });
     server_.Get(R"(/v1/files/([a-z]+\.[a-z]+))",
                 [this](const httplib::Request& req, httplib::Response& res) { on_file(req, res); });
-    const auto& [host, port] = host_port;
+    const std::string& host = listen.value().host;
+    const int port = listen.value().port;
     port_ =
         port == 0 ? server_.bind_to_any_port(host) : (server_.bind_to_port(host, port) ? port : -1);
     if (port_ < 0) {

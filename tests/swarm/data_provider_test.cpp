@@ -25,43 +25,20 @@
 #include "swarm/protocol.h"
 #include "swarm/remote_batches.h"
 #include "swarm/run_config.h"
+#include "swarm/swarm_files.h"
 
 namespace tern::swarm {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/tern_data_provider_XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-net::Identity seeded_identity(uint8_t n) {
-  std::array<uint8_t, 32> seed{};
-  seed.fill(n);
-  return net::Identity::from_seed(seed);
-}
+using testing::seeded_identity;
+using testing::TempDir;
 
 // 300,000 training tokens (2 bytes each: 10 chunks of 64 KiB), so a member's
 // few windows touch only some chunks.
 void write_shards(const std::string& dir) {
-  ShardContents c;
-  c.vocab = 512;
-  c.tokenizer_hash = std::string(64, 'a');
-  Rng rng(7);
-  auto fill = [&](ShardSplit& split, size_t docs, size_t len) {
-    for (size_t d = 0; d < docs; ++d) {
-      split.document_starts.push_back(split.tokens.size());
-      for (size_t i = 0; i < len; ++i) split.tokens.push_back(static_cast<int32_t>(rng.below(512)));
-    }
-  };
-  fill(c.train, 600, 500);
-  fill(c.val, 10, 500);
-  ASSERT_TRUE(write_shard_set(dir, c).ok());
+  testing::write_random_shards(dir, 512, 600, 10, 7);
 }
 
 RunConfig make_config(const std::string& provider, const std::string& hash) {

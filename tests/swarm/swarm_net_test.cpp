@@ -40,6 +40,7 @@
 #include "swarm/data_server.h"
 #include "swarm/protocol.h"
 #include "swarm/run_config.h"
+#include "swarm/swarm_files.h"
 #include "train/load_model.h"
 
 namespace tern::swarm {
@@ -47,33 +48,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/tern_swarm_net_XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using testing::seeded_identity;
+using testing::TempDir;
 
 // Random tokens: enough for seeded batch windows and a validation split.
 void write_shards(const std::string& dir) {
-  ShardContents c;
-  c.vocab = 512;
-  c.tokenizer_hash = std::string(64, 'a');
-  Rng rng(5);
-  auto fill = [&](ShardSplit& split, size_t docs, size_t len) {
-    for (size_t d = 0; d < docs; ++d) {
-      split.document_starts.push_back(split.tokens.size());
-      for (size_t i = 0; i < len; ++i) split.tokens.push_back(static_cast<int32_t>(rng.below(64)));
-    }
-  };
-  fill(c.train, 40, 500);
-  fill(c.val, 8, 500);
-  ASSERT_TRUE(write_shard_set(dir, c).ok());
+  testing::write_random_shards(dir, 64, 40, 8, 5);
 }
 
-// The run's config; `model` is the body of its [model] section.
 RunConfig make_config(const std::string& shards,
                       const std::string& model = "preset = \"tiny\"\nvocab = 512") {
   const std::string text = R"(
@@ -141,12 +123,6 @@ Blake2bDigest params_hash(const FlatBuffer& params) {
 // The [model] section of a LoRA run on the GGUF at `gguf` whose bytes hash to `hash`.
 std::string lora_model_section(const std::string& gguf, const Blake2bDigest& hash) {
   return "gguf = \"" + gguf + "\"\ngguf_hash = \"" + to_hex(hash) + "\"\nlora_rank = 2";
-}
-
-net::Identity seeded_identity(uint8_t n) {
-  std::array<uint8_t, 32> seed{};
-  seed.fill(n);
-  return net::Identity::from_seed(seed);
 }
 
 struct SwarmOutcome {
