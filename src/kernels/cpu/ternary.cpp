@@ -7,6 +7,7 @@
 // nothing; the products compute Σ (q+1)·x and subtract Σ x per row.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/ternary.cpp"
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -45,6 +46,8 @@ struct PaddedCodes {
 // and decodes the weight rows of a run in panels of this many rows (32 KiB).
 inline constexpr int64_t kRunCols = 32;
 inline constexpr int64_t kPanelRows = 256;
+// How far ahead of the current weight rows the decode product requests lines.
+inline constexpr int64_t kPrefetchBytes = 4096;
 
 }  // namespace tern::cpu
 #endif
@@ -262,11 +265,22 @@ void ProductRowsTiled(float* y, const PaddedCodes& x, const float* x_scale, int6
       }
     }
   };
+  // Decode tiles (one activation row) read each weight byte once, from DRAM. The
+  // hardware prefetchers stop at 4 KiB pages and restart slowly on every new
+  // matrix, so the lines a few KiB ahead of the current rows are requested.
+  constexpr bool stream_weights = R == 1;
+  const uint8_t* const w_end = w.data + o_end * w.row_bytes;
+  auto prefetch_ahead = [&](int64_t o) {
+    const uint8_t* ahead = w.data + o * w.row_bytes + kPrefetchBytes;
+    const uint8_t* ahead_end = std::min(w_end, ahead + C * w.row_bytes);
+    for (; ahead < ahead_end; ahead += 64) hwy::Prefetch(ahead);
+  };
   int64_t r0 = 0;
   for (; r0 + R <= n; r0 += R) {
     const int8_t* xr = x.data + r0 * x.stride;
     int64_t o = o_begin;
     for (; o + C <= o_end; o += C) {
+      if constexpr (stream_weights) prefetch_ahead(o);
       DotTile<R, C>(xr, x.stride, w.data + o * w.row_bytes, w.row_bytes, groups, sums);
       emit(r0, R, o, C);
     }
@@ -297,7 +311,7 @@ constexpr int kTileCols = 1;
 
 void ProductRows(float* y, const PaddedCodes& x, const float* x_scale, int64_t n,
                  const PackedView& w, int64_t o_begin, int64_t o_end) {
-  if (n < 4) {
+  if (n < kTileRows) {
     // Decode shapes: one activation row against two weight rows per tile.
     ProductRowsTiled<1, 2>(y, x, x_scale, n, w, o_begin, o_end);
   } else {
