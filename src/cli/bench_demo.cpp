@@ -46,6 +46,7 @@ struct Options {
   double adamw_lr = 1e-2;
   double demo_lr = 1e-2;
   double demo_beta = 0.999;
+  double demo_weight_decay = 0.0;
   double min_lr_fraction = 0.1;  // cosine floor as a fraction of the peak
   int64_t warmup = 20;
   uint64_t seed = 1;
@@ -149,6 +150,7 @@ int run_bench(Options o) {
     c.demo.topk = std::max<int64_t>(run.topk, 1);
     c.demo.values = run.values;
     c.demo.beta = o.demo_beta;
+    c.demo.weight_decay = o.demo_weight_decay;
     Result<DataParallelResult> r = train_data_parallel(config, shards.value(), c);
     if (!r.ok()) return fail("bench demo", r.status());
     const DataParallelResult& res = r.value();
@@ -172,6 +174,7 @@ int run_bench(Options o) {
       row["values"] = demo_values_name(run.values);
       row["chunk"] = c.demo.chunk;
       row["beta"] = c.demo.beta;
+      row["weight_decay"] = c.demo.weight_decay;
     }
     table.push_back(row);
     if (adamw) {
@@ -259,6 +262,9 @@ Command add_bench_demo_command(CLI::App& bench) {
       ->check(CLI::Range(1e-6, 1.0));
   app->add_option("--demo-lr", o->demo_lr, "DeMo peak learning rate (default 1e-2)")
       ->check(CLI::Range(1e-6, 1.0));
+  app->add_option("--demo-weight-decay", o->demo_weight_decay,
+                  "DeMo decoupled weight decay λ on matrices (default 0)")
+      ->check(CLI::Range(0.0, 10.0));
   app->add_option("--demo-beta", o->demo_beta, "DeMo momentum decay (default 0.999)")
       ->check(CLI::Range(0.0, 0.99999));
   app->add_option("--min-lr-fraction", o->min_lr_fraction,
