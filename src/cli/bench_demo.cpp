@@ -2,8 +2,8 @@
 //
 // Data: GCIDE definitions (the demo corpus), a SentencePiece vocabulary trained
 // on them, the token stream split into a validation tail and N contiguous
-// training shards, one per worker. Model: the `tiny` preset with that
-// vocabulary. Runs, all for the same steps × workers × batch × seq tokens:
+// training shards, one per worker. Model: the `tiny` preset (or `small` with
+// --preset) with that vocabulary. Runs, all for the same steps × workers × batch × seq tokens:
 //   adamw          dense gradients averaged over the workers (4 bytes/param)
 //   demo k, values DeMo, chunk 64, k ∈ {4, 8, 32}, values ∈ {sign, fp16}
 // Summary keys (top level of the JSON):
@@ -41,6 +41,7 @@ struct Options {
   int64_t steps = 600;
   int64_t batch = 4;
   int64_t seq = 128;
+  std::string preset = "tiny";
   int vocab = 4096;
   size_t corpus_bytes = 4 << 20;
   double adamw_lr = 1e-2;
@@ -101,7 +102,7 @@ int run_bench(Options o) {
   int64_t vocab = 0;
   Result<std::vector<TokenDataset>> shards = make_shards(o, &vocab);
   if (!shards.ok()) return fail("bench demo", shards.status());
-  Result<ModelConfig> preset = preset_config("tiny");
+  Result<ModelConfig> preset = preset_config(o.preset);
   if (!preset.ok()) return fail("bench demo", preset.status());
   ModelConfig config = preset.value();
   config.vocab = vocab;
@@ -128,9 +129,9 @@ int run_bench(Options o) {
   bool all_identical = true;
   if (!o.json) {
     std::printf(
-        "tern bench demo: %d workers, tiny preset (vocab %lld), %lld steps of %lld x %lld "
+        "tern bench demo: %d workers, %s preset (vocab %lld), %lld steps of %lld x %lld "
         "tokens per worker\n",
-        o.workers, static_cast<long long>(vocab), static_cast<long long>(o.steps),
+        o.workers, o.preset.c_str(), static_cast<long long>(vocab), static_cast<long long>(o.steps),
         static_cast<long long>(o.batch), static_cast<long long>(o.seq));
   }
   for (const Run& run : runs) {
@@ -207,7 +208,7 @@ int run_bench(Options o) {
   const nlohmann::json gap = summary ? nlohmann::json(loss_demo / loss_adamw - 1.0) : nullptr;
   nlohmann::json out = {
       {"bench", "demo"},
-      {"preset", "tiny"},
+      {"preset", o.preset},
       {"vocab", vocab},
       {"params", params},
       {"workers", o.workers},
@@ -242,7 +243,8 @@ int run_bench(Options o) {
 Command add_bench_demo_command(CLI::App& bench) {
   CLI::App* app = bench.add_subcommand(
       "demo",
-      "Simulated multi-worker training of the tiny preset: AdamW on all-reduced gradients vs "
+      "Simulated multi-worker training of a small preset (default tiny): AdamW on all-reduced "
+      "gradients vs "
       "DeMo (k = 4, 8, 32; sign and fp16 values): loss and bytes per parameter per step");
   auto o = std::make_shared<bench_demo_cmd::Options>();
   app->add_flag("--json", o->json, "Print one JSON object");
@@ -254,6 +256,10 @@ Command add_bench_demo_command(CLI::App& bench) {
   app->add_option("--batch", o->batch, "Sequences per worker per step (default 4)")
       ->check(CLI::Range(1, 4096));
   app->add_option("--seq", o->seq, "Tokens per sequence (default 128)")->check(CLI::Range(8, 256));
+  app->add_option("--preset", o->preset,
+                  "Model shape with the trained vocabulary: tiny (the issue's) or small "
+                  "(default tiny)")
+      ->check(CLI::IsMember({"tiny", "small"}));
   app->add_option("--vocab", o->vocab, "SentencePiece vocabulary size (default 4096)")
       ->check(CLI::Range(300, 65536));
   app->add_option("--corpus-bytes", o->corpus_bytes, "GCIDE bytes to use (default 4 MiB)")
