@@ -66,6 +66,7 @@ else
 fi
 expect "bench net refuses a zero-size blob" 105 "blob-mb" -- "$tern" bench net --blob-mb 0
 expect "bench demo names a bad run" 105 "k5-sign" -- "$tern" bench demo --runs adamw,k5-sign
+expect "bench demo names a bad preset" 105 "bitnet-1b" -- "$tern" bench demo --preset bitnet-1b
 expect "bench swarm refuses zero members" 1 "bench swarm: --members 0: must be 1 to 16" -- \
   "$tern" bench swarm --members 0 --json
 "$tern" bench swarm --members 0 > /dev/null 2>&1
