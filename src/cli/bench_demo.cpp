@@ -243,9 +243,9 @@ int run_bench(Options o) {
 Command add_bench_demo_command(CLI::App& bench) {
   CLI::App* app = bench.add_subcommand(
       "demo",
-      "Simulated multi-worker training of a small preset (default tiny): AdamW on all-reduced "
-      "gradients vs "
-      "DeMo (k = 4, 8, 32; sign and fp16 values): loss and bytes per parameter per step");
+      "Simulated multi-worker training of the tiny (or small) preset: AdamW on all-reduced "
+      "gradients vs DeMo (k = 4, 8, 32; sign and fp16 values): loss and bytes per parameter per "
+      "step");
   auto o = std::make_shared<bench_demo_cmd::Options>();
   app->add_flag("--json", o->json, "Print one JSON object");
   app->add_flag("--quick", o->quick, "A few steps on a small corpus: a smoke test");
@@ -269,8 +269,8 @@ Command add_bench_demo_command(CLI::App& bench) {
   app->add_option("--demo-lr", o->demo_lr, "DeMo peak learning rate (default 1e-2)")
       ->check(CLI::Range(1e-6, 1.0));
   app->add_option("--demo-weight-decay", o->demo_weight_decay,
-                  "DeMo decoupled weight decay λ on matrices (default 0)")
-      ->check(CLI::Range(0.0, 10.0));
+                  "DeMo decoupled weight decay λ on matrices, in [0, 0.99] (default 0)")
+      ->check(CLI::Range(0.0, 0.99));
   app->add_option("--demo-beta", o->demo_beta, "DeMo momentum decay (default 0.999)")
       ->check(CLI::Range(0.0, 0.99999));
   app->add_option("--min-lr-fraction", o->min_lr_fraction,

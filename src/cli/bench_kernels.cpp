@@ -35,6 +35,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -298,13 +299,13 @@ std::pair<nlohmann::json, nlohmann::json> measure_memory(const ModelConfig& one_
   CopyArrays copy(o);
   GemvSweep gemv(one_b, o);
   const int rounds = o.quick ? 1 : 4;
-  double copy_s = 0.0, sweep_s = 0.0;
+  double copy_s = std::numeric_limits<double>::infinity(), sweep_s = copy_s;
   nlohmann::json copy_rounds = nlohmann::json::array(), gemv_rounds = nlohmann::json::array();
   for (int round = 0; round < rounds; ++round) {
     const double c = best_time([&] { copy.run(); }, o, 5);
     const double g = best_time([&] { gemv.run(); }, o);
-    copy_s = round == 0 ? c : std::min(copy_s, c);
-    sweep_s = round == 0 ? g : std::min(sweep_s, g);
+    copy_s = std::min(copy_s, c);
+    sweep_s = std::min(sweep_s, g);
     copy_rounds.push_back(2.0 * static_cast<double>(copy.bytes) / c / 1e9);
     gemv_rounds.push_back(static_cast<double>(gemv.bytes) / g / 1e9);
   }

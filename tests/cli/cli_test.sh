@@ -67,6 +67,7 @@ fi
 expect "bench net refuses a zero-size blob" 105 "blob-mb" -- "$tern" bench net --blob-mb 0
 expect "bench demo names a bad run" 105 "k5-sign" -- "$tern" bench demo --runs adamw,k5-sign
 expect "bench demo names a bad preset" 105 "bitnet-1b" -- "$tern" bench demo --preset bitnet-1b
+expect "bench demo names a bad weight decay" 105 "demo-weight-decay" -- "$tern" bench demo --demo-weight-decay 1
 expect "bench swarm refuses zero members" 1 "bench swarm: --members 0: must be 1 to 16" -- \
   "$tern" bench swarm --members 0 --json
 "$tern" bench swarm --members 0 > /dev/null 2>&1
