@@ -28,6 +28,7 @@
 #include "cli/bench_net.h"
 #include "cli/bench_swarm.h"
 #include "cli/commands.h"
+#include "cli/train_flags.h"
 #include "core/thread_pool.h"
 #include "model/bitnet.h"
 #include "optim/adamw.h"
@@ -40,8 +41,9 @@ namespace {
 struct Workload {
   std::string preset;
   int64_t seq = 256;
-  std::string ternary_backward = "exact";  // finetune: TernaryBackward
-  std::string activations = "recompute";   // finetune: ActivationMemory
+  // finetune: TernaryBackward and ActivationMemory, `tern finetune`'s defaults
+  std::string ternary_backward = "int8";
+  std::string activations = "auto";
 };
 
 Result<BitNetModel> lora_model(const ModelConfig& config, WeightSource& source) {
@@ -58,6 +60,12 @@ void synthetic_batch(const ModelConfig& c, int64_t n, std::vector<int32_t>& toke
     tokens[i] = static_cast<int32_t>((i * 2654435761u) % static_cast<uint64_t>(c.vocab));
     labels[i] = static_cast<int32_t>((i * 40503u + 7) % static_cast<uint64_t>(c.vocab));
   }
+}
+
+void apply_workload(const Workload& w, BitNetModel& model) {
+  model.set_ternary_backward(w.ternary_backward == "int8" ? TernaryBackward::kInt8
+                                                          : TernaryBackward::kExact);
+  apply_activations_flag(w.activations, model);
 }
 
 // One process, one variant: build, one step, report what it held.
@@ -80,6 +88,7 @@ int memory_child(const Workload& w, const std::string& variant) {
     return 1;
   }
   BitNetModel model = std::move(created).value();
+  apply_workload(w, model);
   const int64_t build_peak = peak_rss_bytes();
   AdamW adamw(model.layout(), AdamWConfig{});
   std::vector<int32_t> tokens, labels;
@@ -103,6 +112,7 @@ int memory_child(const Workload& w, const std::string& variant) {
       {"lora_params_grads_bytes", use.trainable_bytes},
       {"adamw_moments_bytes", use.trainable_bytes},  // m and v: one params-sized buffer each
       {"activation_workspace_bytes", use.workspace_bytes},
+      {"activations_used", describe_activations(model)},
       {"loss", loss},
       {"seconds", seconds}};
   std::printf("%s\n", out.dump().c_str());
@@ -200,10 +210,7 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
     return 1;
   }
   BitNetModel model = std::move(created).value();
-  model.set_ternary_backward(w.ternary_backward == "int8" ? TernaryBackward::kInt8
-                                                          : TernaryBackward::kExact);
-  model.set_activation_memory(w.activations == "cache" ? ActivationMemory::kCache
-                                                       : ActivationMemory::kRecompute);
+  apply_workload(w, model);
   AdamW adamw(model.layout(), AdamWConfig{});
   std::vector<int32_t> tokens, labels;
   synthetic_batch(config.value(), w.seq, tokens, labels);
@@ -227,6 +234,7 @@ int finetune(const Workload& w, int warmup, int steps, bool json) {
                               {"rank", 8},
                               {"ternary_backward", w.ternary_backward},
                               {"activations", w.activations},
+                              {"activations_used", describe_activations(model)},
                               {"threads", default_pool().num_threads()},
                               {"warmup_steps", warmup},
                               {"steps", steps},
@@ -254,8 +262,9 @@ Command add_bench_command(CLI::App& root) {
 
   CLI::App* memory = app->add_subcommand(
       "memory", "Peak memory of a bitnet-1b LoRA step: ternary base vs F16 base");
-  auto memory_workload =
-      std::make_shared<bench_cmd::Workload>(bench_cmd::Workload{"bitnet-1b", 256});
+  // The memory-lean LoRA step: exact input gradient, recomputed activations.
+  auto memory_workload = std::make_shared<bench_cmd::Workload>(
+      bench_cmd::Workload{"bitnet-1b", 256, "exact", "recompute"});
   auto memory_json = std::make_shared<bool>(false);
   auto child = std::make_shared<std::string>();
   memory->add_flag("--json", *memory_json, "Print one JSON object");
@@ -275,11 +284,10 @@ Command add_bench_command(CLI::App& root) {
   tune->add_option("--warmup", *warmup, "Untimed steps first (default 1)")
       ->check(CLI::Range(0, 100000));
   tune->add_option("--ternary-backward", tune_workload->ternary_backward,
-                   "Input gradient through ternary linears: exact (fp32) or int8 (default exact)")
+                   "Input gradient through ternary linears: exact (fp32) or int8 (default int8, "
+                   "as tern finetune)")
       ->check(CLI::IsMember({"exact", "int8"}));
-  tune->add_option("--activations", tune_workload->activations,
-                   "Activation memory: recompute (LoRA default) or cache (default recompute)")
-      ->check(CLI::IsMember({"recompute", "cache"}));
+  add_activations_flag(tune, &tune_workload->activations);
   tune->add_option("--preset", tune_workload->preset)->group("");
   tune->add_option("--seq", tune_workload->seq)->check(CLI::Range(1, 1 << 20))->group("");
 

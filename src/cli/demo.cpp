@@ -20,6 +20,7 @@
 
 #include "cli/commands.h"
 #include "cli/local_swarm.h"
+#include "cli/train_flags.h"
 #include "data/demo_corpus.h"
 #include "data/gcide.h"
 #include "data/prepare.h"
@@ -400,6 +401,9 @@ int run(const DemoArgs& a) {
                   LinearId::kGate, LinearId::kUp, LinearId::kDown};
   Result<BitNetModel> tuned = BitNetModel::create_lora(config, lora, *base.value(), a.seed);
   if (!tuned.ok()) return fail("demo", tuned.status());
+  // tern finetune's defaults: int8 input gradient, activations cached when they fit.
+  tuned.value().set_ternary_backward(TernaryBackward::kInt8);
+  apply_activations_flag("auto", tuned.value());
   TrainConfig finetune;
   finetune.batch = 8;
   finetune.seq = 128;

@@ -6,6 +6,9 @@
 #include <fstream>
 #include <iterator>
 
+#include <unistd.h>
+
+#include "core/check.h"
 #include "data/gcide.h"
 
 namespace tern::cli {
@@ -42,6 +45,38 @@ void add_train_flags(CLI::App* app, TrainFlags* f) {
 void apply_model_flags(const TrainFlags& flags, BitNetModel& model) {
   model.set_ternary_backward(flags.ternary_backward == "int8" ? TernaryBackward::kInt8
                                                               : TernaryBackward::kExact);
+}
+
+void add_activations_flag(CLI::App* app, std::string* choice) {
+  app->add_option("--activations", *choice,
+                  "Activation memory: cache (fastest), recompute (about one extra forward pass, "
+                  "a third of the memory; same bits) or auto (cache when it fits in a quarter of "
+                  "physical memory)")
+      ->check(CLI::IsMember({"auto", "cache", "recompute"}))
+      ->capture_default_str();
+}
+
+void apply_activations_flag(const std::string& choice, BitNetModel& model) {
+  if (choice == "cache") {
+    model.set_activation_memory(ActivationMemory::kCache);
+  } else if (choice == "recompute") {
+    model.set_activation_memory(ActivationMemory::kRecompute);
+  } else {
+    TERN_CHECK(choice == "auto", "--activations " + choice);  // CLI::IsMember checked it
+    const int64_t pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+    // Without a figure from the OS, assume a 4 GiB device.
+    const int64_t physical = pages > 0 && page > 0 ? pages * page : int64_t{4} << 30;
+    model.set_activation_memory(ActivationMemory::kAuto, physical / 4);
+  }
+}
+
+std::string describe_activations(const BitNetModel& model) {
+  const char* mode =
+      model.activation_memory_in_use() == ActivationMemory::kCache ? "cache" : "recompute";
+  char text[64];
+  std::snprintf(text, sizeof text, "%s (%.1f MB)", mode,
+                static_cast<double>(model.memory_use().workspace_bytes) / 1e6);
+  return text;
 }
 
 void add_run_flags(CLI::App* app, RunFlags* f) {

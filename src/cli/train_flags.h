@@ -46,6 +46,13 @@ struct RunFlags {
 void add_train_flags(CLI::App* app, TrainFlags* flags);
 // Model settings chosen by flags (--ternary-backward).
 void apply_model_flags(const TrainFlags& flags, BitNetModel& model);
+
+// `--activations auto|cache|recompute` of the LoRA commands (ActivationMemory);
+// auto caches when the cached workspace fits in a quarter of physical memory.
+void add_activations_flag(CLI::App* app, std::string* choice);
+void apply_activations_flag(const std::string& choice, BitNetModel& model);
+// "cache (N MB)" or "recompute (N MB)": what the last forward kept, for reports.
+std::string describe_activations(const BitNetModel& model);
 void add_run_flags(CLI::App* app, RunFlags* flags);
 
 // The trainer configuration; with --epochs, steps cover that many passes over

@@ -203,9 +203,12 @@ struct BitNetModel::Impl {
   int64_t lora_rank = 0;
   std::map<std::string, HalfTensor, std::less<>> half;  // frozen F16 tensors by name
 
-  // Shape and mode of the workspace.
+  // Shape and mode of the workspace: the policy asked for, and the mode it
+  // resolved to (kCache or kRecompute).
   int64_t batch = 0;
   int64_t seq = 0;
+  ActivationMemory policy = ActivationMemory::kCache;
+  int64_t cache_budget = 0;
   ActivationMemory memory = ActivationMemory::kCache;
   TernaryBackward ternary_backward = TernaryBackward::kExact;
   FlatBuffer act_floats;
@@ -629,16 +632,32 @@ void carve_recompute(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora, 
   re.row_loss.assign(static_cast<size_t>(d.N), 0.0);
 }
 
+// Bytes of an arena's floats and int8s.
+int64_t arena_bytes(const Arena& a) {
+  return a.float_used() * static_cast<int64_t>(sizeof(float)) + a.byte_used();
+}
+
 void ensure_workspace(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora, bool weight_grads,
-                      ActivationMemory memory, int64_t batch, int64_t seq) {
-  if (m.batch == batch && m.seq == seq && m.memory == memory) return;
+                      ActivationMemory policy, int64_t cache_budget, int64_t batch, int64_t seq) {
+  if (m.batch == batch && m.seq == seq && m.policy == policy && m.cache_budget == cache_budget)
+    return;
   m.batch = batch;
   m.seq = seq;
-  m.memory = memory;
+  m.policy = policy;
+  m.cache_budget = cache_budget;
   m.act_floats = FlatBuffer();  // release the old workspace before sizing the new one
   m.act_bytes = {};
   m.caches.clear();
   m.re = Recompute{};
+  ActivationMemory memory = policy;
+  if (policy == ActivationMemory::kAuto) {
+    Arena probe;
+    carve_cache(m, c, has_lora, weight_grads, probe);  // dry run: sizes only
+    m.caches.clear();
+    memory = arena_bytes(probe) <= cache_budget ? ActivationMemory::kCache
+                                                : ActivationMemory::kRecompute;
+  }
+  m.memory = memory;
   auto carve = [&](Arena& arena) {
     if (memory == ActivationMemory::kCache) {
       carve_cache(m, c, has_lora, weight_grads, arena);
@@ -1147,11 +1166,11 @@ float BitNetModel::forward(std::span<const int32_t> tokens, std::span<const int3
   const Status valid = check_batch(tokens, labels, batch, seq);
   TERN_CHECK(valid.ok(), valid.message());
   Impl& m = *impl_;
-  ensure_workspace(m, config_, is_lora(), !frozen_base_, memory_, batch, seq);
+  ensure_workspace(m, config_, is_lora(), !frozen_base_, memory_, cache_budget_, batch, seq);
   m.tokens.assign(tokens.begin(), tokens.end());
   m.labels.assign(labels.begin(), labels.end());
   const bool requantize = config_.linear == LinearKind::kTernary && !frozen_base_;
-  const float loss = memory_ == ActivationMemory::kCache
+  const float loss = m.memory == ActivationMemory::kCache
                          ? forward_cached(m, config_, requantize, !labels.empty())
                          : forward_recompute(m, config_, !labels.empty());
   m.has_forward = true;
@@ -1187,10 +1206,17 @@ void BitNetModel::backward(float loss_scale) {
   }
 }
 
-void BitNetModel::set_activation_memory(ActivationMemory memory) {
-  TERN_CHECK(memory == ActivationMemory::kCache || frozen_base_, "kRecompute needs a frozen base");
+void BitNetModel::set_activation_memory(ActivationMemory memory, int64_t cache_budget_bytes) {
+  TERN_CHECK(memory == ActivationMemory::kCache || frozen_base_,
+             "kRecompute and kAuto need a frozen base");
+  TERN_CHECK(cache_budget_bytes >= 0);
   memory_ = memory;
+  cache_budget_ = memory == ActivationMemory::kAuto ? cache_budget_bytes : 0;
   impl_->has_forward = false;
+}
+
+ActivationMemory BitNetModel::activation_memory_in_use() const {
+  return impl_->batch == 0 ? memory_ : impl_->memory;
 }
 
 void BitNetModel::set_ternary_backward(TernaryBackward mode) {

@@ -22,6 +22,13 @@ expect "missing text file named" 1 "cannot open '/nonexistent/x.txt'" -- "$tern"
 expect "missing gcide dir named" 1 "/nonexistent" -- "$tern" demo --gcide-dir /nonexistent --out "$(mktemp -d)"
 expect "bench memory smoke run" 0 '"reduction"' -- "$tern" bench memory --json --preset tiny --seq 64
 expect "bench finetune smoke run" 0 '"tokens_per_s"' -- "$tern" bench finetune --json --preset tiny --seq 64 --steps 1 --warmup 0
+# The defaults are tern finetune's: int8 input gradient, activations cached when they fit.
+expect "bench finetune defaults" 0 '"activations_used":"cache.*"ternary_backward":"int8"' -- \
+  "$tern" bench finetune --json --preset tiny --seq 64 --steps 1 --warmup 0
+expect "bench finetune --activations recompute" 0 '"activations_used":"recompute' -- \
+  "$tern" bench finetune --json --preset tiny --seq 64 --steps 1 --warmup 0 --activations recompute
+expect "bad --activations named" 105 "--activations: sometimes not in" -- \
+  "$tern" finetune --model m.gguf --shards s --activations sometimes
 expect "bench needs a verb" 1 "subcommand" -- "$tern" bench
 # One quick kernel benchmark: every summary key present, numbers positive.
 kernels_out="$("$tern" bench kernels --quick --json 2>&1)"; kernels_rc=$?; kernels_bad=""

@@ -135,6 +135,43 @@ TEST(RecomputeTest, F16BaseMatchesCacheBitForBit) {
   check_recompute_matches_cache(ternary_config(), LoraConfig{}, /*f16=*/true);
 }
 
+TEST(RecomputeTest, AutoCachesExactlyWhenTheCacheFitsTheBudget) {
+  const ModelConfig c = ternary_config();
+  const std::vector<Batch> batches = {make_batch(2, 37, c.vocab, 31)};
+  RandomInitSource init(7, 0.2f);
+  BitNetModel cached = BitNetModel::create_lora(c, all_targets(), init, 3).value();
+  BitNetModel lean = BitNetModel::create_lora(c, all_targets(), init, 3).value();
+  cached.set_activation_memory(ActivationMemory::kCache);
+  const StepResult want = train(cached, batches);
+  train(lean, batches);
+  const int64_t cache_bytes = cached.memory_use().workspace_bytes;
+  const int64_t lean_bytes = lean.memory_use().workspace_bytes;
+  ASSERT_LT(lean_bytes, cache_bytes);
+
+  // A budget of exactly the cached workspace caches; one byte less recomputes.
+  for (const int64_t budget : {cache_bytes, cache_bytes - 1}) {
+    BitNetModel model = BitNetModel::create_lora(c, all_targets(), init, 3).value();
+    model.set_activation_memory(ActivationMemory::kAuto, budget);
+    const StepResult got = train(model, batches);
+    expect_same(got, want);
+    const bool fits = budget == cache_bytes;
+    EXPECT_EQ(model.activation_memory(), ActivationMemory::kAuto);
+    EXPECT_EQ(model.activation_memory_in_use(),
+              fits ? ActivationMemory::kCache : ActivationMemory::kRecompute)
+        << "budget " << budget;
+    EXPECT_EQ(model.memory_use().workspace_bytes, fits ? cache_bytes : lean_bytes);
+  }
+
+  // A new budget takes effect at the next forward on the same shape.
+  BitNetModel model = BitNetModel::create_lora(c, all_targets(), init, 3).value();
+  model.set_activation_memory(ActivationMemory::kAuto, 0);
+  train(model, batches);
+  EXPECT_EQ(model.activation_memory_in_use(), ActivationMemory::kRecompute);
+  model.set_activation_memory(ActivationMemory::kAuto, cache_bytes);
+  train(model, batches);
+  EXPECT_EQ(model.activation_memory_in_use(), ActivationMemory::kCache);
+}
+
 TEST(RecomputeTest, ForwardWithoutLabelsGivesTheCachedLogits) {
   const ModelConfig c = ternary_config();
   RandomInitSource init(5, 0.2f);

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -268,12 +269,14 @@ void ProductRowsTiled(float* y, const PaddedCodes& x, const float* x_scale, int6
   // Decode tiles (one activation row) read each weight byte once, from DRAM. The
   // hardware prefetchers stop at 4 KiB pages and restart slowly on every new
   // matrix, so the lines a few KiB ahead of the current rows are requested.
+  // The addresses ahead are integers: near the end of the rows they point past
+  // the matrix (those lines are skipped), where a pointer may not point.
   constexpr bool stream_weights = R == 1;
-  const uint8_t* const w_end = w.data + o_end * w.row_bytes;
+  const uintptr_t w_end = reinterpret_cast<uintptr_t>(w.data + o_end * w.row_bytes);
   auto prefetch_ahead = [&](int64_t o) {
-    const uint8_t* ahead = w.data + o * w.row_bytes + kPrefetchBytes;
-    const uint8_t* ahead_end = std::min(w_end, ahead + C * w.row_bytes);
-    for (; ahead < ahead_end; ahead += 64) hwy::Prefetch(ahead);
+    uintptr_t ahead = reinterpret_cast<uintptr_t>(w.data + o * w.row_bytes) + kPrefetchBytes;
+    const uintptr_t ahead_end = std::min<uintptr_t>(w_end, ahead + C * w.row_bytes);
+    for (; ahead < ahead_end; ahead += 64) hwy::Prefetch(reinterpret_cast<const uint8_t*>(ahead));
   };
   int64_t r0 = 0;
   for (; r0 + R <= n; r0 += R) {
