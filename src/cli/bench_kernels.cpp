@@ -24,6 +24,10 @@
 //                          (= Σ sgemm time / Σ ternary time)
 //   gemv_bw_fraction       DRAM matrix-vector weight GB/s / copy GB/s
 //   transposed_vs_forward  Σ transposed time / Σ forward time at T = 512
+// OpenBLAS picks its kernels by CPU model; where it picked a core narrower than
+// the CPU's vectors (0.3.21 falls back to Prescott on CPUs it does not know), the
+// command re-runs itself with OPENBLAS_CORETYPE=SkylakeX or Haswell, and the JSON
+// names the core used (openblas_core, openblas_coretype_env).
 // --quick: bitnet-1b's two smallest shapes, one repetition, small arrays (a smoke
 // test: the weights are then not DRAM-resident).
 #include "cli/bench_kernels.h"
@@ -32,6 +36,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -42,6 +47,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/blas.h"
@@ -323,7 +330,56 @@ std::pair<nlohmann::json, nlohmann::json> measure_memory(const ModelConfig& one_
   return {copy_json, gemv_json};
 }
 
+// OpenBLAS 0.3.21 chooses its kernels by CPU model and falls back to Prescott
+// (SSE3) on models it does not know, such as Emerald Rapids: a baseline 4-5x
+// below what the CPU runs. The widest vector unit a core's kernels use, and the
+// core to ask for instead when the CPU has a wider one.
+int openblas_core_width(const std::string& core) {
+  static const std::map<std::string, int> widths = {
+      {"SkylakeX", 512}, {"Cooperlake", 512}, {"SapphireRapids", 512},
+      {"Haswell", 256},  {"Zen", 256},        {"Sandybridge", 256}};
+  const auto it = widths.find(core);
+  return it == widths.end() ? 128 : it->second;
+}
+
+std::string fitting_openblas_core() {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512cd")) {
+    return "SkylakeX";
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return "";
+}
+
+// Runs this command again with OPENBLAS_CORETYPE set (read when the library
+// loads, so it cannot change in-process) when OpenBLAS picked a core narrower
+// than the CPU. Returns only when nothing needs to change or exec failed.
+void reexec_with_fitting_openblas_core() {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's choice, or done
+  const std::string fitting = fitting_openblas_core();
+  if (fitting.empty() ||
+      openblas_core_width(cpu::blas_core_name()) >= openblas_core_width(fitting)) {
+    return;
+  }
+  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(cmdline, arg, '\0');) args.push_back(arg);
+  if (args.empty()) return;
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  setenv("OPENBLAS_CORETYPE", fitting.c_str(), 1);
+  execv("/proc/self/exe", argv.data());
+  std::fprintf(stderr, "tern bench kernels: could not re-run with OPENBLAS_CORETYPE=%s\n",
+               fitting.c_str());
+  unsetenv("OPENBLAS_CORETYPE");
+}
+
 int run_kernels(const Options& o) {
+  reexec_with_fitting_openblas_core();
   if (o.threads > 0) set_num_threads(o.threads);
   const std::vector<std::string> presets =
       o.quick ? std::vector<std::string>{"bitnet-1b"}
@@ -371,6 +427,8 @@ int run_kernels(const Options& o) {
       {"cpu", cpu_model_name()},
       {"simd_target", cpu::active_simd_target()},
       {"openblas_core", cpu::blas_core_name()},
+      {"openblas_coretype_env",
+       std::getenv("OPENBLAS_CORETYPE") != nullptr ? std::getenv("OPENBLAS_CORETYPE") : ""},
       {"quick", o.quick},
       {"min_time_s", o.min_time},
       {"ternary_vs_sgemm_t512", sgemm_512 / ternary_512},

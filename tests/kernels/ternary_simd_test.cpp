@@ -113,27 +113,31 @@ TEST(TernarySimdTest, ForwardMatchesReferenceBitForBit) {
 }
 
 TEST(TernarySimdTest, ExtremeCodesDoNotOverflow) {
-  // Every activation at −128 or 127 against all-(+1) and all-(−1) rows, over
-  // 8192 columns: the largest sums the 16-bit partial accumulators ever see.
-  const int64_t in = 8192;
-  std::vector<int8_t> plus(static_cast<size_t>(in), 1), minus(static_cast<size_t>(in), -1);
-  std::vector<int8_t> w_codes = plus;
-  w_codes.insert(w_codes.end(), minus.begin(), minus.end());
-  const ref::TernaryMatrix w = ref::pack_ternary(w_codes.data(), 2, in, 1.0f);
-  std::vector<int8_t> x(static_cast<size_t>(2 * in));
-  for (int64_t k = 0; k < in; ++k) {
-    x[static_cast<size_t>(k)] = -128;
-    x[static_cast<size_t>(in + k)] = 127;
-  }
-  const std::vector<float> scales = {1.0f, 1.0f};
-  for (int64_t target : attainable_simd_targets()) {
-    ScopedSimdTarget pin(target);
-    std::vector<float> y(4);
-    cpu::bitlinear_forward(y.data(), x.data(), scales.data(), w, 2);
-    EXPECT_EQ(y[0], -128.0f * in) << simd_target_name(target);
-    EXPECT_EQ(y[1], 128.0f * in) << simd_target_name(target);
-    EXPECT_EQ(y[2], 127.0f * in) << simd_target_name(target);
-    EXPECT_EQ(y[3], -127.0f * in) << simd_target_name(target);
+  // Every activation at −128 or 127 against all-(+1) and all-(−1) rows: the
+  // largest sums the 16-bit partial accumulators ever see (8192 columns), and
+  // rows long enough that the AVX-512 tiles' 64x-scaled sums must be taken in
+  // pieces of 512 groups.
+  for (const int64_t in : {int64_t{8192}, int64_t{140000}}) {
+    std::vector<int8_t> plus(static_cast<size_t>(in), 1), minus(static_cast<size_t>(in), -1);
+    std::vector<int8_t> w_codes = plus;
+    w_codes.insert(w_codes.end(), minus.begin(), minus.end());
+    const ref::TernaryMatrix w = ref::pack_ternary(w_codes.data(), 2, in, 1.0f);
+    std::vector<int8_t> x(static_cast<size_t>(2 * in));
+    for (int64_t k = 0; k < in; ++k) {
+      x[static_cast<size_t>(k)] = -128;
+      x[static_cast<size_t>(in + k)] = 127;
+    }
+    const std::vector<float> scales = {1.0f, 1.0f};
+    for (int64_t target : attainable_simd_targets()) {
+      ScopedSimdTarget pin(target);
+      std::vector<float> y(4);
+      cpu::bitlinear_forward(y.data(), x.data(), scales.data(), w, 2);
+      const std::string what = simd_target_name(target) + " in=" + std::to_string(in);
+      EXPECT_EQ(y[0], -128.0f * in) << what;
+      EXPECT_EQ(y[1], 128.0f * in) << what;
+      EXPECT_EQ(y[2], 127.0f * in) << what;
+      EXPECT_EQ(y[3], -127.0f * in) << what;
+    }
   }
 }
 

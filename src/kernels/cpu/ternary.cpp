@@ -39,8 +39,9 @@ struct PackedView {
 // Activation codes laid out for the products: rows padded to whole groups.
 struct PaddedCodes {
   const int8_t* data = nullptr;
-  int64_t stride = 0;             // bytes per row, a multiple of 128
-  const int32_t* sums = nullptr;  // Σ codes per row
+  int64_t stride = 0;                  // bytes per row, a multiple of 128
+  const int32_t* sums = nullptr;       // Σ codes per row
+  const float* row_factors = nullptr;  // weight scale / activation scale per row
 };
 
 // The fp32 input gradient works on runs of 32 columns (one shift of one group)
@@ -54,6 +55,13 @@ inline constexpr int64_t kPrefetchBytes = 4096;
 #endif
 
 HWY_BEFORE_NAMESPACE();
+// Highway 1.0's AVX3_DL attributes name AVX-VNNI (the VEX form, absent on Ice
+// Lake and Zen 4) while its run-time check is for AVX512-VNNI, which the tiles
+// below use.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3_DL
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#endif
 namespace tern::cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
@@ -132,6 +140,188 @@ HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, i
     }
   }
 }
+#elif TERN_TERNARY_X86 && HWY_TARGET <= HWY_AVX3_DL
+// AVX-512 VNNI. A group's 32 code bytes are broadcast to both 256-bit halves and
+// masked, not shifted: 0x03 | 0x0C selects the codes of columns 0-31 | 32-63 of
+// the group as 1·(q+1) | 4·(q+1), and 0x30 | 0xC0 those of columns 64-95 | 96-127
+// as 16·(q+1) | 64·(q+1), so each 64-byte load of activations is contiguous and
+// decoding costs two ANDs per group. vpdpbusd adds four u8·s8 products into each
+// s32 lane, whose power of four is known by its half; the halves are rescaled to
+// 64× before the sum and the sum divided by 64 (exact). |64·Σ (q+1)·x| over
+// kMaxGroups512 groups stays below 2^30, so longer rows are summed in pieces.
+constexpr int64_t kMaxGroups512 = 512;
+
+// Bytes `low` in the lower 256 bits, `high` in the upper.
+HWY_INLINE __m512i CodeMask(int low, int high) {
+  return _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(low)),
+                            _mm256_set1_epi8(static_cast<char>(high)), 1);
+}
+
+// A group's 32 code bytes in both 256-bit halves.
+HWY_INLINE __m512i BroadcastGroup(const uint8_t* codes) {
+  return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
+}
+
+// Σ of both accumulators' lanes, each brought to 64× by its half, over 64.
+HWY_INLINE int32_t SumScaled(__m512i low, __m512i high) {
+  const __m512i rescale_low = _mm512_inserti64x4(_mm512_set1_epi32(6), _mm256_set1_epi32(4), 1);
+  const __m512i rescale_high = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_setzero_si256(), 1);
+  return _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_sllv_epi32(low, rescale_low),
+                                                  _mm512_sllv_epi32(high, rescale_high))) /
+         64;
+}
+
+// SumScaled of eight accumulator pairs at once, as [8] s32 (a transposing
+// reduction: a third of the instructions of eight separate sums).
+HWY_INLINE __m256i SumScaled8(__m512i l0, __m512i h0, __m512i l1, __m512i h1, __m512i l2,
+                              __m512i h2, __m512i l3, __m512i h3, __m512i l4, __m512i h4,
+                              __m512i l5, __m512i h5, __m512i l6, __m512i h6, __m512i l7,
+                              __m512i h7) {
+  const __m512i rescale_low = _mm512_inserti64x4(_mm512_set1_epi32(6), _mm256_set1_epi32(4), 1);
+  const __m512i rescale_high = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_setzero_si256(), 1);
+  auto scaled = [&](__m512i low, __m512i high) {
+    return _mm512_add_epi32(_mm512_sllv_epi32(low, rescale_low),
+                            _mm512_sllv_epi32(high, rescale_high));
+  };
+  // [a's 256-bit halves summed | b's], then [a b c d]'s 128-bit quarters summed.
+  auto fold256 = [](__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                            _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  };
+  auto fold128 = [](__m512i ab, __m512i cd) {
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  };
+  const __m512i s0123 =
+      fold128(fold256(scaled(l0, h0), scaled(l1, h1)), fold256(scaled(l2, h2), scaled(l3, h3)));
+  const __m512i s4567 =
+      fold128(fold256(scaled(l4, h4), scaled(l5, h5)), fold256(scaled(l6, h6), scaled(l7, h7)));
+  // 128-bit lane i: [i's two partial pairs | (i+4)'s], then adjacent dwords summed.
+  __m512i p =
+      _mm512_add_epi32(_mm512_unpacklo_epi64(s0123, s4567), _mm512_unpackhi_epi64(s0123, s4567));
+  p = _mm512_add_epi32(p, _mm512_shuffle_epi32(p, _MM_PERM_CDAB));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm256_srai_epi32(_mm512_castsi512_si256(_mm512_permutexvar_epi32(order, p)), 6);
+}
+
+// Adds Σ (q+1)·x over groups [g_begin, g_end) (at most kMaxGroups512) to out.
+template <int R, int C>
+HWY_NOINLINE void DotTileGroups(const int8_t* x, int64_t x_stride, const uint8_t* w,
+                                int64_t w_stride, int64_t g_begin, int64_t g_end,
+                                int32_t* out /* [R][C] */) {
+  const __m512i mask_low = CodeMask(0x03, 0x0C), mask_high = CodeMask(0x30, 0xC0);
+  __m512i acc_low[R][C], acc_high[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc_low[r][c] = acc_high[r][c] = _mm512_setzero_si512();
+  }
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    __m512i codes_low[C], codes_high[C];
+    for (int c = 0; c < C; ++c) {
+      const __m512i bytes = BroadcastGroup(w + c * w_stride + g * 32);
+      codes_low[c] = _mm512_and_si512(bytes, mask_low);
+      codes_high[c] = _mm512_and_si512(bytes, mask_high);
+    }
+    for (int r = 0; r < R; ++r) {
+      const int8_t* xr = x + r * x_stride + g * 128;
+      for (int c = 0; c < C; ++c) {
+        acc_low[r][c] = _mm512_dpbusd_epi32(acc_low[r][c], codes_low[c], _mm512_loadu_si512(xr));
+        acc_high[r][c] =
+            _mm512_dpbusd_epi32(acc_high[r][c], codes_high[c], _mm512_loadu_si512(xr + 64));
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) out[r * C + c] += SumScaled(acc_low[r][c], acc_high[r][c]);
+  }
+}
+
+// acc += codes · [x, x + 64) as in-place asm: GCC 12 copies every accumulator of
+// the intrinsic's form once per iteration, and those moves halved the tiles'
+// throughput on an Emerald Rapids Xeon.
+#define TERN_DOT_BYTES(acc, codes, xv) asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(codes), "v"(xv))
+
+// The training tile, four activation rows × two weight rows, with its 16
+// accumulators in named registers.
+HWY_INLINE void DotTileGroups4x2(const int8_t* x, int64_t x_stride, const uint8_t* w,
+                                 int64_t w_stride, int64_t g_begin, int64_t g_end,
+                                 int32_t* out /* [4][2] */) {
+  const __m512i mask_low = CodeMask(0x03, 0x0C), mask_high = CodeMask(0x30, 0xC0);
+  __m512i l00 = _mm512_setzero_si512(), l01 = l00, l10 = l00, l11 = l00, l20 = l00, l21 = l00,
+          l30 = l00, l31 = l00, h00 = l00, h01 = l00, h10 = l00, h11 = l00, h20 = l00, h21 = l00,
+          h30 = l00, h31 = l00;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const __m512i b0 = BroadcastGroup(w + g * 32), b1 = BroadcastGroup(w + w_stride + g * 32);
+    const __m512i cl0 = _mm512_and_si512(b0, mask_low), ch0 = _mm512_and_si512(b0, mask_high);
+    const __m512i cl1 = _mm512_and_si512(b1, mask_low), ch1 = _mm512_and_si512(b1, mask_high);
+    const int8_t* xg = x + g * 128;
+    // One activation row against both weight rows.
+#define TERN_TILE_ROW(l0, h0, l1, h1)                                            \
+  {                                                                              \
+    const __m512i xl = _mm512_loadu_si512(xg), xh = _mm512_loadu_si512(xg + 64); \
+    TERN_DOT_BYTES(l0, cl0, xl);                                                 \
+    TERN_DOT_BYTES(l1, cl1, xl);                                                 \
+    TERN_DOT_BYTES(h0, ch0, xh);                                                 \
+    TERN_DOT_BYTES(h1, ch1, xh);                                                 \
+    xg += x_stride;                                                              \
+  }
+    TERN_TILE_ROW(l00, h00, l01, h01)
+    TERN_TILE_ROW(l10, h10, l11, h11)
+    TERN_TILE_ROW(l20, h20, l21, h21)
+    TERN_TILE_ROW(l30, h30, l31, h31)
+#undef TERN_TILE_ROW
+  }
+  const __m256i sums =
+      SumScaled8(l00, h00, l01, h01, l10, h10, l11, h11, l20, h20, l21, h21, l30, h30, l31, h31);
+  __m256i* const out8 = reinterpret_cast<__m256i*>(out);
+  _mm256_storeu_si256(out8, _mm256_add_epi32(_mm256_loadu_si256(out8), sums));
+}
+
+// The decode tile, one activation row × four weight rows.
+HWY_INLINE void DotTileGroups1x4(const int8_t* x, const uint8_t* w, int64_t w_stride,
+                                 int64_t g_begin, int64_t g_end, int32_t* out /* [4] */) {
+  const __m512i mask_low = CodeMask(0x03, 0x0C), mask_high = CodeMask(0x30, 0xC0);
+  __m512i l0 = _mm512_setzero_si512(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0,
+          h3 = l0;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const __m512i xl = _mm512_loadu_si512(x + g * 128), xh = _mm512_loadu_si512(x + g * 128 + 64);
+    const uint8_t* wg = w + g * 32;
+    // One weight row against the activation row.
+#define TERN_TILE_COL(l, h)                                \
+  {                                                        \
+    const __m512i b = BroadcastGroup(wg);                  \
+    TERN_DOT_BYTES(l, _mm512_and_si512(b, mask_low), xl);  \
+    TERN_DOT_BYTES(h, _mm512_and_si512(b, mask_high), xh); \
+    wg += w_stride;                                        \
+  }
+    TERN_TILE_COL(l0, h0)
+    TERN_TILE_COL(l1, h1)
+    TERN_TILE_COL(l2, h2)
+    TERN_TILE_COL(l3, h3)
+#undef TERN_TILE_COL
+  }
+  const __m512i zero = _mm512_setzero_si512();
+  const __m128i sums = _mm256_castsi256_si128(
+      SumScaled8(l0, h0, l1, h1, l2, h2, l3, h3, zero, zero, zero, zero, zero, zero, zero, zero));
+  __m128i* const out4 = reinterpret_cast<__m128i*>(out);
+  _mm_storeu_si128(out4, _mm_add_epi32(_mm_loadu_si128(out4), sums));
+}
+#undef TERN_DOT_BYTES
+
+template <int R, int C>
+HWY_INLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
+                        int64_t groups, int32_t* out /* [R][C] */) {
+  std::fill(out, out + R * C, 0);
+  for (int64_t g0 = 0; g0 < groups; g0 += kMaxGroups512) {
+    const int64_t g1 = std::min(groups, g0 + kMaxGroups512);
+    if constexpr (R == 4 && C == 2) {
+      DotTileGroups4x2(x, x_stride, w, w_stride, g0, g1, out);
+    } else if constexpr (R == 1 && C == 4) {
+      DotTileGroups1x4(x, w, w_stride, g0, g1, out);
+    } else {
+      DotTileGroups<R, C>(x, x_stride, w, w_stride, g0, g1, out);
+    }
+  }
+}
 #else
 template <int R, int C>
 HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
@@ -147,20 +337,7 @@ HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, i
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = hn::Zero(di32);
 
-#if TERN_TERNARY_X86 && HWY_TARGET == HWY_AVX3_DL
-  // VNNI: vpdpbusd accumulates u8·s8 products straight into s32 lanes.
-  auto step = [&](const VU8(&codes)[4][C], int64_t x_offset) {
-    for (int r = 0; r < R; ++r) {
-      for (int l = 0; l < 4; ++l) {
-        const auto xv = hn::LoadU(di8, x + r * x_stride + x_offset + 32 * l);
-        for (int c = 0; c < C; ++c)
-          acc[r][c].raw = _mm256_dpbusd_epi32(acc[r][c].raw, codes[l][c].raw, xv.raw);
-      }
-    }
-  };
-  const int64_t flush_groups = groups;
-  auto flush = [] {};
-#elif TERN_TERNARY_X86
+#if TERN_TERNARY_X86
   const hn::Repartition<int16_t, decltype(du8)> di16;
   using VI16 = hn::Vec<decltype(di16)>;
   // An s16 lane gathers one pair sum (|·| ≤ 2·2·128 = 512) per shift and chunk;
@@ -253,13 +430,13 @@ HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, i
 
 // y[n, w.rows] for weight rows [o_begin, o_end): (Σ q·x) · (scale / x_scale).
 template <int R, int C>
-void ProductRowsTiled(float* y, const PaddedCodes& x, const float* x_scale, int64_t n,
-                      const PackedView& w, int64_t o_begin, int64_t o_end) {
+void ProductRowsTiled(float* y, const PaddedCodes& x, int64_t n, const PackedView& w,
+                      int64_t o_begin, int64_t o_end) {
   const int64_t groups = w.row_bytes / 32;
   int32_t sums[R * C];
   auto emit = [&](int64_t r0, int rr, int64_t o0, int cc) {
     for (int r = 0; r < rr; ++r) {
-      const float row_factor = w.scale / x_scale[r0 + r];
+      const float row_factor = x.row_factors[r0 + r];
       for (int c = 0; c < cc; ++c) {
         const int32_t acc = sums[r * cc + c] - x.sums[r0 + r];
         y[(r0 + r) * w.rows + o0 + c] = static_cast<float>(acc) * row_factor;
@@ -306,19 +483,29 @@ void ProductRowsTiled(float* y, const PaddedCodes& x, const float* x_scale, int6
   }
 }
 
+#if TERN_TERNARY_X86 && HWY_TARGET <= HWY_AVX3_DL
+// 32 registers: four activation rows against two weight rows (16 accumulators,
+// four masked code vectors, two activation vectors); decode takes four weight
+// rows per activation row.
+constexpr int kTileRows = 4;
+constexpr int kTileCols = 2;
+constexpr int kDecodeCols = 4;
+#else
 // Training and prefill tiles: four activation rows against one weight row keep
 // the accumulators, the four decoded shifts and the operands in 16 AVX2 registers
 // (wider tiles spill and measured slower on Zen 3).
 constexpr int kTileRows = 4;
 constexpr int kTileCols = 1;
+constexpr int kDecodeCols = 2;
+#endif
 
-void ProductRows(float* y, const PaddedCodes& x, const float* x_scale, int64_t n,
-                 const PackedView& w, int64_t o_begin, int64_t o_end) {
+void ProductRows(float* y, const PaddedCodes& x, int64_t n, const PackedView& w, int64_t o_begin,
+                 int64_t o_end) {
   if (n < kTileRows) {
-    // Decode shapes: one activation row against two weight rows per tile.
-    ProductRowsTiled<1, 2>(y, x, x_scale, n, w, o_begin, o_end);
+    // Decode shapes: one activation row against several weight rows per tile.
+    ProductRowsTiled<1, kDecodeCols>(y, x, n, w, o_begin, o_end);
   } else {
-    ProductRowsTiled<kTileRows, kTileCols>(y, x, x_scale, n, w, o_begin, o_end);
+    ProductRowsTiled<kTileRows, kTileCols>(y, x, n, w, o_begin, o_end);
   }
 }
 
@@ -408,6 +595,9 @@ void BackwardInputRuns(float* dx, const float* dy, const PackedView& w, int64_t 
 
 }  // namespace HWY_NAMESPACE
 }  // namespace tern::cpu
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3_DL
+#pragma GCC pop_options
+#endif
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
@@ -452,14 +642,19 @@ PaddedCodes pad_codes(const int8_t* codes, int64_t n, int64_t cols) {
 
 void product(float* y, const int8_t* x_codes, const float* x_scale, const PackedView& w,
              int64_t n) {
-  const PaddedCodes x = pad_codes(x_codes, n, w.cols);
+  PaddedCodes x = pad_codes(x_codes, n, w.cols);
+  // Once per row here rather than once per tile in the kernels: same quotient.
+  thread_local std::vector<float> factors;
+  float* row_factors = scratch(factors, n);
+  for (int64_t r = 0; r < n; ++r) row_factors[r] = w.scale / x_scale[r];
+  x.row_factors = row_factors;
   // Split by blocks of 4 weight rows; small matrices stay on one thread.
   const int64_t blocks = (w.rows + 3) / 4;
   const int64_t min_blocks = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, n * w.row_bytes));
   parallel_for(
       blocks,
       [&](int64_t b0, int64_t b1) {
-        HWY_DYNAMIC_DISPATCH(ProductRows)(y, x, x_scale, n, w, b0 * 4, std::min(w.rows, b1 * 4));
+        HWY_DYNAMIC_DISPATCH(ProductRows)(y, x, n, w, b0 * 4, std::min(w.rows, b1 * 4));
       },
       min_blocks);
 }
