@@ -16,13 +16,15 @@
 // Then the T = 1 product over every linear of enough bitnet-1b layers for ≥ 256 MB
 // of packed weights (each call reads its weights from DRAM), and a STREAM-like
 // copy of 2 × 256 MB over the pool (bytes read + written per second, as STREAM's
-// Copy counts them), the two alternating over 4 rounds. Every time is the best
-// single call of repeated runs lasting at least --min-time seconds.
+// Copy counts them) and a plain read of 256 MB, the three alternating over 4
+// rounds. Every time is the best single call of repeated runs lasting at least
+// --min-time seconds.
 //
 // Summary keys, top level of the JSON (bitnet-1b shapes, sums over its distinct shapes):
 //   ternary_vs_sgemm_t512  ternary GOPS / OpenBLAS threaded sgemm GFLOP/s at T = 512
 //                          (= Σ sgemm time / Σ ternary time)
 //   gemv_bw_fraction       DRAM matrix-vector weight GB/s / copy GB/s
+//   gemv_vs_read           the same over the plain read's GB/s
 //   transposed_vs_forward  Σ transposed time / Σ forward time at T = 512
 // OpenBLAS picks its kernels by CPU model; where it picked a core narrower than
 // the CPU's vectors (0.3.21 falls back to Prescott on CPUs it does not know), the
@@ -33,6 +35,7 @@
 #include "cli/bench_kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -295,31 +298,56 @@ struct CopyArrays {
                   static_cast<size_t>(end - begin) * sizeof(float));
     });
   }
+
+  // Reads `a` once (as 64-bit words, summed so the loads stay).
+  void read() {
+    const int64_t words = static_cast<int64_t>(a.size() * sizeof(float) / sizeof(uint64_t));
+    parallel_for(words, [&](int64_t begin, int64_t end) {
+      const auto* w = reinterpret_cast<const uint64_t*>(a.data());
+      uint64_t sum = 0;
+      for (int64_t i = begin; i < end; ++i) sum += w[i];
+      read_sink.fetch_add(sum, std::memory_order_relaxed);
+    });
+  }
+  std::atomic<uint64_t> read_sink{0};
 };
 
-// The copy and the DRAM sweep alternate over a few rounds and each keeps its
-// best: memory bandwidth on a shared (virtual) machine drifts by tens of
-// percent within a minute, and measuring the two far apart in time would turn
-// that drift into the ratio.
-std::pair<nlohmann::json, nlohmann::json> measure_memory(const ModelConfig& one_b,
-                                                         const Options& o) {
+struct MemoryResults {
+  nlohmann::json copy, read, gemv;
+};
+
+// The copy, a plain read and the DRAM sweep alternate over a few rounds and
+// each keeps its best: memory bandwidth on a shared (virtual) machine drifts by
+// tens of percent within a minute, and measuring them far apart in time would
+// turn that drift into the ratios. The read is context for gemv_bw_fraction:
+// the copy counts bytes written too, so a kernel that only reads tops out at
+// read / copy.
+MemoryResults measure_memory(const ModelConfig& one_b, const Options& o) {
   CopyArrays copy(o);
   GemvSweep gemv(one_b, o);
   const int rounds = o.quick ? 1 : 4;
-  double copy_s = std::numeric_limits<double>::infinity(), sweep_s = copy_s;
-  nlohmann::json copy_rounds = nlohmann::json::array(), gemv_rounds = nlohmann::json::array();
+  double copy_s = std::numeric_limits<double>::infinity(), read_s = copy_s, sweep_s = copy_s;
+  nlohmann::json copy_rounds = nlohmann::json::array(), read_rounds = copy_rounds,
+                 gemv_rounds = copy_rounds;
   for (int round = 0; round < rounds; ++round) {
     const double c = best_time([&] { copy.run(); }, o, 5);
+    const double r = best_time([&] { copy.read(); }, o, 5);
     const double g = best_time([&] { gemv.run(); }, o);
     copy_s = std::min(copy_s, c);
+    read_s = std::min(read_s, r);
     sweep_s = std::min(sweep_s, g);
     copy_rounds.push_back(2.0 * static_cast<double>(copy.bytes) / c / 1e9);
+    read_rounds.push_back(static_cast<double>(copy.bytes) / r / 1e9);
     gemv_rounds.push_back(static_cast<double>(gemv.bytes) / g / 1e9);
   }
   nlohmann::json copy_json = {{"array_bytes", copy.bytes},
                               {"copy_s", copy_s},
                               {"gbps", 2.0 * static_cast<double>(copy.bytes) / copy_s / 1e9},
                               {"gbps_per_round", copy_rounds}};
+  nlohmann::json read_json = {{"array_bytes", copy.bytes},
+                              {"read_s", read_s},
+                              {"gbps", static_cast<double>(copy.bytes) / read_s / 1e9},
+                              {"gbps_per_round", read_rounds}};
   nlohmann::json gemv_json = {{"preset", "bitnet-1b"},
                               {"layers", gemv.layers},
                               {"matrices", gemv.weights.size()},
@@ -327,7 +355,7 @@ std::pair<nlohmann::json, nlohmann::json> measure_memory(const ModelConfig& one_
                               {"sweep_s", sweep_s},
                               {"gbps", static_cast<double>(gemv.bytes) / sweep_s / 1e9},
                               {"gbps_per_round", gemv_rounds}};
-  return {copy_json, gemv_json};
+  return {copy_json, read_json, gemv_json};
 }
 
 // OpenBLAS 0.3.21 chooses its kernels by CPU model and falls back to Prescott
@@ -418,7 +446,7 @@ int run_kernels(const Options& o) {
       }
     }
   }
-  const auto [copy, gemv] = measure_memory(one_b, o);
+  const auto [copy, read, gemv] = measure_memory(one_b, o);
 
   const nlohmann::json out = {
       {"benchmark", "kernels"},
@@ -433,8 +461,10 @@ int run_kernels(const Options& o) {
       {"min_time_s", o.min_time},
       {"ternary_vs_sgemm_t512", sgemm_512 / ternary_512},
       {"gemv_bw_fraction", gemv["gbps"].get<double>() / copy["gbps"].get<double>()},
+      {"gemv_vs_read", gemv["gbps"].get<double>() / read["gbps"].get<double>()},
       {"transposed_vs_forward", transposed_512 / ternary_512},
       {"copy", copy},
+      {"read", read},
       {"gemv_dram", gemv},
       {"shapes", shapes}};
   if (o.json) {
@@ -468,6 +498,8 @@ int run_kernels(const Options& o) {
   }
   std::printf("copy (STREAM-like, %.0f MB arrays): %.1f GB/s\n",
               copy["array_bytes"].get<double>() / 1e6, copy["gbps"].get<double>());
+  std::printf("read (%.0f MB array): %.1f GB/s\n", read["array_bytes"].get<double>() / 1e6,
+              read["gbps"].get<double>());
   std::printf("matrix-vector over %.0f MB of bitnet-1b weights: %.1f GB/s\n",
               gemv["weight_bytes"].get<double>() / 1e6, gemv["gbps"].get<double>());
   std::printf("ternary_vs_sgemm_t512 %.3f  gemv_bw_fraction %.3f  transposed_vs_forward %.3f\n",

@@ -150,7 +150,7 @@ Command add_finetune_command(CLI::App& root) {
   auto args = std::make_shared<finetune_cmd::FinetuneArgs>();
   // Fine-tuning defaults: a LoRA learning rate, a short warmup, no decay floor,
   // and the int8 input gradient through the frozen ternary base (BENCHMARKS.md
-  // compares it with the exact one: validation losses within 0.02%, 1.2x the speed).
+  // compares it with the exact one: validation losses within 0.02%, 1.2-1.5x the speed).
   args->train.lr = 1e-3;
   args->train.min_lr = 1e-4;
   args->train.warmup = 10;
