@@ -323,9 +323,67 @@ HWY_INLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, int
   }
 }
 #else
+#if TERN_TERNARY_X86 && HWY_TARGET <= HWY_AVX2
+// The AVX2 training tile, four activation rows × one weight row, with its
+// accumulators in named registers and added to in place (as the AVX-512 tiles:
+// GCC 12 otherwise copies each accumulator once per group).
+#define TERN_ADD16(acc, v) asm("vpaddw %1, %0, %0" : "+x"(acc) : "x"(v))
+HWY_INLINE void DotTile4x1(const int8_t* x, int64_t x_stride, const uint8_t* w, int64_t groups,
+                           int32_t* out /* [4] */) {
+  const __m256i mask = _mm256_set1_epi8(3);
+  __m256i wide0 = _mm256_setzero_si256(), wide1 = wide0, wide2 = wide0, wide3 = wide0;
+  // An s16 lane gathers four pair sums (|·| ≤ 512 each) per group: 15 groups fit.
+  for (int64_t g0 = 0; g0 < groups; g0 += 15) {
+    const int64_t g1 = std::min(groups, g0 + 15);
+    __m256i n0 = _mm256_setzero_si256(), n1 = n0, n2 = n0, n3 = n0;
+    for (int64_t g = g0; g < g1; ++g) {
+      const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + g * 32));
+      const __m256i c0 = _mm256_and_si256(bytes, mask);
+      const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(bytes, 2), mask);
+      const __m256i c2 = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask);
+      const __m256i c3 = _mm256_and_si256(_mm256_srli_epi16(bytes, 6), mask);
+      const int8_t* xg = x + g * 128;
+#define TERN_TILE_ROW(n)                                                                        \
+  {                                                                                             \
+    const __m256i* xv = reinterpret_cast<const __m256i*>(xg);                                   \
+    const __m256i s01 = _mm256_add_epi16(_mm256_maddubs_epi16(c0, _mm256_loadu_si256(xv)),      \
+                                         _mm256_maddubs_epi16(c1, _mm256_loadu_si256(xv + 1))); \
+    const __m256i s23 = _mm256_add_epi16(_mm256_maddubs_epi16(c2, _mm256_loadu_si256(xv + 2)),  \
+                                         _mm256_maddubs_epi16(c3, _mm256_loadu_si256(xv + 3))); \
+    TERN_ADD16(n, _mm256_add_epi16(s01, s23));                                                  \
+    xg += x_stride;                                                                             \
+  }
+      TERN_TILE_ROW(n0)
+      TERN_TILE_ROW(n1)
+      TERN_TILE_ROW(n2)
+      TERN_TILE_ROW(n3)
+#undef TERN_TILE_ROW
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    wide0 = _mm256_add_epi32(wide0, _mm256_madd_epi16(n0, ones));
+    wide1 = _mm256_add_epi32(wide1, _mm256_madd_epi16(n1, ones));
+    wide2 = _mm256_add_epi32(wide2, _mm256_madd_epi16(n2, ones));
+    wide3 = _mm256_add_epi32(wide3, _mm256_madd_epi16(n3, ones));
+  }
+  auto sum = [](__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1))));
+  };
+  out[0] = sum(wide0), out[1] = sum(wide1), out[2] = sum(wide2), out[3] = sum(wide3);
+}
+#undef TERN_ADD16
+#endif
+
 template <int R, int C>
 HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, int64_t w_stride,
                           int64_t groups, int32_t* out /* [R][C] */) {
+#if TERN_TERNARY_X86 && HWY_TARGET <= HWY_AVX2
+  if constexpr (R == 4 && C == 1) {
+    DotTile4x1(x, x_stride, w, groups, out);
+    return;
+  }
+#endif
   const hn::CappedTag<uint8_t, 32> du8;
   const hn::Repartition<int8_t, decltype(du8)> di8;
   const hn::Repartition<int32_t, decltype(du8)> di32;
