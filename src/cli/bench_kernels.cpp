@@ -26,8 +26,8 @@
 //   gemv_bw_fraction       DRAM matrix-vector weight GB/s / copy GB/s
 //   gemv_vs_read           the same over the plain read's GB/s
 //   transposed_vs_forward  Σ transposed time / Σ forward time at T = 512
-// OpenBLAS picks its kernels by CPU model; where it picked a core narrower than
-// the CPU's vectors (0.3.21 falls back to Prescott on CPUs it does not know), the
+// OpenBLAS picks its kernels by CPU model; where it picked a core less capable than
+// what the CPU runs (0.3.21 falls back to Prescott on CPUs it does not know), the
 // command re-runs itself with OPENBLAS_CORETYPE=SkylakeX or Haswell, and the JSON
 // names the core used (openblas_core, openblas_coretype_env).
 // --quick: bitnet-1b's two smallest shapes, one repetition, small arrays (a smoke
@@ -360,14 +360,14 @@ MemoryResults measure_memory(const ModelConfig& one_b, const Options& o) {
 
 // OpenBLAS 0.3.21 chooses its kernels by CPU model and falls back to Prescott
 // (SSE3) on models it does not know, such as Emerald Rapids: a baseline 4-5x
-// below what the CPU runs. The widest vector unit a core's kernels use, and the
-// core to ask for instead when the CPU has a wider one.
-int openblas_core_width(const std::string& core) {
-  static const std::map<std::string, int> widths = {
-      {"SkylakeX", 512}, {"Cooperlake", 512}, {"SapphireRapids", 512},
-      {"Haswell", 256},  {"Zen", 256},        {"Sandybridge", 256}};
-  const auto it = widths.find(core);
-  return it == widths.end() ? 128 : it->second;
+// below what the CPU runs. How capable a core's kernels are (3: AVX-512, 2: AVX2
+// with FMA, 1: AVX, 0: older or unknown), to compare with what the CPU can run.
+int openblas_core_level(const std::string& core) {
+  static const std::map<std::string, int> levels = {
+      {"SkylakeX", 3}, {"Cooperlake", 3}, {"SapphireRapids", 3},
+      {"Haswell", 2},  {"Zen", 2},        {"Sandybridge", 1}};
+  const auto it = levels.find(core);
+  return it == levels.end() ? 0 : it->second;
 }
 
 std::string fitting_openblas_core() {
@@ -383,13 +383,13 @@ std::string fitting_openblas_core() {
 }
 
 // Runs this command again with OPENBLAS_CORETYPE set (read when the library
-// loads, so it cannot change in-process) when OpenBLAS picked a core narrower
-// than the CPU. Returns only when nothing needs to change or exec failed.
+// loads, so it cannot change in-process) when OpenBLAS picked a core less capable
+// than the CPU can run. Returns only when nothing needs to change or exec failed.
 void reexec_with_fitting_openblas_core() {
   if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return;  // the user's choice, or done
   const std::string fitting = fitting_openblas_core();
   if (fitting.empty() ||
-      openblas_core_width(cpu::blas_core_name()) >= openblas_core_width(fitting)) {
+      openblas_core_level(cpu::blas_core_name()) >= openblas_core_level(fitting)) {
     return;
   }
   std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);

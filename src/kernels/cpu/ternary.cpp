@@ -162,13 +162,18 @@ HWY_INLINE __m512i BroadcastGroup(const uint8_t* codes) {
   return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes)));
 }
 
-// Σ of both accumulators' lanes, each brought to 64× by its half, over 64.
-HWY_INLINE int32_t SumScaled(__m512i low, __m512i high) {
+// Both accumulators' lanes brought to 64× by their halves (shifts 6 | 4 for the
+// low masks' powers 1 | 4, 2 | 0 for the high masks' 16 | 64) and added.
+HWY_INLINE __m512i Scaled64(__m512i low, __m512i high) {
   const __m512i rescale_low = _mm512_inserti64x4(_mm512_set1_epi32(6), _mm256_set1_epi32(4), 1);
   const __m512i rescale_high = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_setzero_si256(), 1);
-  return _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_sllv_epi32(low, rescale_low),
-                                                  _mm512_sllv_epi32(high, rescale_high))) /
-         64;
+  return _mm512_add_epi32(_mm512_sllv_epi32(low, rescale_low),
+                          _mm512_sllv_epi32(high, rescale_high));
+}
+
+// Σ of both accumulators' lanes at 64×, over 64 (exact).
+HWY_INLINE int32_t SumScaled(__m512i low, __m512i high) {
+  return _mm512_reduce_add_epi32(Scaled64(low, high)) / 64;
 }
 
 // SumScaled of eight accumulator pairs at once, as [8] s32 (a transposing
@@ -177,12 +182,6 @@ HWY_INLINE __m256i SumScaled8(__m512i l0, __m512i h0, __m512i l1, __m512i h1, __
                               __m512i h2, __m512i l3, __m512i h3, __m512i l4, __m512i h4,
                               __m512i l5, __m512i h5, __m512i l6, __m512i h6, __m512i l7,
                               __m512i h7) {
-  const __m512i rescale_low = _mm512_inserti64x4(_mm512_set1_epi32(6), _mm256_set1_epi32(4), 1);
-  const __m512i rescale_high = _mm512_inserti64x4(_mm512_set1_epi32(2), _mm256_setzero_si256(), 1);
-  auto scaled = [&](__m512i low, __m512i high) {
-    return _mm512_add_epi32(_mm512_sllv_epi32(low, rescale_low),
-                            _mm512_sllv_epi32(high, rescale_high));
-  };
   // [a's 256-bit halves summed | b's], then [a b c d]'s 128-bit quarters summed.
   auto fold256 = [](__m512i a, __m512i b) {
     return _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
@@ -192,10 +191,10 @@ HWY_INLINE __m256i SumScaled8(__m512i l0, __m512i h0, __m512i l1, __m512i h1, __
     return _mm512_add_epi32(_mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)),
                             _mm512_shuffle_i64x2(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
   };
-  const __m512i s0123 =
-      fold128(fold256(scaled(l0, h0), scaled(l1, h1)), fold256(scaled(l2, h2), scaled(l3, h3)));
-  const __m512i s4567 =
-      fold128(fold256(scaled(l4, h4), scaled(l5, h5)), fold256(scaled(l6, h6), scaled(l7, h7)));
+  const __m512i s0123 = fold128(fold256(Scaled64(l0, h0), Scaled64(l1, h1)),
+                                fold256(Scaled64(l2, h2), Scaled64(l3, h3)));
+  const __m512i s4567 = fold128(fold256(Scaled64(l4, h4), Scaled64(l5, h5)),
+                                fold256(Scaled64(l6, h6), Scaled64(l7, h7)));
   // 128-bit lane i: [i's two partial pairs | (i+4)'s], then adjacent dwords summed.
   __m512i p =
       _mm512_add_epi32(_mm512_unpacklo_epi64(s0123, s4567), _mm512_unpackhi_epi64(s0123, s4567));
