@@ -1231,7 +1231,7 @@ void BitNetModel::set_ternary_backward(TernaryBackward mode) {
       if (mode == TernaryBackward::kInt8) {
         if (!lin.packed.has_transposed()) lin.packed.build_transposed();
       } else {
-        lin.packed.transposed = {};
+        lin.packed.transposed = StreamedBytes();  // frees it (`= {}` keeps the capacity)
       }
     }
   }

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/streamed_memory.h"
+
 namespace tern::ref {
 
 inline constexpr float kWeightScaleEps = 1e-5f;
@@ -41,9 +43,11 @@ struct TernaryMatrix {
 
   int64_t rows = 0;
   int64_t cols = 0;
-  float scale = 0.0f;               // gamma: W̃ = q · scale
-  std::vector<uint8_t> packed;      // rows · row_bytes()
-  std::vector<uint8_t> transposed;  // empty, or cols · transposed_row_bytes()
+  float scale = 0.0f;  // gamma: W̃ = q · scale
+  // Streamed memory (huge pages where available): decoding reads every byte
+  // from DRAM once per token.
+  StreamedBytes packed;      // rows · row_bytes()
+  StreamedBytes transposed;  // empty, or cols · transposed_row_bytes()
 
   static int64_t bytes_per_row(int64_t cols) {
     return (cols + kGroupCols - 1) / kGroupCols * kGroupBytes;
@@ -63,7 +67,8 @@ struct TernaryMatrix {
   // Fills `transposed` from `packed`; call again after the codes change.
   void build_transposed();
   bool has_transposed() const { return !transposed.empty(); }
-  size_t byte_size() const { return packed.size() + transposed.size(); }
+  // Bytes held, including capacity a shrunk vector has not returned.
+  size_t byte_size() const { return packed.capacity() + transposed.capacity(); }
 };
 
 // Absmean quantization of w[rows, cols] into out (resized as needed).
