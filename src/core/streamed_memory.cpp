@@ -50,6 +50,7 @@ size_t round_up(size_t n, size_t to) {
 // Regions are reserved in this size (address space; pages become resident only
 // when written), or larger for a larger block.
 constexpr size_t kRegionBytes = size_t{64} << 20;
+constexpr size_t kPageBytes = 4096;
 
 struct Block {
   size_t offset = 0;
@@ -99,6 +100,7 @@ class Pool {
     block->freed = true;
     region.live -= size;
     poison(p, size);
+    release_pages(p, size);
     if (region.live == 0) {
       unpoison(reinterpret_cast<void*>(it->first), region.size);
       munmap(reinterpret_cast<void*>(it->first), region.size);
@@ -132,6 +134,15 @@ class Pool {
     region.top += size;
     region.live += size;
     return p;
+  }
+
+  // Returns the whole pages inside a freed block to the OS (the addresses stay
+  // reserved, and read as zeros if the block is handed out again), so a block
+  // freed below live ones does not keep its memory resident.
+  static void release_pages(void* p, size_t size) {
+    const uintptr_t begin = round_up(reinterpret_cast<uintptr_t>(p), kPageBytes);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + size) / kPageBytes * kPageBytes;
+    if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
   }
 
   // Maps `size` bytes (a multiple of 2 MiB) at a 2 MiB boundary by mapping one

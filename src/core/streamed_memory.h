@@ -11,9 +11,10 @@
 //
 // A region is unmapped when its last block is freed, and blocks freed at the top
 // of a region are reused, so temporaries allocated and freed in turn do not grow
-// the pool. A block freed in the middle of a region stays reserved until the
-// rest of the region is freed: the pool suits buffers that live about as long as
-// the model, which is what it is for.
+// the pool. A freed block's pages go back to the OS at once, but a block freed
+// below live ones keeps its addresses until the rest of the region is freed: the
+// pool suits buffers that live about as long as the model, which is what it is
+// for.
 //
 // Thread-safe: the pool is guarded by one mutex (allocation is never in a hot
 // loop). Running out of memory throws std::bad_alloc, as operator new does.

@@ -4,10 +4,13 @@
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <numeric>
 
+#include <unistd.h>
+
 namespace tern {
-namespace {
+namespace streamed_memory_test {  // named: tern_unit_tests is a unity build
 
 constexpr size_t kMiB = size_t{1} << 20;
 
@@ -72,6 +75,25 @@ TEST_F(StreamedPoolTest, AHoleStaysReservedUntilTheRegionEmpties) {
   free_streamed(c, kMiB);
 }
 
+// Resident memory of this process, from /proc/self/statm.
+size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  size_t total_pages = 0, resident_pages = 0;
+  statm >> total_pages >> resident_pages;
+  return resident_pages * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+TEST_F(StreamedPoolTest, AFreedBlockBelowLiveOnesReturnsItsMemory) {
+  void* hole = allocate_streamed(32 * kMiB);
+  void* above = allocate_streamed(kMiB);
+  std::memset(hole, 1, 32 * kMiB);
+  std::memset(above, 1, kMiB);
+  const size_t before = resident_bytes();
+  free_streamed(hole, 32 * kMiB);
+  EXPECT_LT(resident_bytes() + 30 * kMiB, before);
+  free_streamed(above, kMiB);
+}
+
 TEST_F(StreamedPoolTest, BlocksLargerThanARegionGetTheirOwn) {
   const size_t big = 100 * kMiB + 4096;
   void* small = allocate_streamed(kMiB);
@@ -129,5 +151,5 @@ TEST_F(StreamedPoolDeathTest, ReadsPastABlockAreCaughtUnderAddressSanitizer) {
 #endif
 #endif  // __linux__
 
-}  // namespace
+}  // namespace streamed_memory_test
 }  // namespace tern
