@@ -29,20 +29,17 @@ size_t round_up(size_t n, size_t to) {
 
 // Under AddressSanitizer everything in a region outside live blocks is poisoned,
 // so reads past a packed matrix are caught as they are in heap memory.
-[[maybe_unused]] void poison(const void* p, size_t n) {
+[[maybe_unused]] void set_poisoned(const void* p, size_t n, bool poisoned) {
 #if defined(__SANITIZE_ADDRESS__)
-  ASAN_POISON_MEMORY_REGION(p, n);
+  if (poisoned) {
+    ASAN_POISON_MEMORY_REGION(p, n);
+  } else {
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+  }
 #else
   static_cast<void>(p);
   static_cast<void>(n);
-#endif
-}
-[[maybe_unused]] void unpoison(const void* p, size_t n) {
-#if defined(__SANITIZE_ADDRESS__)
-  ASAN_UNPOISON_MEMORY_REGION(p, n);
-#else
-  static_cast<void>(p);
-  static_cast<void>(n);
+  static_cast<void>(poisoned);
 #endif
 }
 
@@ -99,10 +96,10 @@ class Pool {
                " bytes)");
     block->freed = true;
     region.live -= size;
-    poison(p, size);
+    set_poisoned(p, size, true);
     release_pages(p, size);
     if (region.live == 0) {
-      unpoison(reinterpret_cast<void*>(it->first), region.size);
+      set_poisoned(reinterpret_cast<void*>(it->first), region.size, false);
       munmap(reinterpret_cast<void*>(it->first), region.size);
       mapped_ -= region.size;
       regions_.erase(it);
@@ -114,23 +111,18 @@ class Pool {
     }
   }
 
-  size_t mapped() {
+  StreamedPoolUse use() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return mapped_;
-  }
-
-  size_t live() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    size_t sum = 0;
-    for (const auto& [base, region] : regions_) sum += region.live;
-    return sum;
+    StreamedPoolUse use{mapped_, 0};
+    for (const auto& [base, region] : regions_) use.live_bytes += region.live;
+    return use;
   }
 
  private:
   static void* carve(uintptr_t base, Region& region, size_t size, size_t bytes) {
     region.blocks.push_back({region.top, size, false});
     void* p = reinterpret_cast<void*>(base + region.top);
-    unpoison(p, bytes);
+    set_poisoned(p, bytes, false);
     region.top += size;
     region.live += size;
     return p;
@@ -159,7 +151,7 @@ class Pool {
     // A hint: kernels without transparent huge pages refuse it, and the memory
     // is then ordinary memory.
     madvise(reinterpret_cast<void*>(aligned), size, MADV_HUGEPAGE);
-    poison(reinterpret_cast<void*>(aligned), size);
+    set_poisoned(reinterpret_cast<void*>(aligned), size, true);
     return reinterpret_cast<uint8_t*>(aligned);
   }
 
@@ -194,19 +186,11 @@ void free_streamed(void* p, size_t bytes) {
   ::operator delete(p, kSmallAlign);
 }
 
-size_t streamed_pool_mapped_bytes() {
+StreamedPoolUse streamed_pool_use() {
 #if TERN_STREAMED_POOL
-  return pool().mapped();
+  return pool().use();
 #else
-  return 0;
-#endif
-}
-
-size_t streamed_pool_live_bytes() {
-#if TERN_STREAMED_POOL
-  return pool().live();
-#else
-  return 0;
+  return {};
 #endif
 }
 

@@ -33,10 +33,11 @@ inline constexpr size_t kHugePageBytes = size_t{2} << 20;
 void* allocate_streamed(size_t bytes);
 void free_streamed(void* p, size_t bytes);
 
-// Bytes the pool holds mapped (reserved address space, not resident memory).
-size_t streamed_pool_mapped_bytes();
-// Bytes in the pool's blocks not yet freed (as requested, rounded up to 64).
-size_t streamed_pool_live_bytes();
+struct StreamedPoolUse {
+  size_t mapped_bytes = 0;  // reserved address space (resident only where written)
+  size_t live_bytes = 0;    // in blocks not yet freed, each rounded up to 64
+};
+StreamedPoolUse streamed_pool_use();
 
 template <typename T>
 struct StreamedAllocator {

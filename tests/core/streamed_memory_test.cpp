@@ -23,8 +23,8 @@ uintptr_t address(const void* p) {
 // test in its own process, and every test frees what it allocates).
 class StreamedPoolTest : public ::testing::Test {
  protected:
-  void SetUp() override { ASSERT_EQ(streamed_pool_mapped_bytes(), 0u); }
-  void TearDown() override { EXPECT_EQ(streamed_pool_mapped_bytes(), 0u); }
+  void SetUp() override { ASSERT_EQ(streamed_pool_use().mapped_bytes, 0u); }
+  void TearDown() override { EXPECT_EQ(streamed_pool_use().mapped_bytes, 0u); }
 };
 
 TEST_F(StreamedPoolTest, LargeBlocksShareOneHugePageAlignedRegion) {
@@ -36,20 +36,20 @@ TEST_F(StreamedPoolTest, LargeBlocksShareOneHugePageAlignedRegion) {
   EXPECT_EQ(address(a) % kHugePageBytes, 0u);
   EXPECT_EQ(address(b), address(a) + kMiB + 64);
   EXPECT_EQ(address(c), address(b) + 3 * kMiB);
-  EXPECT_EQ(streamed_pool_live_bytes(), kMiB + 64 + 3 * kMiB + kPooledMinBytes);
-  const size_t mapped = streamed_pool_mapped_bytes();
+  EXPECT_EQ(streamed_pool_use().live_bytes, kMiB + 64 + 3 * kMiB + kPooledMinBytes);
+  const size_t mapped = streamed_pool_use().mapped_bytes;
   EXPECT_GE(mapped, 5 * kMiB);
   EXPECT_EQ(mapped % kHugePageBytes, 0u);
   free_streamed(b, 3 * kMiB);
   free_streamed(a, kMiB + 1);
-  EXPECT_EQ(streamed_pool_mapped_bytes(), mapped);  // c keeps the region
-  EXPECT_EQ(streamed_pool_live_bytes(), kPooledMinBytes);
+  EXPECT_EQ(streamed_pool_use().mapped_bytes, mapped);  // c keeps the region
+  EXPECT_EQ(streamed_pool_use().live_bytes, kPooledMinBytes);
   free_streamed(c, kPooledMinBytes);
 }
 
 TEST_F(StreamedPoolTest, FreedTopBlocksAreReusedSoTemporariesDoNotGrowThePool) {
   void* keep = allocate_streamed(2 * kMiB);
-  const size_t mapped = streamed_pool_mapped_bytes();
+  const size_t mapped = streamed_pool_use().mapped_bytes;
   void* first = allocate_streamed(5 * kMiB);
   for (int i = 0; i < 100; ++i) {  // 500 MiB of temporaries in turn
     void* t = allocate_streamed(5 * kMiB);
@@ -60,7 +60,7 @@ TEST_F(StreamedPoolTest, FreedTopBlocksAreReusedSoTemporariesDoNotGrowThePool) {
   free_streamed(first, 5 * kMiB);
   void* again = allocate_streamed(5 * kMiB);
   EXPECT_EQ(again, first);
-  EXPECT_EQ(streamed_pool_mapped_bytes(), mapped);
+  EXPECT_EQ(streamed_pool_use().mapped_bytes, mapped);
   free_streamed(again, 5 * kMiB);
   free_streamed(keep, 2 * kMiB);
 }
@@ -99,7 +99,7 @@ TEST_F(StreamedPoolTest, BlocksLargerThanARegionGetTheirOwn) {
   void* small = allocate_streamed(kMiB);
   void* p = allocate_streamed(big);
   EXPECT_EQ(address(p) % kHugePageBytes, 0u);
-  EXPECT_GE(streamed_pool_mapped_bytes(), big);
+  EXPECT_GE(streamed_pool_use().mapped_bytes, big);
   std::memset(p, 0x5a, big);  // every byte is writable
   EXPECT_EQ(static_cast<uint8_t*>(p)[big - 1], 0x5a);
   free_streamed(p, big);
@@ -109,7 +109,7 @@ TEST_F(StreamedPoolTest, BlocksLargerThanARegionGetTheirOwn) {
 TEST_F(StreamedPoolTest, SmallBlocksComeFromTheHeap) {
   void* p = allocate_streamed(kPooledMinBytes - 1);
   EXPECT_EQ(address(p) % 64, 0u);
-  EXPECT_EQ(streamed_pool_mapped_bytes(), 0u);
+  EXPECT_EQ(streamed_pool_use().mapped_bytes, 0u);
   free_streamed(p, kPooledMinBytes - 1);
 }
 
@@ -124,7 +124,7 @@ TEST_F(StreamedPoolTest, VectorsKeepTheirBytesThroughCopiesAndGrowth) {
   EXPECT_EQ(copy.back(), 1);
   copy = StreamedBytes();  // frees (`= {}` would only clear)
   v = StreamedBytes();
-  EXPECT_EQ(streamed_pool_mapped_bytes(), 0u);
+  EXPECT_EQ(streamed_pool_use().mapped_bytes, 0u);
 }
 
 using StreamedPoolDeathTest = StreamedPoolTest;
