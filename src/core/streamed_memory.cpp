@@ -83,11 +83,11 @@ class Pool {
     const auto address = reinterpret_cast<uintptr_t>(p);
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = regions_.upper_bound(address);
-    TERN_CHECK(it != regions_.begin(), "streamed free of an address the pool never gave out");
+    TERN_CHECK(it != regions_.begin(), "streamed free of ", p, ", which the pool never gave out");
     --it;
     Region& region = it->second;
     const size_t offset = address - it->first;
-    TERN_CHECK(offset < region.size, "streamed free of an address the pool never gave out");
+    TERN_CHECK(offset < region.size, "streamed free of ", p, ", which the pool never gave out");
     auto block = std::lower_bound(region.blocks.begin(), region.blocks.end(), offset,
                                   [](const Block& b, size_t o) { return b.offset < o; });
     TERN_CHECK(block != region.blocks.end() && block->offset == offset && block->size == size &&
@@ -96,15 +96,15 @@ class Pool {
                " bytes)");
     block->freed = true;
     region.live -= size;
-    set_poisoned(p, size, true);
-    release_pages(p, size);
     if (region.live == 0) {
-      set_poisoned(reinterpret_cast<void*>(it->first), region.size, false);
       munmap(reinterpret_cast<void*>(it->first), region.size);
+      set_poisoned(reinterpret_cast<void*>(it->first), region.size, false);
       mapped_ -= region.size;
       regions_.erase(it);
       return;
     }
+    set_poisoned(p, size, true);
+    release_pages(p, size);
     while (!region.blocks.empty() && region.blocks.back().freed) {
       region.top = region.blocks.back().offset;
       region.blocks.pop_back();
