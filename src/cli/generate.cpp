@@ -30,6 +30,7 @@ struct GenerateArgs {
   std::string model;
   std::string lora;
   std::string random_preset;
+  bool random_f16 = false;
   std::optional<std::string> prompt;
   bool chat = false;
   int64_t prompt_tokens = 128;
@@ -77,7 +78,7 @@ void print_text(std::string_view text) {
 int run_random(const GenerateArgs& args) {
   Result<ModelConfig> config = preset_config(args.random_preset);
   if (!config.ok()) return fail("generate", config.status());
-  RandomInitSource init(args.sampler.seed);
+  RandomInitSource init(args.sampler.seed, 0.02f, args.random_f16);
   Result<BitNetModel> model = BitNetModel::create_frozen(config.value(), init);
   if (!model.ok()) return fail("generate", model.status());
   Result<KvDecoder> decoder = KvDecoder::create(model.value());
@@ -92,6 +93,7 @@ int run_random(const GenerateArgs& args) {
   const GenerateStats& s = stats.value();
   if (args.json) {
     const nlohmann::json j = {{"preset", args.random_preset},
+                              {"f16", args.random_f16},
                               {"prompt_tokens", s.prompt_tokens},
                               {"generated_tokens", s.generated_tokens},
                               {"prefill_tokens_per_s", s.prefill_tokens_per_s()},
@@ -234,6 +236,10 @@ Command add_generate_command(CLI::App& root) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20))
       ->needs(preset)
       ->capture_default_str();
+  app->add_flag("--f16", args->random_f16,
+                "With --random-preset: keep the embedding and head (and any dense linear) "
+                "in F16, as BitNet checkpoints store them, instead of fp32")
+      ->needs(preset);
   app->add_option("--max-tokens", args->max_tokens, "Most tokens to generate (per chat turn)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();

@@ -87,6 +87,8 @@ expect "generate needs a model" 1 "model" -- "$tern" generate --prompt hi
 expect "generate missing model named" 1 "/nonexistent/m.gguf" -- "$tern" generate --model /nonexistent/m.gguf --prompt hi
 expect "generate bad temperature named" 1 "-1" -- "$tern" generate --random-preset tiny --prompt-tokens 4 --temperature -1
 expect "generate random preset speed" 0 '"decode_tokens_per_s"' -- "$tern" generate --random-preset tiny --prompt-tokens 8 --max-tokens 8 --json
+expect "generate random preset with an F16 head" 0 '"f16":true' -- "$tern" generate --random-preset tiny --prompt-tokens 8 --max-tokens 8 --json --f16
+expect "generate --f16 needs a random preset" 107 "random-preset" -- "$tern" generate --model /nonexistent/m.gguf --prompt hi --f16
 expect "eval missing model named" 1 "/nonexistent/m.gguf" -- "$tern" eval --model /nonexistent/m.gguf --text /etc/hostname
 expect "finetune needs a model" 1 "model" -- "$tern" finetune --shards /nonexistent
 expect "finetune missing model named" 1 "/nonexistent/m.gguf" -- "$tern" finetune --model /nonexistent/m.gguf --shards /nonexistent/s -o /tmp/x.gguf

@@ -190,19 +190,9 @@ TEST(BlasTest, ErrorMetricCatchesAWrongProduct) {
 }
 
 TEST(BlasTest, SpecialValuesAsTheReference) {
-  // Infinities, NaN, signed zeros and subnormal inputs follow the same operations.
-  Problem p(5, 19, 11, 4);
-  const float inf = std::numeric_limits<float>::infinity();
-  p.x[3] = inf;
-  p.x[40] = -0.0f;
-  p.x[41] = std::numeric_limits<float>::denorm_min();
-  p.w[7] = std::numeric_limits<float>::quiet_NaN();
-  p.w[30] = -inf;
-  p.dy[2] = 0.0f;
-  p.dy[20] = -std::numeric_limits<float>::denorm_min();
-  p.h[5] = 0x7c00;  // +inf
-  p.h[9] = 0x8000;  // −0
-  const Outputs got = run_cpu(p), want = run_ref(p);
+  // Infinities, NaN, signed zeros and subnormal inputs follow the same operations,
+  // on every target, for one row of x (binary16 widened where it is loaded) and
+  // for several (widened into scratch).
   auto same_or_both_nan = [](const std::vector<float>& a, const std::vector<float>& b) {
     for (size_t i = 0; i < a.size(); ++i) {
       if (std::isnan(a[i]) && std::isnan(b[i])) continue;
@@ -210,11 +200,34 @@ TEST(BlasTest, SpecialValuesAsTheReference) {
     }
     return true;
   };
-  EXPECT_TRUE(same_or_both_nan(got.y, want.y));
-  EXPECT_TRUE(same_or_both_nan(got.dx, want.dx));
-  EXPECT_TRUE(same_or_both_nan(got.dw, want.dw));
-  EXPECT_TRUE(same_or_both_nan(got.y16, want.y16));
-  EXPECT_TRUE(same_or_both_nan(got.dx16, want.dx16));
+  for (const int64_t n : {1, 5}) {
+    Problem p(n, 45, 11, 4);
+    const float inf = std::numeric_limits<float>::infinity();
+    if (n > 1) p.x[3] = inf;  // row 0 only: the other rows see the weights' specials
+    p.x[40] = -0.0f;
+    p.x[41] = std::numeric_limits<float>::denorm_min();
+    p.w[7] = std::numeric_limits<float>::quiet_NaN();
+    p.w[30] = -inf;
+    p.dy[2] = 0.0f;
+    p.dy[9] = -std::numeric_limits<float>::denorm_min();
+    p.h[5] = 0x7c00;    // +inf
+    p.h[9] = 0x8000;    // −0
+    p.h[50] = 0xfc00;   // −inf
+    p.h[95] = 0x0001;   // the smallest subnormal
+    p.h[140] = 0x83ff;  // the largest negative subnormal
+    p.h[185] = 0x7e01;  // NaN
+    const Outputs want = run_ref(p);
+    for (const int64_t target : attainable_simd_targets()) {
+      ScopedSimdTarget pin(target);
+      SCOPED_TRACE(testing::Message() << simd_target_name(target) << " n=" << n);
+      const Outputs got = run_cpu(p);
+      EXPECT_TRUE(same_or_both_nan(got.y, want.y));
+      EXPECT_TRUE(same_or_both_nan(got.dx, want.dx));
+      EXPECT_TRUE(same_or_both_nan(got.dw, want.dw));
+      EXPECT_TRUE(same_or_both_nan(got.y16, want.y16));
+      EXPECT_TRUE(same_or_both_nan(got.dx16, want.dx16));
+    }
+  }
 }
 
 TEST(BlasTest, EmptyDimensions) {

@@ -21,6 +21,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/prefetch.h"
 
 #ifndef TERN_KERNELS_CPU_BLAS_ONCE
 #define TERN_KERNELS_CPU_BLAS_ONCE
@@ -53,28 +54,33 @@ namespace tern::cpu {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-void DenseWidenF16(float* out, const uint16_t* h, int64_t count) {
-  for (int64_t i = 0; i < count; ++i) out[i] = widen_one(h[i]);
-}
-
 // ---------------------------------------------------------------------------
 // Forward: y[i, o] = dot(x_i, w_o) in ref::dot's order.
 
 #if HWY_TARGET == HWY_SCALAR
 
-// No vectors: ref::dot's loop itself.
-void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const float* w, int64_t outs,
-             int64_t in) {
+inline float weight_value(float w) {
+  return w;
+}
+inline float weight_value(uint16_t w) {
+  return widen_one(w);
+}
+
+// No vectors: ref::dot's loop itself; w is fp32 or binary16 (W = uint16_t).
+// The scalar target keeps the reference's speed too: it does not prefetch.
+template <typename W>
+void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const W* w, int64_t outs, int64_t in,
+             uintptr_t /*prefetch_end*/) {
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t o = 0; o < outs; ++o) {
       const float* xr = x + i * in;
-      const float* wr = w + o * in;
+      const W* wr = w + o * in;
       float lanes[8] = {};
       int64_t k = 0;
       for (; k + 8 <= in; k += 8) {
-        for (int l = 0; l < 8; ++l) lanes[l] += xr[k + l] * wr[k + l];
+        for (int l = 0; l < 8; ++l) lanes[l] += xr[k + l] * weight_value(wr[k + l]);
       }
-      for (int l = 0; k < in; ++k, ++l) lanes[l] += xr[k] * wr[k];
+      for (int l = 0; k < in; ++k, ++l) lanes[l] += xr[k] * weight_value(wr[k]);
       y[i * ldy + o] = fold_lanes(lanes);
     }
   }
@@ -88,6 +94,50 @@ constexpr int kPartLanes = (HWY_HAVE_SCALABLE || HWY_MAX_BYTES < 32) ? 4 : 8;
 constexpr int kParts = 8 / kPartLanes;
 using D8 = hn::FixedTag<float, kPartLanes>;
 
+// Lanes of d from binary16 bits, exactly as widen_one (a signalling NaN may
+// come back quieted). F16C and AArch64 convert in one instruction; elsewhere
+// widen_one's steps run on vectors, because Highway's portable conversion
+// turns infinities and NaNs into finite values.
+template <class DF>
+HWY_INLINE hn::Vec<DF> LoadWidened(DF d, const uint16_t* p) {
+#if (HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)) || \
+    (HWY_ARCH_ARM_A64 && defined(__ARM_FP) && (__ARM_FP & 2))
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+#else
+  const hn::Rebind<uint16_t, DF> d16;
+  const hn::RebindToUnsigned<DF> du;
+  const auto w = hn::ShiftLeft<16>(hn::PromoteTo(du, hn::LoadU(d16, p)));
+  const auto two_w = hn::Add(w, w);
+  const auto normal =
+      hn::Mul(hn::BitCast(d, hn::Add(hn::ShiftRight<4>(two_w), hn::Set(du, 0xE0u << 23))),
+              hn::Set(d, 0x1.0p-112f));
+  const auto subnormal = hn::Sub(
+      hn::BitCast(d, hn::Or(hn::ShiftRight<17>(two_w), hn::Set(du, 126u << 23))), hn::Set(d, 0.5f));
+  const auto is_subnormal = hn::RebindMask(d, hn::Eq(hn::ShiftRight<27>(two_w), hn::Zero(du)));
+  return hn::Or(hn::IfThenElse(is_subnormal, subnormal, normal),
+                hn::BitCast(d, hn::And(w, hn::Set(du, 0x80000000u))));
+#endif
+}
+
+// Weights as floats: fp32 loaded, binary16 widened.
+HWY_INLINE hn::Vec<D8> LoadWeights(D8 d, const float* p) {
+  return hn::LoadU(d, p);
+}
+HWY_INLINE hn::Vec<D8> LoadWeights(D8 d, const uint16_t* p) {
+  return LoadWidened(d, p);
+}
+
+// Decoding (one row of x) streams the weights: whenever the dot of row w_row
+// reaches a new 64-byte line at element k, the line kDecodePrefetchBytes ahead
+// is requested unless it lies at or past prefetch_end (0: never).
+template <typename W>
+HWY_INLINE void PrefetchRowAhead(const W* w_row, int64_t k, uintptr_t prefetch_end) {
+  if (k % static_cast<int64_t>(64 / sizeof(W)) != 0) return;
+  const uintptr_t ahead = reinterpret_cast<uintptr_t>(w_row + k) + kDecodePrefetchBytes;
+  if (ahead < prefetch_end) prefetch_for_decode(ahead);
+}
+
 #if !HWY_HAVE_SCALABLE
 
 // Register block: rows of x × rows of w.
@@ -95,9 +145,11 @@ constexpr int kDotRows = kParts == 1 ? 4 : 2;
 constexpr int kDotOuts = 3;
 
 // y[r, c] (row stride ldy) = dot(x_r, w_c) for r < R, c < C; rows of x and w are
-// `in` floats apart.
-template <int R, int C>
-HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const float* w, int64_t in) {
+// `in` elements apart; w is fp32 or binary16 (W = uint16_t). A single row of x
+// prefetches the weights ahead (PrefetchRowAhead).
+template <int R, int C, typename W>
+HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const W* w, int64_t in,
+                         uintptr_t prefetch_end) {
   const D8 d;
   using V = hn::Vec<D8>;
   V acc[R][C][kParts];
@@ -106,20 +158,23 @@ HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const float* w, 
       for (int p = 0; p < kParts; ++p) acc[r][c][p] = hn::Zero(d);
     }
   }
-  auto step = [&](const float* const* xs, const float* const* ws) {
+  auto step = [&](const float* const* xs, const W* const* ws) {
     for (int p = 0; p < kParts; ++p) {
       V xv[R];
       for (int r = 0; r < R; ++r) xv[r] = hn::LoadU(d, xs[r] + p * kPartLanes);
       for (int c = 0; c < C; ++c) {
-        const V wv = hn::LoadU(d, ws[c] + p * kPartLanes);
+        const V wv = LoadWeights(d, ws[c] + p * kPartLanes);
         for (int r = 0; r < R; ++r) acc[r][c][p] = hn::Add(acc[r][c][p], hn::Mul(xv[r], wv));
       }
     }
   };
   const int64_t main = in / 8 * 8;
   const float* xs[R];
-  const float* ws[C];
+  const W* ws[C];
   for (int64_t k = 0; k < main; k += 8) {
+    if constexpr (R == 1) {
+      for (int c = 0; c < C; ++c) PrefetchRowAhead(w + c * in, k, prefetch_end);
+    }
     for (int r = 0; r < R; ++r) xs[r] = x + r * in + k;
     for (int c = 0; c < C; ++c) ws[c] = w + c * in + k;
     step(xs, ws);
@@ -129,14 +184,14 @@ HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const float* w, 
     // the other lanes add 0·0 = +0, which changes nothing (a lane starts at +0
     // and is never −0).
     HWY_ALIGN float x_tail[R][8] = {};
-    HWY_ALIGN float w_tail[C][8] = {};
-    const size_t bytes = static_cast<size_t>(in - main) * sizeof(float);
+    HWY_ALIGN W w_tail[C][8] = {};  // binary16 +0 is all zero bits, as fp32's
+    const size_t tail = static_cast<size_t>(in - main);
     for (int r = 0; r < R; ++r) {
-      std::memcpy(x_tail[r], x + r * in + main, bytes);
+      std::memcpy(x_tail[r], x + r * in + main, tail * sizeof(float));
       xs[r] = x_tail[r];
     }
     for (int c = 0; c < C; ++c) {
-      std::memcpy(w_tail[c], w + c * in + main, bytes);
+      std::memcpy(w_tail[c], w + c * in + main, tail * sizeof(W));
       ws[c] = w_tail[c];
     }
     step(xs, ws);
@@ -150,48 +205,55 @@ HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const float* w, 
   }
 }
 
-template <int R>
-void DotRowBlock(float* y, int64_t ldy, const float* x, const float* w, int64_t outs, int64_t in) {
+template <int R, typename W>
+void DotRowBlock(float* y, int64_t ldy, const float* x, const W* w, int64_t outs, int64_t in,
+                 uintptr_t prefetch_end) {
   int64_t o = 0;
-  for (; o + kDotOuts <= outs; o += kDotOuts) DotBlock<R, kDotOuts>(y + o, ldy, x, w + o * in, in);
-  for (; o < outs; ++o) DotBlock<R, 1>(y + o, ldy, x, w + o * in, in);
+  for (; o + kDotOuts <= outs; o += kDotOuts) {
+    DotBlock<R, kDotOuts>(y + o, ldy, x, w + o * in, in, prefetch_end);
+  }
+  for (; o < outs; ++o) DotBlock<R, 1>(y + o, ldy, x, w + o * in, in, prefetch_end);
 }
 
-// y[i, o] (row stride ldy) = dot(x_i, w_o) for i < n, o < outs.
-void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const float* w, int64_t outs,
-             int64_t in) {
+// y[i, o] (row stride ldy) = dot(x_i, w_o) for i < n, o < outs. With one row of
+// x the weights are prefetched up to prefetch_end (0: not at all).
+template <typename W>
+void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const W* w, int64_t outs, int64_t in,
+             uintptr_t prefetch_end) {
   int64_t i = 0;
   for (; i + kDotRows <= n; i += kDotRows) {
-    DotRowBlock<kDotRows>(y + i * ldy, ldy, x + i * in, w, outs, in);
+    DotRowBlock<kDotRows>(y + i * ldy, ldy, x + i * in, w, outs, in, 0);
   }
-  for (; i < n; ++i) DotRowBlock<1>(y + i * ldy, ldy, x + i * in, w, outs, in);
+  for (; i < n; ++i) DotRowBlock<1>(y + i * ldy, ldy, x + i * in, w, outs, in, prefetch_end);
 }
 
 #else  // HWY_HAVE_SCALABLE
 
 static_assert(kParts == 2);
 
-void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const float* w, int64_t outs,
-             int64_t in) {
+template <typename W>
+void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const W* w, int64_t outs, int64_t in,
+             uintptr_t prefetch_end) {
   const D8 d;
   const int64_t main = in / 8 * 8;
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t o = 0; o < outs; ++o) {
       const float* xr = x + i * in;
-      const float* wr = w + o * in;
+      const W* wr = w + o * in;
       auto a0 = hn::Zero(d);
       auto a1 = hn::Zero(d);
       for (int64_t k = 0; k < main; k += 8) {
-        a0 = hn::Add(a0, hn::Mul(hn::LoadU(d, xr + k), hn::LoadU(d, wr + k)));
-        a1 = hn::Add(a1, hn::Mul(hn::LoadU(d, xr + k + 4), hn::LoadU(d, wr + k + 4)));
+        PrefetchRowAhead(wr, k, prefetch_end);
+        a0 = hn::Add(a0, hn::Mul(hn::LoadU(d, xr + k), LoadWeights(d, wr + k)));
+        a1 = hn::Add(a1, hn::Mul(hn::LoadU(d, xr + k + 4), LoadWeights(d, wr + k + 4)));
       }
       if (main < in) {  // as in the blocked version: zero-padded tails
         HWY_ALIGN float xt[8] = {};
-        HWY_ALIGN float wt[8] = {};
+        HWY_ALIGN W wt[8] = {};
         std::memcpy(xt, xr + main, static_cast<size_t>(in - main) * sizeof(float));
-        std::memcpy(wt, wr + main, static_cast<size_t>(in - main) * sizeof(float));
-        a0 = hn::Add(a0, hn::Mul(hn::Load(d, xt), hn::Load(d, wt)));
-        a1 = hn::Add(a1, hn::Mul(hn::Load(d, xt + 4), hn::Load(d, wt + 4)));
+        std::memcpy(wt, wr + main, static_cast<size_t>(in - main) * sizeof(W));
+        a0 = hn::Add(a0, hn::Mul(hn::Load(d, xt), LoadWeights(d, wt)));
+        a1 = hn::Add(a1, hn::Mul(hn::Load(d, xt + 4), LoadWeights(d, wt + 4)));
       }
       HWY_ALIGN float lanes[8];
       hn::Store(a0, d, lanes);
@@ -204,25 +266,49 @@ void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const float* w, i
 #endif  // HWY_HAVE_SCALABLE
 #endif  // HWY_TARGET == HWY_SCALAR
 
+void DenseWidenF16(float* out, const uint16_t* h, int64_t count) {
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const D8 d;
+  for (; i + kPartLanes <= count; i += kPartLanes) hn::StoreU(LoadWidened(d, h + i), d, out + i);
+#endif
+  for (; i < count; ++i) out[i] = widen_one(h[i]);
+}
+
+// End of the weight rows of tiles [.., t_end) as an integer, for a prefetch
+// bound: decoding (n = 1) streams them; other shapes reuse each tile from cache.
+template <typename W>
+uintptr_t DecodePrefetchEnd(const W* w, int64_t n, int64_t in, int64_t out, int64_t tile,
+                            int64_t t_end) {
+  return n == 1 ? reinterpret_cast<uintptr_t>(w + std::min(t_end * tile, out) * in) : 0;
+}
+
 // Tiles [t_begin, t_end) of `tile` rows of w: y[:, tile] for all n rows.
 void DenseForwardTiles(float* y, const float* x, const float* w, int64_t n, int64_t in, int64_t out,
                        int64_t tile, int64_t t_begin, int64_t t_end) {
+  const uintptr_t prefetch_end = DecodePrefetchEnd(w, n, in, out, tile, t_end);
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int64_t o0 = t * tile;
-    DotRows(y + o0, out, x, n, w + o0 * in, std::min(tile, out - o0), in);
+    DotRows(y + o0, out, x, n, w + o0 * in, std::min(tile, out - o0), in, prefetch_end);
   }
 }
 
 // As DenseForwardTiles with binary16 weights, widened one tile at a time into
-// scratch[tile · in].
+// scratch[tile · in]. For a single row of x (decoding) each weight is used
+// once, so it is widened where it is loaded instead and scratch may be null.
 void DenseForwardF16Tiles(float* y, const float* x, const uint16_t* w, int64_t n, int64_t in,
                           int64_t out, int64_t tile, int64_t t_begin, int64_t t_end,
                           float* scratch) {
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int64_t o0 = t * tile;
     const int64_t rows = std::min(tile, out - o0);
+    if (n == 1) {
+      DotRows(y + o0, out, x, n, w + o0 * in, rows, in,
+              DecodePrefetchEnd(w, n, in, out, tile, t_end));
+      continue;
+    }
     DenseWidenF16(scratch, w + o0 * in, rows * in);
-    DotRows(y + o0, out, x, n, scratch, rows, in);
+    DotRows(y + o0, out, x, n, scratch, rows, in, 0);
   }
 }
 
@@ -481,7 +567,8 @@ void linear_f16_forward(float* y, const float* x, const uint16_t* w, int64_t n, 
   check_dims(n, in, out);
   if (n == 0) return;
   parallel_for(num_tiles(out, kForwardTile), [&](int64_t t0, int64_t t1) {
-    std::vector<float> scratch(static_cast<size_t>(std::min(kForwardTile, out) * in));
+    std::vector<float> scratch;  // a single row needs none
+    if (n > 1) scratch.resize(static_cast<size_t>(std::min(kForwardTile, out) * in));
     const auto tiles = HWY_DYNAMIC_DISPATCH(DenseForwardF16Tiles);
     tiles(y, x, w, n, in, out, kForwardTile, t0, t1, scratch.data());
   });

@@ -7,7 +7,6 @@
 // nothing; the products compute Σ (q+1)·x and subtract Σ x per row.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/cpu/ternary.cpp"
-#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -20,6 +19,7 @@
 
 #include "core/check.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/prefetch.h"
 #include "kernels/cpu/ternary.h"
 
 #ifndef TERN_KERNELS_CPU_TERNARY_ONCE
@@ -48,10 +48,6 @@ struct PaddedCodes {
 // and decodes the weight rows of a run in panels of this many rows (32 KiB).
 inline constexpr int64_t kRunCols = 32;
 inline constexpr int64_t kPanelRows = 256;
-// How far ahead of the current weight rows the decode product requests lines.
-// On the Emerald Rapids Xeon of BENCHMARKS.md, 4 KiB ahead streamed the
-// bitnet-1b weights at 26 GB/s and 12–16 KiB at 30–34 (a plain read: 35–37).
-inline constexpr int64_t kPrefetchBytes = 16384;
 
 }  // namespace tern::cpu
 #endif
@@ -487,17 +483,6 @@ HWY_NOINLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, i
 }
 #endif  // HWY_TARGET == HWY_SCALAR
 
-// Requests the line at `address` for the decode product. On x86 with the T2
-// hint (into L2 on Intel cores), which measured a few percent faster than T0 on
-// the Xeon; elsewhere Highway's default.
-HWY_INLINE void PrefetchForDecode(uintptr_t address) {
-#if HWY_ARCH_X86
-  _mm_prefetch(reinterpret_cast<const char*>(address), _MM_HINT_T2);
-#else
-  hwy::Prefetch(reinterpret_cast<const uint8_t*>(address));
-#endif
-}
-
 // y[n, w.rows] for weight rows [o_begin, o_end): (Σ q·x) · (scale / x_scale).
 template <int R, int C>
 void ProductRowsTiled(float* y, const PaddedCodes& x, int64_t n, const PackedView& w,
@@ -516,15 +501,15 @@ void ProductRowsTiled(float* y, const PaddedCodes& x, int64_t n, const PackedVie
   // Decode tiles (one activation row) read each weight byte once, from DRAM. The
   // tile does enough work per byte that the out-of-order window holds few of
   // its loads ahead, and the hardware prefetchers restart slowly on every new
-  // matrix, so the lines kPrefetchBytes ahead of the current rows are requested.
+  // matrix, so the lines kDecodePrefetchBytes ahead of the current rows are requested.
   // The addresses ahead are integers: near the end of the rows they point past
   // the matrix (those lines are skipped), where a pointer may not point.
   constexpr bool stream_weights = R == 1;
   const uintptr_t w_end = reinterpret_cast<uintptr_t>(w.data + o_end * w.row_bytes);
   auto prefetch_ahead = [&](int64_t o) {
-    uintptr_t ahead = reinterpret_cast<uintptr_t>(w.data + o * w.row_bytes) + kPrefetchBytes;
+    uintptr_t ahead = reinterpret_cast<uintptr_t>(w.data + o * w.row_bytes) + kDecodePrefetchBytes;
     const uintptr_t ahead_end = std::min<uintptr_t>(w_end, ahead + C * w.row_bytes);
-    for (; ahead < ahead_end; ahead += 64) PrefetchForDecode(ahead);
+    for (; ahead < ahead_end; ahead += 64) prefetch_for_decode(ahead);
   };
   int64_t r0 = 0;
   for (; r0 + R <= n; r0 += R) {
