@@ -26,8 +26,10 @@
 // Work is split over the default pool in tiles of output features (forward,
 // weight gradient) or of input features and rows (input gradient); scratch is
 // allocated once per call and thread. f16 weights are widened exactly into
-// scratch one tile at a time (never per row in an inner loop). Buffers must not
-// alias.
+// scratch one tile at a time (never per row in an inner loop), except for a
+// single row of x (decoding), which uses each weight once and widens it where
+// it is loaded. A single row of x also prefetches the weights ahead
+// (kernels/cpu/prefetch.h). Buffers must not alias.
 #pragma once
 
 #include <cstdint>
