@@ -8,9 +8,9 @@
 #include <optional>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/attention.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/ternary.h"
-#include "kernels/ref/dot.h"
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"
 #include "kernels/ref/gated_activation.h"
@@ -140,7 +140,6 @@ Result<KvDecoder> KvDecoder::create(const BitNetModel& model) {
   d.up_ = sized(n * static_cast<size_t>(c.ffn));
   d.lora_t_ = sized(n * static_cast<size_t>(d.lora_rank_));
   d.lora_u_ = sized(d.lora_rank_ > 0 ? n * static_cast<size_t>(max_dim) : 0);
-  d.scores_ = sized(n * static_cast<size_t>(c.heads * c.max_seq));
   d.logits_ = sized(static_cast<size_t>(c.vocab));
   return d;
 }
@@ -180,39 +179,11 @@ void KvDecoder::apply(const Linear& lin, const float* x, const int8_t* codes, co
 
 void KvDecoder::attend(float* out, const float* q, const float* k_cache, const float* v_cache,
                        int64_t n) {
-  // The arithmetic of ref::attention_forward, row by row, with keys read from
-  // the cache instead of the current batch: the same dot products, max, exp,
-  // sum order and weighted sum, hence the same bits.
+  // The last n rows of causal attention over positions 0 … position_ + n − 1,
+  // keys and values from the cache: the bits of the full forward's rows.
   const ModelConfig& c = config_;
-  const int64_t d = c.head_dim, kv_dim = c.kv_heads * d, group = c.heads / c.kv_heads;
-  const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
-  const int64_t p0 = position_;
-  parallel_for(n * c.heads, [&](int64_t begin, int64_t end) {
-    for (int64_t ih = begin; ih < end; ++ih) {
-      const int64_t i = ih / c.heads, h = ih % c.heads, g = h / group;
-      const int64_t t = p0 + i;  // absolute position of this query
-      const float* q_row = q + (i * c.heads + h) * d;
-      float* p = scores_.data() + ih * c.max_seq;  // [t + 1]
-      float max_score = -INFINITY;
-      for (int64_t j = 0; j <= t; ++j) {
-        p[j] = ref::dot(q_row, k_cache + j * kv_dim + g * d, d) * scale;
-        if (p[j] > max_score) max_score = p[j];
-      }
-      float sum = 0.0f;
-      for (int64_t j = 0; j <= t; ++j) {
-        p[j] = std::exp(p[j] - max_score);
-        sum += p[j];
-      }
-      const float inv_sum = 1.0f / sum;
-      for (int64_t j = 0; j <= t; ++j) p[j] *= inv_sum;
-      float* o = out + (i * c.heads + h) * d;
-      for (int64_t e = 0; e < d; ++e) o[e] = 0.0f;
-      for (int64_t j = 0; j <= t; ++j) {
-        const float* v_row = v_cache + j * kv_dim + g * d;
-        for (int64_t e = 0; e < d; ++e) o[e] += p[j] * v_row[e];
-      }
-    }
-  });
+  const ref::AttentionShape shape{1, position_ + n, c.heads, c.kv_heads, c.head_dim};
+  cpu::attention_forward_last(out, q, k_cache, v_cache, shape, position_);
 }
 
 void KvDecoder::run_chunk(const int32_t* tokens, int64_t n) {

@@ -6,7 +6,8 @@
 // whole sequence. It uses the reference kernels exactly as BitNetModel::forward
 // does — per-token absmax int8 activations + BitLinear for ternary linears (dense
 // linear otherwise), RMSNorm, optional sub-norms, RoPE at the absolute position,
-// causal GQA attention (same arithmetic, over the cache), gated ReLU²/SiLU, the
+// causal GQA attention (cpu::attention_forward_last: the full attention's rows
+// for the new positions, keys and values from the cache), gated ReLU²/SiLU, the
 // fp32 head, and LoRA y += (alpha/r)·B(A x) on the unquantized x — so its logits
 // equal the full forward's at every position. Ternary weights are used packed: a
 // frozen base as the model holds it, a full-training model's fp32 latents
@@ -14,8 +15,7 @@
 // does), so later training of the model is not seen by an existing decoder.
 // The cache holds config().max_seq positions; appending beyond it is an error,
 // never a silent slide. Buffers are allocated at construction; decoding a token
-// allocates nothing in this code (the reference kernels keep their own
-// per-call scratch).
+// allocates nothing in this code (the kernels keep their own per-call scratch).
 //
 // The decoder reads the model's tensors in place: the model must outlive it and
 // must not be modified while it is used. One thread drives a decoder at a time;
@@ -142,7 +142,6 @@ class KvDecoder {
   std::vector<float> m_;       // [n, F] act(gate)·up
   std::vector<float> lora_t_;  // [n, rank]
   std::vector<float> lora_u_;  // [n, max_dim]
-  std::vector<float> scores_;  // [n·heads, max_seq] attention probabilities
   std::vector<float> logits_;  // [V]
 };
 

@@ -195,5 +195,39 @@ TEST(AttentionSimdTest, BatchRowsAreIndependent) {
   EXPECT_TRUE(same_bits(second_half(both.dv), one.dv));
 }
 
+TEST(AttentionSimdTest, LastQueriesEqualTheFullRows) {
+  // A decoder's step: the queries at positions [first, seq) against every key
+  // give the rows of the full call, for one query, a few, and more than one
+  // 32-query block starting mid-block; with a batch, GQA and padded head_dim.
+  const AttentionShape s{.batch = 2, .seq = 77, .heads = 6, .kv_heads = 2, .head_dim = 20};
+  const Inputs in = make_inputs(s, 31);
+  const int64_t row = s.heads * s.head_dim;  // floats per position
+  for (const int64_t target : attainable_simd_targets()) {
+    ScopedSimdTarget pin(target);
+    std::vector<float> full = nan_buffer(s.batch * s.seq * row);
+    attention_forward_nocache(full.data(), in.q.data(), in.k.data(), in.v.data(), s);
+    for (const int64_t first : {int64_t{0}, int64_t{5}, int64_t{40}, s.seq - 1}) {
+      SCOPED_TRACE(testing::Message() << simd_target_name(target) << " first " << first);
+      const int64_t queries = s.seq - first;
+      std::vector<float> q_last, want;
+      for (int64_t b = 0; b < s.batch; ++b) {
+        const int64_t from = (b * s.seq + first) * row, to = (b + 1) * s.seq * row;
+        q_last.insert(q_last.end(), in.q.begin() + from, in.q.begin() + to);
+        want.insert(want.end(), full.begin() + from, full.begin() + to);
+      }
+      std::vector<float> got = nan_buffer(s.batch * queries * row);
+      attention_forward_last(got.data(), q_last.data(), in.k.data(), in.v.data(), s, first);
+      EXPECT_TRUE(same_bits(got, want));
+    }
+  }
+}
+
+TEST(AttentionSimdDeathTest, LastQueriesOutsideTheSequenceAbort) {
+  const AttentionShape s{.batch = 1, .seq = 4, .heads = 1, .kv_heads = 1, .head_dim = 8};
+  std::vector<float> x(static_cast<size_t>(s.seq * s.head_dim), 1.0f), out(x.size());
+  EXPECT_DEATH(attention_forward_last(out.data(), x.data(), x.data(), x.data(), s, s.seq),
+               "first_query=4 seq=4");
+}
+
 }  // namespace
 }  // namespace tern::cpu

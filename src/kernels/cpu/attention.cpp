@@ -489,10 +489,15 @@ inline float score_scale(int64_t head_dim) {
 
 // --------------------------------------------------------------- entry points
 
-// Forward over (batch, head) pairs; probs may be null (nocache).
+// Forward over (batch, head) pairs for the queries at positions [first_query,
+// seq): q and out hold those rows only, k and v every position. probs may be
+// null (nocache), and must be when first_query > 0.
 void AttentionForward(float* out, float* probs, const float* q, const float* k, const float* v,
-                      const ref::AttentionShape& s) {
+                      const ref::AttentionShape& s, int64_t first_query) {
   ref::check_attention_shape(s);
+  TERN_CHECK(first_query >= 0 && first_query < s.seq && (probs == nullptr || first_query == 0),
+             "first_query=", first_query, " seq=", s.seq);
+  const int64_t queries = s.seq - first_query;
   const int64_t group = s.heads / s.kv_heads;
   const int64_t d = s.head_dim;
   const int64_t dpad = round_up(d, 8);
@@ -518,9 +523,9 @@ void AttentionForward(float* out, float* probs, const float* q, const float* k, 
         pack_rows(kp.get(), dpad, k + off, kv_stride, s.seq, d);
         pack_rows(vp.get(), dpad, v + off, kv_stride, s.seq, d);
       }
-      for (int64_t t0 = 0; t0 < s.seq; t0 += kQueryBlock) {
+      for (int64_t t0 = first_query; t0 < s.seq; t0 += kQueryBlock) {
         const int64_t nq = std::min(kQueryBlock, s.seq - t0);
-        const int64_t q_off = (b * s.seq + t0) * q_stride + h * d;
+        const int64_t q_off = (b * queries + t0 - first_query) * q_stride + h * d;
         pack_rows(qp.get(), dpad, q + q_off, q_stride, nq, d);
         probability_block(sp.get(), s_stride, qp.get(), kp.get(), dpad, t0, nq, scale);
         if (probs != nullptr) {
@@ -621,7 +626,7 @@ HWY_EXPORT(AttentionBackward);
 void attention_forward(float* out, float* probs, const float* q, const float* k, const float* v,
                        const ref::AttentionShape& shape) {
   TERN_CHECK(probs != nullptr);
-  HWY_DYNAMIC_DISPATCH(AttentionForward)(out, probs, q, k, v, shape);
+  HWY_DYNAMIC_DISPATCH(AttentionForward)(out, probs, q, k, v, shape, 0);
 }
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* probs,
@@ -633,7 +638,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 
 void attention_forward_nocache(float* out, const float* q, const float* k, const float* v,
                                const ref::AttentionShape& shape) {
-  HWY_DYNAMIC_DISPATCH(AttentionForward)(out, nullptr, q, k, v, shape);
+  HWY_DYNAMIC_DISPATCH(AttentionForward)(out, nullptr, q, k, v, shape, 0);
+}
+
+void attention_forward_last(float* out, const float* q, const float* k, const float* v,
+                            const ref::AttentionShape& shape, int64_t first_query) {
+  HWY_DYNAMIC_DISPATCH(AttentionForward)(out, nullptr, q, k, v, shape, first_query);
 }
 
 void attention_backward_recompute(float* dq, float* dk, float* dv, const float* dout,

@@ -45,6 +45,14 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void attention_forward_nocache(float* out, const float* q, const float* k, const float* v,
                                const ref::AttentionShape& shape);
 
+// The rows of attention_forward_nocache for the queries at positions
+// [first_query, seq) only (0 <= first_query < seq, CHECKed): q and out are
+// [batch, seq − first_query, heads, head_dim], k and v the whole sequence. Same
+// bits as those rows of the full call; a KV-cache decoder's step (batch 1,
+// keys and values from its cache).
+void attention_forward_last(float* out, const float* q, const float* k, const float* v,
+                            const ref::AttentionShape& shape, int64_t first_query);
+
 // As attention_backward, recomputing the probabilities from q and k; same bits.
 void attention_backward_recompute(float* dq, float* dk, float* dv, const float* dout,
                                   const float* q, const float* k, const float* v,
