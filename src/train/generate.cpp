@@ -120,8 +120,8 @@ Result<KvDecoder> KvDecoder::create(const BitNetModel& model) {
   const int64_t max_dim = std::max({c.hidden, q_dim, c.ffn});
   const auto n = static_cast<size_t>(std::min(kChunk, c.max_seq));
   auto sized = [](size_t count) { return std::vector<float>(count); };
-  d.k_cache_ = sized(static_cast<size_t>(c.layers * c.max_seq * kv_dim));
-  d.v_cache_ = sized(d.k_cache_.size());
+  d.k_cache_ = FlatBuffer(c.layers * c.max_seq * kv_dim);
+  d.v_cache_ = FlatBuffer(d.k_cache_.size());
   d.rope_ = ref::make_rope_table<float>(c.max_seq, c.head_dim, c.rope_theta);
   d.rope_window_.half_dim = d.rope_.half_dim;
   d.rope_window_.cos.resize(n * static_cast<size_t>(d.rope_.half_dim));

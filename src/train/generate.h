@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/flat_buffer.h"
 #include "core/rng.h"
 #include "core/status.h"
 #include "kernels/ref/rope.h"
@@ -122,8 +123,9 @@ class KvDecoder {
   int64_t weight_bytes_ = 0;
 
   int64_t position_ = 0;
-  std::vector<float> k_cache_;         // [layers, max_seq, kv_heads·hd] after RoPE
-  std::vector<float> v_cache_;         // [layers, max_seq, kv_heads·hd]
+  // 64-byte aligned, so attention reads the rows of a step in place.
+  FlatBuffer k_cache_;                 // [layers, max_seq, kv_heads·hd] after RoPE
+  FlatBuffer v_cache_;                 // [layers, max_seq, kv_heads·hd]
   ref::RopeTable<float> rope_;         // [max_seq, hd/2]
   ref::RopeTable<float> rope_window_;  // rows of rope_ for the current chunk
 

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -218,6 +220,52 @@ TEST(AttentionSimdTest, LastQueriesEqualTheFullRows) {
       std::vector<float> got = nan_buffer(s.batch * queries * row);
       attention_forward_last(got.data(), q_last.data(), in.k.data(), in.v.data(), s, first);
       EXPECT_TRUE(same_bits(got, want));
+    }
+  }
+}
+
+TEST(AttentionSimdTest, KeysReadInPlaceOrPackedGiveTheSameBits) {
+  // With head_dim a multiple of 8 and vector-aligned rows the forward reads
+  // keys and values where they are (a decoder's cache); otherwise it packs
+  // them. Both give the reference's bits, for the full call and for the last
+  // query. seq = 45 leaves a last key tile of one row past which the in-place
+  // path must not read (ASan checks that in CI).
+  const AttentionShape s{.batch = 2, .seq = 45, .heads = 4, .kv_heads = 2, .head_dim = 16};
+  const Inputs in = make_inputs(s, 47);
+  const int64_t nkv = static_cast<int64_t>(in.k.size());
+  std::vector<float> want = nan_buffer(static_cast<int64_t>(in.q.size()));
+  std::vector<float> probs = nan_buffer(s.batch * s.heads * s.seq * s.seq);
+  ref::attention_forward(want.data(), probs.data(), in.q.data(), in.k.data(), in.v.data(), s);
+  const int64_t row = s.heads * s.head_dim;
+  std::vector<float> q_last, want_last;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    const int64_t from = (b * s.seq + s.seq - 1) * row, to = (b + 1) * s.seq * row;
+    q_last.insert(q_last.end(), in.q.begin() + from, in.q.begin() + to);
+    want_last.insert(want_last.end(), want.begin() + from, want.begin() + to);
+  }
+  // Keys and values from a 64-byte boundary (read in place), or one float past
+  // it (packed). At shift 0 the allocation ends right after the last row, so
+  // ASan sees any read past it.
+  for (const int64_t shift : {int64_t{0}, int64_t{1}}) {
+    const auto bytes = static_cast<size_t>((nkv + shift) * 4 + 63) / 64 * 64;
+    std::unique_ptr<float, decltype(&std::free)> k_block(
+        static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
+    std::unique_ptr<float, decltype(&std::free)> v_block(
+        static_cast<float*>(std::aligned_alloc(64, bytes)), &std::free);
+    ASSERT_TRUE(k_block != nullptr && v_block != nullptr);
+    float* k = k_block.get() + shift;
+    float* v = v_block.get() + shift;
+    std::copy(in.k.begin(), in.k.end(), k);
+    std::copy(in.v.begin(), in.v.end(), v);
+    for (const int64_t target : attainable_simd_targets()) {
+      ScopedSimdTarget pin(target);
+      SCOPED_TRACE(testing::Message() << simd_target_name(target) << " shift " << shift);
+      std::vector<float> got = nan_buffer(static_cast<int64_t>(in.q.size()));
+      attention_forward_nocache(got.data(), in.q.data(), k, v, s);
+      EXPECT_TRUE(same_bits(got, want));
+      std::vector<float> got_last = nan_buffer(s.batch * row);
+      attention_forward_last(got_last.data(), q_last.data(), k, v, s, s.seq - 1);
+      EXPECT_TRUE(same_bits(got_last, want_last));
     }
   }
 }

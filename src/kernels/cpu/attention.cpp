@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 
 #include "core/check.h"
 #include "core/thread_pool.h"
@@ -61,18 +62,19 @@ HWY_INLINE VF fold4(VF a, VF b, VF c, VF e) {
 }
 
 // Accumulates lanes off + 8i (+ kLanes - 1) of q_r · k_c over i for rows r < R
-// and the 4 keys k + c·dpad, and folds each dot's lanes with fold4.
+// and the 4 keys k + c·k_stride, and folds each dot's lanes with fold4.
 template <int R>
 HWY_INLINE void dot_pass(const float* HWY_RESTRICT q0, const float* HWY_RESTRICT q1,
-                         const float* HWY_RESTRICT k, int64_t dpad, int64_t off, VF& f0, VF& f1) {
+                         const float* HWY_RESTRICT k, int64_t k_stride, int64_t dpad, int64_t off,
+                         VF& f0, VF& f1) {
   const DF d;
   VF a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
   VF b0 = hn::Zero(d), b1 = hn::Zero(d), b2 = hn::Zero(d), b3 = hn::Zero(d);
   for (int64_t i = off; i < dpad; i += 8) {
     const VF k0 = hn::Load(d, k + i);
-    const VF k1 = hn::Load(d, k + dpad + i);
-    const VF k2 = hn::Load(d, k + 2 * dpad + i);
-    const VF k3 = hn::Load(d, k + 3 * dpad + i);
+    const VF k1 = hn::Load(d, k + k_stride + i);
+    const VF k2 = hn::Load(d, k + 2 * k_stride + i);
+    const VF k3 = hn::Load(d, k + 3 * k_stride + i);
     const VF x = hn::Load(d, q0 + i);
     a0 = hn::Add(a0, hn::Mul(x, k0));
     a1 = hn::Add(a1, hn::Mul(x, k1));
@@ -91,21 +93,21 @@ HWY_INLINE void dot_pass(const float* HWY_RESTRICT q0, const float* HWY_RESTRICT
 }
 #endif
 
-// s_r[c] = ref::dot(q_r, k + c·dpad, dpad) · scale for the R rows q0 (, q1)
-// and 4 consecutive packed keys. Rows are dpad floats, zero beyond head_dim.
+// s_r[c] = ref::dot(q_r, k + c·k_stride, dpad) · scale for the R rows q0 (,
+// q1) and 4 consecutive keys. Rows are dpad floats, zero beyond head_dim.
 template <int R>
-HWY_INLINE void dot_tile(const float* q0, const float* q1, const float* k, int64_t dpad,
-                         float scale, float* s0, float* s1) {
+HWY_INLINE void dot_tile(const float* q0, const float* q1, const float* k, int64_t k_stride,
+                         int64_t dpad, float scale, float* s0, float* s1) {
 #if HWY_TARGET == HWY_SCALAR
   for (int64_t c = 0; c < 4; ++c) {
-    s0[c] = ref::dot(q0, k + c * dpad, dpad) * scale;
-    if constexpr (R == 2) s1[c] = ref::dot(q1, k + c * dpad, dpad) * scale;
+    s0[c] = ref::dot(q0, k + c * k_stride, dpad) * scale;
+    if constexpr (R == 2) s1[c] = ref::dot(q1, k + c * k_stride, dpad) * scale;
   }
 #else
   const hn::FixedTag<float, 4> d4;
   const auto vscale = hn::Set(d4, scale);
   VF f0, f1;
-  dot_pass<R>(q0, q1, k, dpad, 0, f0, f1);
+  dot_pass<R>(q0, q1, k, k_stride, dpad, 0, f0, f1);
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
   // Lanes 0-3 and 4-7 of the 8-lane order are the two 128-bit blocks.
   hn::StoreU(hn::Mul(hn::Add(hn::LowerHalf(d4, f0), hn::UpperHalf(d4, f0)), vscale), d4, s0);
@@ -115,19 +117,47 @@ HWY_INLINE void dot_tile(const float* q0, const float* q1, const float* k, int64
 #else
   // Lanes 4-7 of the 8-lane order come from a second pass.
   VF g0, g1;
-  dot_pass<R>(q0, q1, k, dpad, 4, g0, g1);
+  dot_pass<R>(q0, q1, k, k_stride, dpad, 4, g0, g1);
   hn::StoreU(hn::Mul(hn::Add(f0, g0), vscale), d4, s0);
   if constexpr (R == 2) hn::StoreU(hn::Mul(hn::Add(f1, g1), vscale), d4, s1);
 #endif
 #endif
 }
 
+// Rows of keys (or values) as the kernels read them: row j at data + j·stride,
+// dpad floats each, zero beyond head_dim, vector-aligned. Either packed into
+// scratch (stride dpad, rows = round_up(seq, 4)) or read in place from the
+// caller's tensor, which holds only `rows` of them: key tiles that would run
+// past the end are copied into `tail` (4 rows of dpad, zero-padded) instead.
+struct KeyRows {
+  const float* data;
+  int64_t stride;
+  int64_t rows;
+  float* tail;
+};
+
+// Start of the 4 key rows j .. j + 3 for a dot tile, and their row stride.
+inline const float* key_tile(const KeyRows& k, int64_t j, int64_t dpad, int64_t* stride) {
+  if (j + 4 <= k.rows) {
+    *stride = k.stride;
+    return k.data + j * k.stride;
+  }
+  TERN_CHECK(k.tail != nullptr, "key tile at ", j, " past ", k.rows, " rows without a tail");
+  std::fill(k.tail, k.tail + 4 * dpad, 0.0f);
+  for (int64_t r = j; r < k.rows; ++r) {
+    std::memcpy(k.tail + (r - j) * dpad, k.data + r * k.stride,
+                static_cast<size_t>(dpad) * sizeof(float));
+  }
+  *stride = dpad;
+  return k.tail;
+}
+
 // s[r·s_stride + j] = scale · q_r·k_j for the nq packed query rows q[r·dpad]
 // (query t0 + r) and every key j <= t0 + r, in key blocks so a block of
-// packed k stays in cache across the queries. Entries right of the diagonal
+// keys stays in cache across the queries. Entries right of the diagonal
 // up to the next multiple of 4 are written with junk; s rows must hold
-// round_up(seq, 4) floats and k that many rows.
-inline void score_block(float* s, int64_t s_stride, const float* q, const float* k, int64_t dpad,
+// round_up(seq, 4) floats.
+inline void score_block(float* s, int64_t s_stride, const float* q, const KeyRows& k, int64_t dpad,
                         int64_t t0, int64_t nq, float scale) {
   for (int64_t jb = 0; jb < t0 + nq; jb += kKeyBlock) {
     for (int64_t r = 0; r < nq; r += 2) {
@@ -137,10 +167,12 @@ inline void score_block(float* s, int64_t s_stride, const float* q, const float*
       const float* q0 = q + r * dpad;
       float* s0 = s + r * s_stride;
       for (int64_t j = jb; j < jend; j += 4) {
+        int64_t stride = 0;
+        const float* tile = key_tile(k, j, dpad, &stride);
         if (two) {
-          dot_tile<2>(q0, q0 + dpad, k + j * dpad, dpad, scale, s0 + j, s0 + s_stride + j);
+          dot_tile<2>(q0, q0 + dpad, tile, stride, dpad, scale, s0 + j, s0 + s_stride + j);
         } else {
-          dot_tile<1>(q0, nullptr, k + j * dpad, dpad, scale, s0 + j, nullptr);
+          dot_tile<1>(q0, nullptr, tile, stride, dpad, scale, s0 + j, nullptr);
         }
       }
     }
@@ -186,7 +218,7 @@ inline void softmax_row(float* s, int64_t n) {
 }
 
 // Probability rows of queries t0 .. t0 + nq - 1 into s (row stride s_stride).
-inline void probability_block(float* s, int64_t s_stride, const float* q, const float* k,
+inline void probability_block(float* s, int64_t s_stride, const float* q, const KeyRows& k,
                               int64_t dpad, int64_t t0, int64_t nq, float scale) {
   score_block(s, s_stride, q, k, dpad, t0, nq, scale);
   for (int64_t r = 0; r < nq; ++r) softmax_row(s + r * s_stride, t0 + r + 1);
@@ -406,10 +438,11 @@ HWY_INLINE void for_column_chunks(int64_t dpad, const F& f) {
   }
 }
 
-// o[r·dpad + ·] = Σ_{j <= t0 + r} p[r·p_stride + j] · rows[j·dpad + ·] for the
-// nq queries of a block, j ascending, in key blocks (rows stays in cache).
+// o[r·dpad + ·] = Σ_{j <= t0 + r} p[r·p_stride + j] · rows[j·row_stride + ·]
+// for the nq queries of a block, j ascending, in key blocks (rows stays in
+// cache). Reads rows j <= t0 + nq - 1 only.
 inline void weighted_rows_block(float* o, const float* p, int64_t p_stride, const float* rows,
-                                int64_t dpad, int64_t t0, int64_t nq) {
+                                int64_t row_stride, int64_t dpad, int64_t t0, int64_t nq) {
   for (int64_t jb = 0; jb < t0 + nq; jb += kKeyBlock) {
     for (int64_t r = 0; r < nq; r += 2) {
       const int64_t t = t0 + r;
@@ -422,10 +455,10 @@ inline void weighted_rows_block(float* o, const float* p, int64_t p_stride, cons
       for_column_chunks(dpad, [&]<int NV>(int64_t c) {
         if (two) {
           accumulate_rows<NV, true>(o0 + c, o0 + dpad + c, jb == 0, p0, p0 + p_stride, rows + c,
-                                    dpad, jb, jend0, jend1);
+                                    row_stride, jb, jend0, jend1);
         } else {
-          accumulate_rows<NV, false>(o0 + c, nullptr, jb == 0, p0, nullptr, rows + c, dpad, jb,
-                                     jend0, jend1);
+          accumulate_rows<NV, false>(o0 + c, nullptr, jb == 0, p0, nullptr, rows + c, row_stride,
+                                     jb, jend0, jend1);
         }
       });
     }
@@ -454,11 +487,13 @@ inline void weighted_cols_block(float* acc, const float* c, int64_t c_stride, co
   }
 }
 
-// dst[r·dpad + e] = src[r·src_stride + e] for e < d, r < rows; padding untouched.
+// dst[r·dpad + e] = src[r·src_stride + e] for e < d, r < rows, and zero for
+// d <= e < dpad; further rows untouched.
 inline void pack_rows(float* dst, int64_t dpad, const float* src, int64_t src_stride, int64_t rows,
                       int64_t d) {
   for (int64_t r = 0; r < rows; ++r) {
     std::memcpy(dst + r * dpad, src + r * src_stride, static_cast<size_t>(d) * sizeof(float));
+    std::fill(dst + r * dpad + d, dst + (r + 1) * dpad, 0.0f);
   }
 }
 
@@ -469,11 +504,50 @@ inline void unpack_rows(float* dst, int64_t dst_stride, const float* src, int64_
   }
 }
 
-inline hwy::AlignedFreeUniquePtr<float[]> zeroed(int64_t n) {
-  auto p = hwy::AllocateAligned<float>(static_cast<size_t>(std::max<int64_t>(n, 1)));
-  TERN_CHECK(p != nullptr, "out of memory allocating attention scratch");
-  std::fill(p.get(), p.get() + std::max<int64_t>(n, 1), 0.0f);
-  return p;
+// Scratch of the calling thread, kept from call to call and carved into
+// vector-aligned buffers. Fresh buffers per call cost page faults, and glibc
+// trims a worker thread's arena with madvise, a TLB shootdown across cores per
+// call: together about a tenth of a decode step (BENCHMARKS.md). It grows to
+// the largest call's need and stays until the thread ends.
+class Scratch {
+ public:
+  // Room for buffers of the given float counts; contents undefined.
+  explicit Scratch(std::initializer_list<int64_t> sizes) {
+    size_t total = 0;
+    for (int64_t n : sizes) total += padded(n);
+    thread_local hwy::AlignedFreeUniquePtr<float[]> storage;
+    thread_local size_t capacity = 0;
+    if (total > capacity) {
+      storage = hwy::AllocateAligned<float>(total);
+      TERN_CHECK(storage != nullptr, "out of memory allocating ", total, " floats of scratch");
+      capacity = total;
+    }
+    next_ = storage.get();
+  }
+  // The next buffer, in the constructor's order.
+  float* take(int64_t n) {
+    float* p = next_;
+    next_ += padded(n);
+    return p;
+  }
+  float* take_zeroed(int64_t n) {
+    float* p = take(n);
+    std::fill(p, p + n, 0.0f);
+    return p;
+  }
+
+ private:
+  static size_t padded(int64_t n) {
+    return static_cast<size_t>(round_up(std::max<int64_t>(n, 1), 16));
+  }
+  float* next_ = nullptr;
+};
+
+// Whether rows at p, p + stride, … can be read in place as KeyRows: dpad = d
+// and every row vector-aligned.
+inline bool in_place_rows(const float* p, int64_t stride, int64_t d, int64_t dpad) {
+  constexpr auto kAlign = static_cast<uintptr_t>(kLanes * sizeof(float));
+  return d == dpad && stride % kLanes == 0 && reinterpret_cast<uintptr_t>(p) % kAlign == 0;
 }
 
 // Row stride of the [block, ·] score scratch: room for round_up(seq, 4) floats
@@ -506,13 +580,24 @@ void AttentionForward(float* out, float* probs, const float* q, const float* k, 
   const int64_t q_stride = s.heads * d;
   const int64_t kv_stride = s.kv_heads * d;
   const float scale = score_scale(d);
+  // Keys and values are packed per kv head unless they can be read where they
+  // are (head_dim a multiple of 8, aligned): a decoder step reads its cache in
+  // place instead of copying all of it.
+  const bool in_place =
+      in_place_rows(k, kv_stride, d, dpad) && in_place_rows(v, kv_stride, d, dpad);
+  const int64_t kv_scratch = in_place ? 4 * dpad : seq_pad * dpad;
   parallel_for(s.batch * s.heads, [&](int64_t begin, int64_t end) {
-    auto kp = zeroed(seq_pad * dpad);          // [seq_pad, dpad] packed k of one kv head
-    auto vp = zeroed(seq_pad * dpad);          // [seq_pad, dpad] packed v
-    auto qp = zeroed(kQueryBlock * dpad);      // [block, dpad] packed queries
-    auto op = zeroed(kQueryBlock * dpad);      // [block, dpad] outputs
-    auto sp = zeroed(kQueryBlock * s_stride);  // [block, s_stride] probability rows
-    int64_t packed = -1;                       // b · kv_heads + g held in kp, vp
+    Scratch scratch(
+        {kv_scratch, kv_scratch, kQueryBlock * dpad, kQueryBlock * dpad, kQueryBlock * s_stride});
+    float* kp = scratch.take(kv_scratch);          // packed k of one kv head, or the key tail tile
+    float* vp = scratch.take(kv_scratch);          // packed v of one kv head
+    float* qp = scratch.take(kQueryBlock * dpad);  // [block, dpad] packed queries
+    float* op = scratch.take(kQueryBlock * dpad);  // [block, dpad] outputs
+    float* sp = scratch.take(kQueryBlock * s_stride);  // [block, s_stride] probability rows
+    KeyRows keys{kp, dpad, seq_pad, nullptr};
+    const float* values = vp;
+    int64_t values_stride = dpad;
+    int64_t packed = -1;  // b · kv_heads + g in keys, values
     for (int64_t bh = begin; bh < end; ++bh) {
       const int64_t b = bh / s.heads;
       const int64_t h = bh % s.heads;
@@ -520,24 +605,32 @@ void AttentionForward(float* out, float* probs, const float* q, const float* k, 
       if (b * s.kv_heads + g != packed) {
         packed = b * s.kv_heads + g;
         const int64_t off = b * s.seq * kv_stride + g * d;
-        pack_rows(kp.get(), dpad, k + off, kv_stride, s.seq, d);
-        pack_rows(vp.get(), dpad, v + off, kv_stride, s.seq, d);
+        if (in_place) {
+          keys = {k + off, kv_stride, s.seq, kp};
+          values = v + off;
+          values_stride = kv_stride;
+        } else {
+          // Rows past seq are read by the last key tile: zero, not stale.
+          pack_rows(kp, dpad, k + off, kv_stride, s.seq, d);
+          std::fill(kp + s.seq * dpad, kp + seq_pad * dpad, 0.0f);
+          pack_rows(vp, dpad, v + off, kv_stride, s.seq, d);
+        }
       }
       for (int64_t t0 = first_query; t0 < s.seq; t0 += kQueryBlock) {
         const int64_t nq = std::min(kQueryBlock, s.seq - t0);
         const int64_t q_off = (b * queries + t0 - first_query) * q_stride + h * d;
-        pack_rows(qp.get(), dpad, q + q_off, q_stride, nq, d);
-        probability_block(sp.get(), s_stride, qp.get(), kp.get(), dpad, t0, nq, scale);
+        pack_rows(qp, dpad, q + q_off, q_stride, nq, d);
+        probability_block(sp, s_stride, qp, keys, dpad, t0, nq, scale);
         if (probs != nullptr) {
           for (int64_t r = 0; r < nq; ++r) {
             const int64_t t = t0 + r;
             float* dst = probs + (bh * s.seq + t) * s.seq;
-            std::memcpy(dst, sp.get() + r * s_stride, static_cast<size_t>(t + 1) * sizeof(float));
+            std::memcpy(dst, sp + r * s_stride, static_cast<size_t>(t + 1) * sizeof(float));
             std::fill(dst + t + 1, dst + s.seq, 0.0f);
           }
         }
-        weighted_rows_block(op.get(), sp.get(), s_stride, vp.get(), dpad, t0, nq);
-        unpack_rows(out + q_off, q_stride, op.get(), dpad, nq, d);
+        weighted_rows_block(op, sp, s_stride, values, values_stride, dpad, t0, nq);
+        unpack_rows(out + q_off, q_stride, op, dpad, nq, d);
       }
     }
   });
@@ -558,57 +651,61 @@ void AttentionBackward(float* dq, float* dk, float* dv, const float* dout, const
   const int64_t kv_stride = s.kv_heads * d;
   const float scale = score_scale(d);
   parallel_for(s.batch * s.kv_heads, [&](int64_t begin, int64_t end) {
-    auto kp = zeroed(seq_pad * dpad);           // [seq_pad, dpad] packed k
-    auto vp = zeroed(seq_pad * dpad);           // [seq_pad, dpad] packed v
-    auto dkp = zeroed(seq_pad * dpad);          // [seq_pad, dpad] dk accumulators
-    auto dvp = zeroed(seq_pad * dpad);          // [seq_pad, dpad] dv accumulators
-    auto qp = zeroed(kQueryBlock * dpad);       // [block, dpad] packed queries
-    auto dop = zeroed(kQueryBlock * dpad);      // [block, dpad] packed dout rows
-    auto dqp = zeroed(kQueryBlock * dpad);      // [block, dpad] dq rows
-    auto sp = zeroed(kQueryBlock * s_stride);   // [block, s_stride] P
-    auto dsp = zeroed(kQueryBlock * s_stride);  // [block, s_stride] dP, then dS
-    float weighted[kQueryBlock];                // Σ_j P·dP per row of the block
+    const int64_t rows = seq_pad * dpad, block = kQueryBlock * dpad;
+    const int64_t scores = kQueryBlock * s_stride;
+    Scratch scratch({rows, rows, rows, rows, block, block, block, scores, scores});
+    float* kp = scratch.take_zeroed(rows);     // [seq_pad, dpad] packed k
+    float* vp = scratch.take_zeroed(rows);     // [seq_pad, dpad] packed v
+    float* dkp = scratch.take(rows);           // [seq_pad, dpad] dk accumulators
+    float* dvp = scratch.take(rows);           // [seq_pad, dpad] dv accumulators
+    float* qp = scratch.take_zeroed(block);    // [block, dpad] packed queries
+    float* dop = scratch.take_zeroed(block);   // [block, dpad] packed dout rows
+    float* dqp = scratch.take_zeroed(block);   // [block, dpad] dq rows
+    float* sp = scratch.take_zeroed(scores);   // [block, s_stride] P
+    float* dsp = scratch.take_zeroed(scores);  // [block, s_stride] dP, then dS
+    const KeyRows keys{kp, dpad, seq_pad, nullptr};
+    const KeyRows values{vp, dpad, seq_pad, nullptr};
+    float weighted[kQueryBlock];  // Σ_j P·dP per row of the block
     for (int64_t bg = begin; bg < end; ++bg) {
       const int64_t b = bg / s.kv_heads;
       const int64_t g = bg % s.kv_heads;
       const int64_t kv_off = b * s.seq * kv_stride + g * d;
-      pack_rows(kp.get(), dpad, k + kv_off, kv_stride, s.seq, d);
-      pack_rows(vp.get(), dpad, v + kv_off, kv_stride, s.seq, d);
-      std::fill(dkp.get(), dkp.get() + seq_pad * dpad, 0.0f);
-      std::fill(dvp.get(), dvp.get() + seq_pad * dpad, 0.0f);
+      pack_rows(kp, dpad, k + kv_off, kv_stride, s.seq, d);
+      pack_rows(vp, dpad, v + kv_off, kv_stride, s.seq, d);
+      std::fill(dkp, dkp + rows, 0.0f);
+      std::fill(dvp, dvp + rows, 0.0f);
       for (int64_t h = g * group; h < (g + 1) * group; ++h) {
         for (int64_t t0 = 0; t0 < s.seq; t0 += kQueryBlock) {
           const int64_t nq = std::min(kQueryBlock, s.seq - t0);
           const int64_t q_off = (b * s.seq + t0) * q_stride + h * d;
-          pack_rows(qp.get(), dpad, q + q_off, q_stride, nq, d);
-          pack_rows(dop.get(), dpad, dout + q_off, q_stride, nq, d);
+          pack_rows(qp, dpad, q + q_off, q_stride, nq, d);
+          pack_rows(dop, dpad, dout + q_off, q_stride, nq, d);
           // Probability rows of the block: copied from probs (into the padded
           // stride) or recomputed with the forward's code.
           if (probs != nullptr) {
             for (int64_t r = 0; r < nq; ++r) {
               const float* src = probs + ((b * s.heads + h) * s.seq + t0 + r) * s.seq;
-              std::memcpy(sp.get() + r * s_stride, src,
-                          static_cast<size_t>(t0 + r + 1) * sizeof(float));
+              std::memcpy(sp + r * s_stride, src, static_cast<size_t>(t0 + r + 1) * sizeof(float));
             }
           } else {
-            probability_block(sp.get(), s_stride, qp.get(), kp.get(), dpad, t0, nq, scale);
+            probability_block(sp, s_stride, qp, keys, dpad, t0, nq, scale);
           }
-          const float* p = sp.get();
+          const float* p = sp;
           // dP = dout·vᵀ, then dS = P ⊙ (dP − Σ P·dP) · scale, row by row.
-          score_block(dsp.get(), s_stride, dop.get(), vp.get(), dpad, t0, nq, 1.0f);
-          row_dots(weighted, p, dsp.get(), s_stride, t0, nq);
+          score_block(dsp, s_stride, dop, values, dpad, t0, nq, 1.0f);
+          row_dots(weighted, p, dsp, s_stride, t0, nq);
           for (int64_t r = 0; r < nq; ++r) {
-            softmax_backward_row(dsp.get() + r * s_stride, p + r * s_stride, t0 + r + 1,
-                                 weighted[r], scale);
+            softmax_backward_row(dsp + r * s_stride, p + r * s_stride, t0 + r + 1, weighted[r],
+                                 scale);
           }
-          weighted_rows_block(dqp.get(), dsp.get(), s_stride, kp.get(), dpad, t0, nq);
-          unpack_rows(dq + q_off, q_stride, dqp.get(), dpad, nq, d);
-          weighted_cols_block(dkp.get(), dsp.get(), s_stride, qp.get(), dpad, t0, nq);
-          weighted_cols_block(dvp.get(), p, s_stride, dop.get(), dpad, t0, nq);
+          weighted_rows_block(dqp, dsp, s_stride, kp, dpad, dpad, t0, nq);
+          unpack_rows(dq + q_off, q_stride, dqp, dpad, nq, d);
+          weighted_cols_block(dkp, dsp, s_stride, qp, dpad, t0, nq);
+          weighted_cols_block(dvp, p, s_stride, dop, dpad, t0, nq);
         }
       }
-      unpack_rows(dk + kv_off, kv_stride, dkp.get(), dpad, s.seq, d);
-      unpack_rows(dv + kv_off, kv_stride, dvp.get(), dpad, s.seq, d);
+      unpack_rows(dk + kv_off, kv_stride, dkp, dpad, s.seq, d);
+      unpack_rows(dv + kv_off, kv_stride, dvp, dpad, s.seq, d);
     }
   });
 }
