@@ -1,8 +1,9 @@
 // `tern bench demo [--json] [--quick] [--workers N] [--steps N] ...`
 //
 // Data: GCIDE definitions (the demo corpus), a SentencePiece vocabulary trained
-// on them, the token stream split into a validation tail and N contiguous
-// training shards, one per worker. Model: the `tiny` preset (or `small` with
+// on them, the token stream split into a validation tail and N training shards,
+// one per worker (contiguous, or interleaved with --interleaved-shards). Model: the `tiny` preset
+// (or `small` with
 // --preset) with that vocabulary. Runs, all for the same steps × workers × batch × seq tokens:
 //   adamw          dense gradients averaged over the workers (4 bytes/param)
 //   demo k, values DeMo, chunk 64, k ∈ {4, 8, 32}, values ∈ {sign, fp16}
@@ -51,6 +52,7 @@ struct Options {
   double min_lr_fraction = 0.1;  // cosine floor as a fraction of the peak
   int64_t warmup = 20;
   uint64_t seed = 1;
+  bool interleaved = false;
   std::string gcide_dir = kDefaultGcideDir;
   std::vector<std::string> only;  // run names to keep (default: all)
 };
@@ -62,25 +64,56 @@ struct Run {
   DemoValues values = DemoValues::kSign;
 };
 
-// The corpus as tokens: validation tail (5%) and `workers` training shards.
+// The corpus as tokens: validation tail (5%) and `workers` disjoint training
+// shards. Contiguous (the default): worker w gets the w-th part of the stream,
+// so with the alphabetical GCIDE each worker keeps its own stretch of the
+// dictionary for the whole run. Interleaved: whole lines are gathered into
+// chunks of at least kInterleaveChunkTokens tokens, dealt to the workers in
+// turn, so every shard samples the same distribution, as the swarm's per-round
+// batch assignment does (swarm/assignment.h).
+constexpr int64_t kInterleaveChunkTokens = 2048;
+
 Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_out) {
   TERN_ASSIGN_OR_RETURN(std::string text, gcide_corpus(o.gcide_dir, o.corpus_bytes));
   TERN_ASSIGN_OR_RETURN(Vocab vocab, train_vocab_on_documents({text}, o.vocab));
   TERN_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::create(std::move(vocab)));
   std::vector<int32_t> tokens;
+  std::vector<size_t> line_starts;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
     if (line.empty()) continue;
+    line_starts.push_back(tokens.size());
     const std::vector<int32_t> ids = tokenizer.encode(line + "\n", false, false);
     tokens.insert(tokens.end(), ids.begin(), ids.end());
   }
   const auto n = static_cast<int64_t>(tokens.size());
   const int64_t val_begin = n - n / 20;
   std::vector<int32_t> val(tokens.begin() + val_begin, tokens.end());
+  std::vector<std::vector<int32_t>> parts(static_cast<size_t>(o.workers));
+  if (o.interleaved) {
+    line_starts.push_back(static_cast<size_t>(val_begin));  // lines are cut at the split
+    size_t chunk_begin = 0, dealt_to = 0;
+    for (size_t end : line_starts) {
+      if (end > static_cast<size_t>(val_begin)) break;
+      if (end - chunk_begin < static_cast<size_t>(kInterleaveChunkTokens) &&
+          end != static_cast<size_t>(val_begin)) {
+        continue;
+      }
+      std::vector<int32_t>& part = parts[dealt_to];
+      part.insert(part.end(), tokens.begin() + static_cast<int64_t>(chunk_begin),
+                  tokens.begin() + static_cast<int64_t>(end));
+      chunk_begin = end;
+      dealt_to = (dealt_to + 1) % parts.size();
+    }
+  } else {
+    const int64_t per_shard = val_begin / o.workers;
+    for (int w = 0; w < o.workers; ++w) {
+      parts[static_cast<size_t>(w)].assign(tokens.begin() + w * per_shard,
+                                           tokens.begin() + (w + 1) * per_shard);
+    }
+  }
   std::vector<TokenDataset> shards;
-  const int64_t per_shard = val_begin / o.workers;
-  for (int w = 0; w < o.workers; ++w) {
-    std::vector<int32_t> part(tokens.begin() + w * per_shard, tokens.begin() + (w + 1) * per_shard);
+  for (std::vector<int32_t>& part : parts) {
     TERN_ASSIGN_OR_RETURN(
         TokenDataset d, TokenDataset::from_streams(TokenStream::owned(std::move(part)),
                                                    TokenStream::owned(val), tokenizer.n_tokens()));
@@ -215,6 +248,7 @@ int run_bench(Options o) {
       {"steps", o.steps},
       {"batch", o.batch},
       {"seq", o.seq},
+      {"shards", o.interleaved ? "interleaved" : "contiguous"},
       {"threads", default_pool().num_threads()},
       {"runs", table},
       {"demo_plan", plan_lines},
@@ -276,6 +310,9 @@ Command add_bench_demo_command(CLI::App& bench) {
   app->add_option("--min-lr-fraction", o->min_lr_fraction,
                   "Cosine floor as a fraction of each run's peak learning rate (default 0.1)")
       ->check(CLI::Range(0.0, 1.0));
+  app->add_flag("--interleaved-shards", o->interleaved,
+                "Deal 2048-token chunks of whole lines to the workers in turn instead of "
+                "one contiguous quarter each");
   app->add_option("--seed", o->seed, "Seed for init, data order and arrival order (default 1)");
   app->add_option("--gcide-dir", o->gcide_dir, "Where dict-gcide installed its files");
   app->add_option("--runs", o->only,
