@@ -201,6 +201,7 @@ TEST(AttentionSimdTest, LastQueriesEqualTheFullRows) {
   // A decoder's step: the queries at positions [first, seq) against every key
   // give the rows of the full call, for one query, a few, and more than one
   // 32-query block starting mid-block; with a batch, GQA and padded head_dim.
+  // One query (first = seq − 1) runs a group's 3 heads as the rows of a block.
   const AttentionShape s{.batch = 2, .seq = 77, .heads = 6, .kv_heads = 2, .head_dim = 20};
   const Inputs in = make_inputs(s, 31);
   const int64_t row = s.heads * s.head_dim;  // floats per position

@@ -152,17 +152,24 @@ inline const float* key_tile(const KeyRows& k, int64_t j, int64_t dpad, int64_t*
   return k.tail;
 }
 
+// A block's query rows: row r is the query at position t0 + r·row_step, so
+// row_step 1 is consecutive queries of one head and row_step 0 the heads of a
+// GQA group at one position (a decoder step).
+inline int64_t last_position(int64_t t0, int64_t nq, int64_t row_step) {
+  return t0 + (nq - 1) * row_step;
+}
+
 // s[r·s_stride + j] = scale · q_r·k_j for the nq packed query rows q[r·dpad]
-// (query t0 + r) and every key j <= t0 + r, in key blocks so a block of
-// keys stays in cache across the queries. Entries right of the diagonal
-// up to the next multiple of 4 are written with junk; s rows must hold
-// round_up(seq, 4) floats.
+// (position t0 + r·row_step) and every key j up to that position, in key
+// blocks so a block of keys stays in cache across the rows. Entries right of
+// the diagonal up to the next multiple of 4 are written with junk; s rows must
+// hold round_up(seq, 4) floats.
 inline void score_block(float* s, int64_t s_stride, const float* q, const KeyRows& k, int64_t dpad,
-                        int64_t t0, int64_t nq, float scale) {
-  for (int64_t jb = 0; jb < t0 + nq; jb += kKeyBlock) {
+                        int64_t t0, int64_t nq, int64_t row_step, float scale) {
+  for (int64_t jb = 0; jb <= last_position(t0, nq, row_step); jb += kKeyBlock) {
     for (int64_t r = 0; r < nq; r += 2) {
       const bool two = r + 1 < nq;
-      const int64_t t_last = t0 + r + (two ? 1 : 0);
+      const int64_t t_last = t0 + (r + (two ? 1 : 0)) * row_step;
       const int64_t jend = std::min(jb + kKeyBlock, round_up(t_last + 1, 4));
       const float* q0 = q + r * dpad;
       float* s0 = s + r * s_stride;
@@ -217,11 +224,12 @@ inline void softmax_row(float* s, int64_t n) {
   scale_row(s, n, 1.0f / sum);
 }
 
-// Probability rows of queries t0 .. t0 + nq - 1 into s (row stride s_stride).
+// Probability rows of the nq query rows (positions as in score_block) into s
+// (row stride s_stride).
 inline void probability_block(float* s, int64_t s_stride, const float* q, const KeyRows& k,
-                              int64_t dpad, int64_t t0, int64_t nq, float scale) {
-  score_block(s, s_stride, q, k, dpad, t0, nq, scale);
-  for (int64_t r = 0; r < nq; ++r) softmax_row(s + r * s_stride, t0 + r + 1);
+                              int64_t dpad, int64_t t0, int64_t nq, int64_t row_step, float scale) {
+  score_block(s, s_stride, q, k, dpad, t0, nq, row_step, scale);
+  for (int64_t r = 0; r < nq; ++r) softmax_row(s + r * s_stride, t0 + r * row_step + 1);
 }
 
 // w[r] = Σ_{j <= t0 + r} p[r·stride + j] · x[r·stride + j] for r < nq, each a
@@ -438,17 +446,19 @@ HWY_INLINE void for_column_chunks(int64_t dpad, const F& f) {
   }
 }
 
-// o[r·dpad + ·] = Σ_{j <= t0 + r} p[r·p_stride + j] · rows[j·row_stride + ·]
-// for the nq queries of a block, j ascending, in key blocks (rows stays in
-// cache). Reads rows j <= t0 + nq - 1 only.
+// o[r·dpad + ·] = Σ_{j <= t_r} p[r·p_stride + j] · rows[j·row_stride + ·] for
+// the nq query rows of a block at positions t_r = t0 + r·row_step, j
+// ascending, in key blocks (rows stays in cache). Reads rows j <= the last
+// position only.
 inline void weighted_rows_block(float* o, const float* p, int64_t p_stride, const float* rows,
-                                int64_t row_stride, int64_t dpad, int64_t t0, int64_t nq) {
-  for (int64_t jb = 0; jb < t0 + nq; jb += kKeyBlock) {
+                                int64_t row_stride, int64_t dpad, int64_t t0, int64_t nq,
+                                int64_t row_step) {
+  for (int64_t jb = 0; jb <= last_position(t0, nq, row_step); jb += kKeyBlock) {
     for (int64_t r = 0; r < nq; r += 2) {
-      const int64_t t = t0 + r;
+      const int64_t t = t0 + r * row_step;
       const bool two = r + 1 < nq;
       const int64_t jend0 = std::min(jb + kKeyBlock, t + 1);
-      const int64_t jend1 = two ? std::min(jb + kKeyBlock, t + 2) : jend0;
+      const int64_t jend1 = two ? std::min(jb + kKeyBlock, t + row_step + 1) : jend0;
       if (jend1 <= jb) continue;
       const float* p0 = p + r * p_stride;
       float* o0 = o + r * dpad;
@@ -586,7 +596,12 @@ void AttentionForward(float* out, float* probs, const float* q, const float* k, 
   const bool in_place =
       in_place_rows(k, kv_stride, d, dpad) && in_place_rows(v, kv_stride, d, dpad);
   const int64_t kv_scratch = in_place ? 4 * dpad : seq_pad * dpad;
-  parallel_for(s.batch * s.heads, [&](int64_t begin, int64_t end) {
+  // One query per head (a decoder step): the heads of a GQA group run as the
+  // rows of one block against the group's keys and values, which are then read
+  // once per group instead of once per head. Each row's arithmetic is the same
+  // as alone, so the bits do not change.
+  const bool heads_as_rows = queries == 1 && group > 1 && probs == nullptr;
+  parallel_for(s.batch * (heads_as_rows ? s.kv_heads : s.heads), [&](int64_t begin, int64_t end) {
     Scratch scratch(
         {kv_scratch, kv_scratch, kQueryBlock * dpad, kQueryBlock * dpad, kQueryBlock * s_stride});
     float* kp = scratch.take(kv_scratch);          // packed k of one kv head, or the key tail tile
@@ -597,39 +612,54 @@ void AttentionForward(float* out, float* probs, const float* q, const float* k, 
     KeyRows keys{kp, dpad, seq_pad, nullptr};
     const float* values = vp;
     int64_t values_stride = dpad;
-    int64_t packed = -1;  // b · kv_heads + g in keys, values
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / s.heads;
-      const int64_t h = bh % s.heads;
-      const int64_t g = h / group;
-      if (b * s.kv_heads + g != packed) {
-        packed = b * s.kv_heads + g;
-        const int64_t off = b * s.seq * kv_stride + g * d;
-        if (in_place) {
-          keys = {k + off, kv_stride, s.seq, kp};
-          values = v + off;
-          values_stride = kv_stride;
-        } else {
-          // Rows past seq are read by the last key tile: zero, not stale.
-          pack_rows(kp, dpad, k + off, kv_stride, s.seq, d);
-          std::fill(kp + s.seq * dpad, kp + seq_pad * dpad, 0.0f);
-          pack_rows(vp, dpad, v + off, kv_stride, s.seq, d);
-        }
+    int64_t bound = -1;  // b · kv_heads + g in keys, values
+    auto bind_kv = [&](int64_t b, int64_t g) {
+      if (b * s.kv_heads + g == bound) return;
+      bound = b * s.kv_heads + g;
+      const int64_t off = b * s.seq * kv_stride + g * d;
+      if (in_place) {
+        keys = {k + off, kv_stride, s.seq, kp};
+        values = v + off;
+        values_stride = kv_stride;
+      } else {
+        // Rows past seq are read by the last key tile: zero, not stale.
+        pack_rows(kp, dpad, k + off, kv_stride, s.seq, d);
+        std::fill(kp + s.seq * dpad, kp + seq_pad * dpad, 0.0f);
+        pack_rows(vp, dpad, v + off, kv_stride, s.seq, d);
       }
+    };
+    for (int64_t item = begin; item < end; ++item) {
+      if (heads_as_rows) {
+        const int64_t b = item / s.kv_heads;
+        const int64_t g = item % s.kv_heads;
+        bind_kv(b, g);
+        for (int64_t h0 = g * group; h0 < (g + 1) * group; h0 += kQueryBlock) {
+          const int64_t nh = std::min(kQueryBlock, (g + 1) * group - h0);
+          const int64_t q_off = b * q_stride + h0 * d;  // the heads' rows are adjacent
+          pack_rows(qp, dpad, q + q_off, d, nh, d);
+          probability_block(sp, s_stride, qp, keys, dpad, first_query, nh, 0, scale);
+          weighted_rows_block(op, sp, s_stride, values, values_stride, dpad, first_query, nh, 0);
+          unpack_rows(out + q_off, d, op, dpad, nh, d);
+        }
+        continue;
+      }
+      const int64_t b = item / s.heads;
+      const int64_t h = item % s.heads;
+      bind_kv(b, h / group);
       for (int64_t t0 = first_query; t0 < s.seq; t0 += kQueryBlock) {
         const int64_t nq = std::min(kQueryBlock, s.seq - t0);
         const int64_t q_off = (b * queries + t0 - first_query) * q_stride + h * d;
         pack_rows(qp, dpad, q + q_off, q_stride, nq, d);
-        probability_block(sp, s_stride, qp, keys, dpad, t0, nq, scale);
+        probability_block(sp, s_stride, qp, keys, dpad, t0, nq, 1, scale);
         if (probs != nullptr) {
           for (int64_t r = 0; r < nq; ++r) {
             const int64_t t = t0 + r;
-            float* dst = probs + (bh * s.seq + t) * s.seq;
+            float* dst = probs + (item * s.seq + t) * s.seq;
             std::memcpy(dst, sp + r * s_stride, static_cast<size_t>(t + 1) * sizeof(float));
             std::fill(dst + t + 1, dst + s.seq, 0.0f);
           }
         }
-        weighted_rows_block(op, sp, s_stride, values, values_stride, dpad, t0, nq);
+        weighted_rows_block(op, sp, s_stride, values, values_stride, dpad, t0, nq, 1);
         unpack_rows(out + q_off, q_stride, op, dpad, nq, d);
       }
     }
@@ -688,17 +718,17 @@ void AttentionBackward(float* dq, float* dk, float* dv, const float* dout, const
               std::memcpy(sp + r * s_stride, src, static_cast<size_t>(t0 + r + 1) * sizeof(float));
             }
           } else {
-            probability_block(sp, s_stride, qp, keys, dpad, t0, nq, scale);
+            probability_block(sp, s_stride, qp, keys, dpad, t0, nq, 1, scale);
           }
           const float* p = sp;
           // dP = dout·vᵀ, then dS = P ⊙ (dP − Σ P·dP) · scale, row by row.
-          score_block(dsp, s_stride, dop, values, dpad, t0, nq, 1.0f);
+          score_block(dsp, s_stride, dop, values, dpad, t0, nq, 1, 1.0f);
           row_dots(weighted, p, dsp, s_stride, t0, nq);
           for (int64_t r = 0; r < nq; ++r) {
             softmax_backward_row(dsp + r * s_stride, p + r * s_stride, t0 + r + 1, weighted[r],
                                  scale);
           }
-          weighted_rows_block(dqp, dsp, s_stride, kp, dpad, dpad, t0, nq);
+          weighted_rows_block(dqp, dsp, s_stride, kp, dpad, dpad, t0, nq, 1);
           unpack_rows(dq + q_off, q_stride, dqp, dpad, nq, d);
           weighted_cols_block(dkp, dsp, s_stride, qp, dpad, t0, nq);
           weighted_cols_block(dvp, p, s_stride, dop, dpad, t0, nq);

@@ -20,9 +20,13 @@
 // and v are packed once into rows padded to a multiple of 8 floats; queries go
 // 32 at a time against keys in blocks of 64, so a k/v tile stays in L1 while
 // 2 query × 4 key (scores) or 2 row × 4 vector (weighted sums) register tiles
-// reuse it. Scratch is allocated once per call and thread: forward
-// 2·seq·head_dim + 32·seq floats, backward 4·seq·head_dim + 64·seq (rounded
-// up to the padding).
+// reuse it. The forward reads k and v in place instead when head_dim is a
+// multiple of 8 and their rows are vector-aligned (a decoder's cache). With one
+// query per head (a decoder step) the forward goes per (batch, kv head), the
+// group's heads being the rows of one block, so k and v are read once per
+// group. Scratch is one buffer per thread, kept between calls and grown to the
+// largest: forward up to 2·seq·head_dim + 32·seq floats, backward
+// 4·seq·head_dim + 64·seq (rounded up to the padding).
 #pragma once
 
 #include "kernels/ref/attention.h"
