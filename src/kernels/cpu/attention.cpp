@@ -533,11 +533,13 @@ class Scratch {
       capacity = total;
     }
     next_ = storage.get();
+    end_ = next_ + total;
   }
   // The next buffer, in the constructor's order.
   float* take(int64_t n) {
     float* p = next_;
     next_ += padded(n);
+    TERN_CHECK(next_ <= end_, "attention scratch: took more than the constructor reserved");
     return p;
   }
   float* take_zeroed(int64_t n) {
@@ -551,6 +553,7 @@ class Scratch {
     return static_cast<size_t>(round_up(std::max<int64_t>(n, 1), 16));
   }
   float* next_ = nullptr;
+  float* end_ = nullptr;
 };
 
 // Whether rows at p, p + stride, … can be read in place as KeyRows: dpad = d
@@ -595,7 +598,9 @@ void AttentionForward(float* out, float* probs, const float* q, const float* k, 
   // place instead of copying all of it.
   const bool in_place =
       in_place_rows(k, kv_stride, d, dpad) && in_place_rows(v, kv_stride, d, dpad);
-  const int64_t kv_scratch = in_place ? 4 * dpad : seq_pad * dpad;
+  // In place, k's scratch is only the tail tile and v needs none.
+  const int64_t k_scratch = in_place ? 4 * dpad : seq_pad * dpad;
+  const int64_t v_scratch = in_place ? 0 : seq_pad * dpad;
   // One query per head (a decoder step): the heads of a GQA group run as the
   // rows of one block against the group's keys and values, which are then read
   // once per group instead of once per head. Each row's arithmetic is the same
@@ -603,9 +608,9 @@ void AttentionForward(float* out, float* probs, const float* q, const float* k, 
   const bool heads_as_rows = queries == 1 && group > 1 && probs == nullptr;
   parallel_for(s.batch * (heads_as_rows ? s.kv_heads : s.heads), [&](int64_t begin, int64_t end) {
     Scratch scratch(
-        {kv_scratch, kv_scratch, kQueryBlock * dpad, kQueryBlock * dpad, kQueryBlock * s_stride});
-    float* kp = scratch.take(kv_scratch);          // packed k of one kv head, or the key tail tile
-    float* vp = scratch.take(kv_scratch);          // packed v of one kv head
+        {k_scratch, v_scratch, kQueryBlock * dpad, kQueryBlock * dpad, kQueryBlock * s_stride});
+    float* kp = scratch.take(k_scratch);           // packed k of one kv head, or the key tail tile
+    float* vp = scratch.take(v_scratch);           // packed v of one kv head
     float* qp = scratch.take(kQueryBlock * dpad);  // [block, dpad] packed queries
     float* op = scratch.take(kQueryBlock * dpad);  // [block, dpad] outputs
     float* sp = scratch.take(kQueryBlock * s_stride);  // [block, s_stride] probability rows
