@@ -73,7 +73,13 @@ struct Run {
 // batch assignment does (swarm/assignment.h).
 constexpr int64_t kInterleaveChunkTokens = 2048;
 
-Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_out) {
+struct Corpus {
+  std::vector<TokenDataset> shards;
+  int64_t vocab = 0;
+  int64_t tokens = 0;  // the whole stream: validation and every shard
+};
+
+Result<Corpus> make_shards(const Options& o) {
   TERN_ASSIGN_OR_RETURN(std::string text, gcide_corpus(o.gcide_dir, o.corpus_bytes));
   TERN_ASSIGN_OR_RETURN(Vocab vocab, train_vocab_on_documents({text}, o.vocab));
   TERN_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::create(std::move(vocab)));
@@ -91,20 +97,22 @@ Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_o
   std::vector<int32_t> val(tokens.begin() + val_begin, tokens.end());
   std::vector<std::vector<int32_t>> parts(static_cast<size_t>(o.workers));
   if (o.interleaved) {
-    line_starts.push_back(static_cast<size_t>(val_begin));  // lines are cut at the split
+    // Chunks end at a line start once they hold enough tokens; the last one
+    // ends at the validation split, which may cut a line.
+    const auto split = static_cast<size_t>(val_begin);
     size_t chunk_begin = 0, dealt_to = 0;
-    for (size_t end : line_starts) {
-      if (end > static_cast<size_t>(val_begin)) break;
-      if (end - chunk_begin < static_cast<size_t>(kInterleaveChunkTokens) &&
-          end != static_cast<size_t>(val_begin)) {
-        continue;
-      }
+    auto deal = [&](size_t end) {
       std::vector<int32_t>& part = parts[dealt_to];
       part.insert(part.end(), tokens.begin() + static_cast<int64_t>(chunk_begin),
                   tokens.begin() + static_cast<int64_t>(end));
       chunk_begin = end;
       dealt_to = (dealt_to + 1) % parts.size();
+    };
+    for (size_t start : line_starts) {
+      if (start >= split) break;
+      if (start - chunk_begin >= static_cast<size_t>(kInterleaveChunkTokens)) deal(start);
     }
+    if (split > chunk_begin) deal(split);
   } else {
     const int64_t per_shard = val_begin / o.workers;
     for (int w = 0; w < o.workers; ++w) {
@@ -112,15 +120,16 @@ Result<std::vector<TokenDataset>> make_shards(const Options& o, int64_t* vocab_o
                                            tokens.begin() + (w + 1) * per_shard);
     }
   }
-  std::vector<TokenDataset> shards;
+  Corpus corpus;
   for (std::vector<int32_t>& part : parts) {
     TERN_ASSIGN_OR_RETURN(
         TokenDataset d, TokenDataset::from_streams(TokenStream::owned(std::move(part)),
                                                    TokenStream::owned(val), tokenizer.n_tokens()));
-    shards.push_back(std::move(d));
+    corpus.shards.push_back(std::move(d));
   }
-  *vocab_out = tokenizer.n_tokens();
-  return shards;
+  corpus.vocab = tokenizer.n_tokens();
+  corpus.tokens = n;
+  return corpus;
 }
 
 int run_bench(Options o) {
@@ -132,9 +141,12 @@ int run_bench(Options o) {
     o.corpus_bytes = 128 << 10;
     o.warmup = 2;
   }
-  int64_t vocab = 0;
-  Result<std::vector<TokenDataset>> shards = make_shards(o, &vocab);
-  if (!shards.ok()) return fail("bench demo", shards.status());
+  Result<Corpus> corpus = make_shards(o);
+  if (!corpus.ok()) return fail("bench demo", corpus.status());
+  const std::vector<TokenDataset>& shards = corpus.value().shards;
+  const int64_t vocab = corpus.value().vocab;
+  int64_t train_tokens = 0;
+  for (const TokenDataset& shard : shards) train_tokens += shard.train_tokens();
   Result<ModelConfig> preset = preset_config(o.preset);
   if (!preset.ok()) return fail("bench demo", preset.status());
   ModelConfig config = preset.value();
@@ -185,7 +197,7 @@ int run_bench(Options o) {
     c.demo.values = run.values;
     c.demo.beta = o.demo_beta;
     c.demo.weight_decay = o.demo_weight_decay;
-    Result<DataParallelResult> r = train_data_parallel(config, shards.value(), c);
+    Result<DataParallelResult> r = train_data_parallel(config, shards, c);
     if (!r.ok()) return fail("bench demo", r.status());
     const DataParallelResult& res = r.value();
     params = res.params;
@@ -249,6 +261,9 @@ int run_bench(Options o) {
       {"batch", o.batch},
       {"seq", o.seq},
       {"shards", o.interleaved ? "interleaved" : "contiguous"},
+      {"corpus_tokens", corpus.value().tokens},
+      {"train_tokens", train_tokens},
+      {"val_tokens", shards.front().val_tokens()},
       {"threads", default_pool().num_threads()},
       {"runs", table},
       {"demo_plan", plan_lines},

@@ -58,12 +58,16 @@ if [[ -f /usr/share/dictd/gcide.index ]]; then
   else
     echo "ok: bench demo smoke run"
   fi
-  # Interleaved shards: other training text, so another AdamW loss.
+  # Interleaved shards: other training text, so another AdamW loss, and every
+  # token before the validation split dealt to some worker.
   inter_out="$("$tern" bench demo --quick --json --runs adamw --interleaved-shards 2>&1)"; inter_rc=$?
   loss_of() { grep -Eo '"loss_adamw":[0-9.e+-]+' <<< "$1"; }
+  count_of() { grep -Eo "\"$1\":[0-9]+" <<< "$2" | cut -d: -f2; }
+  inter_dealt=$(( $(count_of train_tokens "$inter_out") + $(count_of val_tokens "$inter_out") ))
   if [[ $inter_rc -ne 0 ]] || ! grep -q '"shards":"interleaved"' <<< "$inter_out" ||
-     [[ -z "$(loss_of "$inter_out")" || "$(loss_of "$inter_out")" == "$(loss_of "$demo_out")" ]]; then
-    echo "FAIL: bench demo --interleaved-shards: exit $inter_rc, $(loss_of "$inter_out") vs $(loss_of "$demo_out")"
+     [[ -z "$(loss_of "$inter_out")" || "$(loss_of "$inter_out")" == "$(loss_of "$demo_out")" ]] ||
+     [[ "$inter_dealt" != "$(count_of corpus_tokens "$inter_out")" ]]; then
+    echo "FAIL: bench demo --interleaved-shards: exit $inter_rc, $(loss_of "$inter_out") vs $(loss_of "$demo_out"), $inter_dealt of $(count_of corpus_tokens "$inter_out") tokens dealt"
     echo "$inter_out" | tail -3; failures=$((failures + 1))
   else
     echo "ok: bench demo --interleaved-shards trains on other shards"
