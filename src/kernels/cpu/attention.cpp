@@ -19,6 +19,8 @@
 #include <hwy/aligned_allocator.h>
 #include <hwy/highway.h>
 
+#include "kernels/cpu/exp-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace tern::cpu {
 namespace HWY_NAMESPACE {
@@ -213,14 +215,19 @@ inline void scale_row(float* s, int64_t n, float c) {
   for (; j < n; ++j) s[j] *= c;
 }
 
-// In place: s[0, n) = softmax(s[0, n)), exp and sum in key order as the reference.
+// In place: s[0, n) = softmax(s[0, n)). The exponentials are ref::exp_f32's
+// bits, vectorized; the sum runs in key order, as the reference's.
 inline void softmax_row(float* s, int64_t n) {
+  const DF d;
   const float max_score = row_max(s, n);
-  float sum = 0.0f;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - max_score);
-    sum += s[j];
+  const VF vmax = hn::Set(d, max_score);
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    hn::StoreU(ExpF32(d, hn::Sub(hn::LoadU(d, s + j), vmax)), d, s + j);
   }
+  for (; j < n; ++j) s[j] = ref::exp_f32(s[j] - max_score);
+  float sum = 0.0f;
+  for (j = 0; j < n; ++j) sum += s[j];
   scale_row(s, n, 1.0f / sum);
 }
 

@@ -10,12 +10,12 @@
 //     256-bit vector, 128-bit targets (SSE4, NEON, SVE) in two passes of 4,
 //     HWY_SCALAR calls ref::dot. Four dots are folded at once by a 4×4
 //     transpose. Scores are then × 1/sqrt(head_dim).
-//   - softmax: max (exact in any order), then std::exp and the row sum one key
-//     at a time in key order, then × 1/sum; Σ P·dP likewise in key order.
+//   - softmax: max (exact in any order), then ref::exp_f32 (vectorized, same
+//     bits per lane, kernels/cpu/exp-inl.h) and the row sum one key at a time
+//     in key order, then × 1/sum; Σ P·dP likewise in key order.
 //   - P·V, dS·K (dq), dSᵀ·Q (dk), Pᵀ·dout (dv): per element, products added
 //     in ascending key (resp. head, then query) order as a separate multiply
 //     and add, never FMA.
-// Scalar std::exp keeps the reference's bits; it is ~40% of the AVX2 forward.
 // Blocking: per (batch, head) in forward and (batch, kv head) in backward, k
 // and v are packed once into rows padded to a multiple of 8 floats; queries go
 // 32 at a time against keys in blocks of 64, so a k/v tile stays in L1 while

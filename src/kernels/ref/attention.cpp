@@ -6,6 +6,7 @@
 #include "core/check.h"
 #include "core/thread_pool.h"
 #include "kernels/ref/dot.h"
+#include "kernels/ref/exp.h"
 
 namespace tern::ref {
 
@@ -35,7 +36,7 @@ void probability_row(T* p, const T* q_row, const T* k, int64_t b, int64_t g, int
   }
   T sum = T(0);
   for (int64_t j = 0; j <= t; ++j) {
-    p[j] = std::exp(p[j] - max_score);
+    p[j] = kernel_exp(p[j] - max_score);
     sum += p[j];
   }
   const T inv_sum = T(1) / sum;

@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/thread_pool.h"
+#include "kernels/ref/exp.h"
 
 namespace tern::ref {
 namespace {
@@ -33,7 +34,7 @@ CrossEntropyTotals cross_entropy_forward(const T* logits, const int32_t* labels,
       const T* row = logits + i * vocab;
       const T m = row_max(row, vocab);
       T sum = T(0);
-      for (int64_t j = 0; j < vocab; ++j) sum += std::exp(row[j] - m);
+      for (int64_t j = 0; j < vocab; ++j) sum += kernel_exp(row[j] - m);
       row_loss[static_cast<size_t>(i)] = static_cast<double>(std::log(sum) + m - row[labels[i]]);
     }
   });
@@ -61,7 +62,7 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* labels, 
       const T m = row_max(row, vocab);
       T sum = T(0);
       for (int64_t j = 0; j < vocab; ++j) {
-        drow[j] = std::exp(row[j] - m);
+        drow[j] = kernel_exp(row[j] - m);
         sum += drow[j];
       }
       const T inv_sum = scale / sum;

@@ -1,8 +1,7 @@
 #include "kernels/ref/gated_activation.h"
 
-#include <cmath>
-
 #include "core/thread_pool.h"
+#include "kernels/ref/exp.h"
 
 namespace tern::ref {
 namespace {
@@ -11,7 +10,7 @@ constexpr int64_t kMinChunk = 4096;
 
 template <typename T>
 T sigmoid(T x) {
-  return T(1) / (T(1) + std::exp(-x));
+  return T(1) / (T(1) + kernel_exp(-x));
 }
 
 template <typename T>

@@ -1,0 +1,12 @@
+// ref::exp_f32 over arrays with run-time SIMD dispatch (kernels/cpu/dispatch.h):
+// the same bits as the scalar function on every target. Thread-safe (no state).
+#pragma once
+
+#include <cstdint>
+
+namespace tern::cpu {
+
+// y[i] = ref::exp_f32(x[i]) for i < n; y may equal x.
+void exp_f32(float* y, const float* x, int64_t n);
+
+}  // namespace tern::cpu
