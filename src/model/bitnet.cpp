@@ -10,9 +10,9 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/cross_entropy.h"
 #include "kernels/cpu/ternary.h"
 #include "kernels/ref/attention.h"
-#include "kernels/ref/cross_entropy.h"
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"
 #include "kernels/ref/gated_activation.h"
@@ -843,7 +843,7 @@ float forward_cached(BitNetModel::Impl& m, const ModelConfig& c, bool requantize
     return 0.0f;
   }
   const ref::CrossEntropyTotals totals =
-      ref::cross_entropy_forward(m.logits, m.labels.data(), N, c.vocab);
+      cpu::cross_entropy_forward(m.logits, m.labels.data(), N, c.vocab);
   m.label_count = totals.count;
   return totals.count == 0 ? 0.0f : static_cast<float>(totals.loss_sum / totals.count);
 }
@@ -855,7 +855,7 @@ void backward_cached(BitNetModel::Impl& m, const ModelConfig& c, float per_label
   const Scratch& s = m.sc;
 
   // Loss → logits (in place) → final norm → residual stream.
-  ref::cross_entropy_backward(m.logits, m.logits, m.labels.data(), N, c.vocab, per_label);
+  cpu::cross_entropy_backward(m.logits, m.logits, m.labels.data(), N, c.vocab, per_label);
   float* dfinal_n = s.dtmp_h;  // [N, H]
   dense_backward_input(dfinal_n, m.logits, m.output, N, H, c.vocab);
   if (m.output.grad != nullptr) {
@@ -1107,7 +1107,7 @@ float forward_recompute(BitNetModel::Impl& m, const ModelConfig& c, bool has_lab
     parallel_for(n, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
         re.row_loss[static_cast<size_t>(r0 + i)] =
-            ref::cross_entropy_forward(re.head_logits + i * c.vocab, m.labels.data() + r0 + i, 1,
+            cpu::cross_entropy_forward(re.head_logits + i * c.vocab, m.labels.data() + r0 + i, 1,
                                        c.vocab)
                 .loss_sum;
       }
@@ -1132,7 +1132,7 @@ void backward_recompute(BitNetModel::Impl& m, const ModelConfig& c, float per_la
   // Head: logits recomputed per chunk, turned into their gradient in place.
   for_chunks(d.N, [&](int64_t r0, int64_t n) {
     dense_forward(re.head_logits, m.final_n + r0 * d.H, m.output, n, d.H, c.vocab);
-    ref::cross_entropy_backward(re.head_logits, re.head_logits, m.labels.data() + r0, n, c.vocab,
+    cpu::cross_entropy_backward(re.head_logits, re.head_logits, m.labels.data() + r0, n, c.vocab,
                                 per_label);
     dense_backward_input(re.head_dfinal, re.head_logits, m.output, n, d.H, c.vocab);
     norm_backward(s, s.dresid + r0 * d.H, m.output_norm, re.head_dfinal, m.resid_final + r0 * d.H,

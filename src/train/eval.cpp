@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "core/mapped_file.h"
-#include "kernels/ref/cross_entropy.h"
+#include "kernels/cpu/cross_entropy.h"
 
 namespace tern {
 namespace {
@@ -61,7 +61,7 @@ Result<EvalResult> evaluate_stream(BitNetModel& model, const TokenStream& stream
     // Summed here rather than taken from forward's float mean, so batches of
     // different sizes add up exactly.
     const ref::CrossEntropyTotals totals =
-        ref::cross_entropy_forward(model.logits().data(), batch_labels.data(), rows * seq, c.vocab);
+        cpu::cross_entropy_forward(model.logits().data(), batch_labels.data(), rows * seq, c.vocab);
     nll_sum += totals.loss_sum;
     counted += totals.count;
   }

@@ -19,7 +19,7 @@
 #include <hwy/aligned_allocator.h>
 #include <hwy/highway.h>
 
-#include "kernels/cpu/exp-inl.h"
+#include "kernels/cpu/softmax-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace tern::cpu {
@@ -190,22 +190,6 @@ inline void score_block(float* s, int64_t s_stride, const float* q, const KeyRow
 
 // ------------------------------------------------------------ row kernels
 
-// Largest of s[0, n) (as the reference's running max for non-NaN input).
-inline float row_max(const float* s, int64_t n) {
-  const DF d;
-  float m = -INFINITY;
-  int64_t j = 0;
-  if (n >= kLanes) {
-    VF vm = hn::Set(d, -INFINITY);
-    for (; j + kLanes <= n; j += kLanes) vm = hn::Max(vm, hn::LoadU(d, s + j));
-    m = hn::GetLane(hn::MaxOfLanes(d, vm));
-  }
-  for (; j < n; ++j) {
-    if (s[j] > m) m = s[j];
-  }
-  return m;
-}
-
 // s[0, n) *= c.
 inline void scale_row(float* s, int64_t n, float c) {
   const DF d;
@@ -215,19 +199,9 @@ inline void scale_row(float* s, int64_t n, float c) {
   for (; j < n; ++j) s[j] *= c;
 }
 
-// In place: s[0, n) = softmax(s[0, n)). The exponentials are ref::exp_f32's
-// bits, vectorized; the sum runs in key order, as the reference's.
+// In place: s[0, n) = softmax(s[0, n)), as the reference's (softmax-inl.h).
 inline void softmax_row(float* s, int64_t n) {
-  const DF d;
-  const float max_score = row_max(s, n);
-  const VF vmax = hn::Set(d, max_score);
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-    hn::StoreU(ExpF32(d, hn::Sub(hn::LoadU(d, s + j), vmax)), d, s + j);
-  }
-  for (; j < n; ++j) s[j] = ref::exp_f32(s[j] - max_score);
-  float sum = 0.0f;
-  for (j = 0; j < n; ++j) sum += s[j];
+  const float sum = ExpRowSum<true>(s, s, n, RowMax(s, n));
   scale_row(s, n, 1.0f / sum);
 }
 

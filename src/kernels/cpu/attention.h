@@ -11,8 +11,8 @@
 //     HWY_SCALAR calls ref::dot. Four dots are folded at once by a 4×4
 //     transpose. Scores are then × 1/sqrt(head_dim).
 //   - softmax: max (exact in any order), then ref::exp_f32 (vectorized, same
-//     bits per lane, kernels/cpu/exp-inl.h) and the row sum one key at a time
-//     in key order, then × 1/sum; Σ P·dP likewise in key order.
+//     bits per lane, kernels/cpu/exp-inl.h) and their sum in ref::sum's 8-lane
+//     order, then × 1/sum; Σ P·dP one key at a time in key order.
 //   - P·V, dS·K (dq), dSᵀ·Q (dk), Pᵀ·dout (dv): per element, products added
 //     in ascending key (resp. head, then query) order as a separate multiply
 //     and add, never FMA.

@@ -34,12 +34,8 @@ void probability_row(T* p, const T* q_row, const T* k, int64_t b, int64_t g, int
     p[j] = dot(q_row, k + ((b * s.seq + j) * s.kv_heads + g) * d, d) * scale;
     if (p[j] > max_score) max_score = p[j];
   }
-  T sum = T(0);
-  for (int64_t j = 0; j <= t; ++j) {
-    p[j] = kernel_exp(p[j] - max_score);
-    sum += p[j];
-  }
-  const T inv_sum = T(1) / sum;
+  for (int64_t j = 0; j <= t; ++j) p[j] = kernel_exp(p[j] - max_score);
+  const T inv_sum = T(1) / sum(p, t + 1);
   for (int64_t j = 0; j <= t; ++j) p[j] *= inv_sum;
 }
 

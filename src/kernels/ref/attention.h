@@ -2,7 +2,8 @@
 //
 // q [batch, seq, heads, head_dim]; k, v [batch, seq, kv_heads, head_dim]; query
 // head h reads kv head h / (heads / kv_heads). Scores are scaled by
-// 1/sqrt(head_dim), masked to keys at or before the query, and softmaxed in T.
+// 1/sqrt(head_dim), masked to keys at or before the query, and softmaxed in T
+// (exponentials by kernel_exp, kernels/ref/exp.h; their sum in ref::sum's order).
 // attention_forward caches the probabilities [batch, heads, seq, seq] (upper
 // triangle left zero) for attention_backward. The _nocache / _recompute pair
 // never stores them: backward recomputes each query's probability row from q

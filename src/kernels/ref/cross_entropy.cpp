@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/thread_pool.h"
+#include "kernels/ref/dot.h"
 #include "kernels/ref/exp.h"
 
 namespace tern::ref {
@@ -17,11 +18,22 @@ T row_max(const T* row, int64_t vocab) {
   return m;
 }
 
-void check_label(int32_t label, int64_t vocab) {
+}  // namespace
+
+void check_cross_entropy_label(int32_t label, int64_t vocab) {
   TERN_CHECK(label < vocab, "label ", label, " outside vocab ", vocab);
 }
 
-}  // namespace
+CrossEntropyTotals fold_row_losses(const std::vector<double>& row_loss, const int32_t* labels,
+                                   int64_t n) {
+  CrossEntropyTotals totals;
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels[i] < 0) continue;
+    totals.loss_sum += row_loss[static_cast<size_t>(i)];
+    ++totals.count;
+  }
+  return totals;
+}
 
 template <typename T>
 CrossEntropyTotals cross_entropy_forward(const T* logits, const int32_t* labels, int64_t n,
@@ -30,21 +42,17 @@ CrossEntropyTotals cross_entropy_forward(const T* logits, const int32_t* labels,
   parallel_for(n, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       if (labels[i] < 0) continue;
-      check_label(labels[i], vocab);
+      check_cross_entropy_label(labels[i], vocab);
       const T* row = logits + i * vocab;
       const T m = row_max(row, vocab);
-      T sum = T(0);
-      for (int64_t j = 0; j < vocab; ++j) sum += kernel_exp(row[j] - m);
-      row_loss[static_cast<size_t>(i)] = static_cast<double>(std::log(sum) + m - row[labels[i]]);
+      // ref::sum's order without storing the exponentials: element j to lane j mod 8.
+      T lanes[8] = {};
+      for (int64_t j = 0; j < vocab; ++j) lanes[j % 8] += kernel_exp(row[j] - m);
+      const T total = fold_lanes(lanes);
+      row_loss[static_cast<size_t>(i)] = static_cast<double>(std::log(total) + m - row[labels[i]]);
     }
   });
-  CrossEntropyTotals totals;
-  for (int64_t i = 0; i < n; ++i) {
-    if (labels[i] < 0) continue;
-    totals.loss_sum += row_loss[static_cast<size_t>(i)];
-    ++totals.count;
-  }
-  return totals;
+  return fold_row_losses(row_loss, labels, n);
 }
 
 template <typename T>
@@ -57,15 +65,11 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int32_t* labels, 
         for (int64_t j = 0; j < vocab; ++j) drow[j] = T(0);
         continue;
       }
-      check_label(labels[i], vocab);
+      check_cross_entropy_label(labels[i], vocab);
       const T* row = logits + i * vocab;
       const T m = row_max(row, vocab);
-      T sum = T(0);
-      for (int64_t j = 0; j < vocab; ++j) {
-        drow[j] = kernel_exp(row[j] - m);
-        sum += drow[j];
-      }
-      const T inv_sum = scale / sum;
+      for (int64_t j = 0; j < vocab; ++j) drow[j] = kernel_exp(row[j] - m);
+      const T inv_sum = scale / sum(drow, vocab);
       for (int64_t j = 0; j < vocab; ++j) drow[j] *= inv_sum;
       drow[labels[i]] -= scale;
     }

@@ -3,10 +3,13 @@
 // logits [n, vocab]; labels [n] hold a class id, or a negative value (−1) to
 // ignore the row. No one-hot matrix is ever built. Labels must already be
 // validated (< vocab): an out-of-range label is a bug and hits CHECK.
+// Per row: the max, e^(logit − max) by kernel_exp (kernels/ref/exp.h), their sum
+// in ref::sum's order (kernels/ref/dot.h); the loss takes std::log of the sum.
 // Threads: rows split over the pool; the loss sum is folded in row order.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace tern::ref {
 
@@ -14,6 +17,12 @@ struct CrossEntropyTotals {
   double loss_sum = 0.0;  // Σ −log softmax(logits)[label] over counted rows
   int64_t count = 0;      // rows with a label ≥ 0
 };
+
+// Shared with kernels/cpu/cross_entropy.h: CHECKs label < vocab, and folds the
+// per-row losses of the rows with a label ≥ 0 in row order.
+void check_cross_entropy_label(int32_t label, int64_t vocab);
+CrossEntropyTotals fold_row_losses(const std::vector<double>& row_loss, const int32_t* labels,
+                                   int64_t n);
 
 template <typename T>
 CrossEntropyTotals cross_entropy_forward(const T* logits, const int32_t* labels, int64_t n,
