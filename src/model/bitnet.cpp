@@ -11,11 +11,11 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/cross_entropy.h"
+#include "kernels/cpu/gated_activation.h"
 #include "kernels/cpu/ternary.h"
 #include "kernels/ref/attention.h"
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"
-#include "kernels/ref/gated_activation.h"
 #include "kernels/ref/linear.h"
 #include "kernels/ref/rmsnorm.h"
 #include "kernels/ref/rope.h"
@@ -827,7 +827,7 @@ float forward_cached(BitNetModel::Impl& m, const ModelConfig& c, bool requantize
     quantize_input(k.inputs[kFfnIn], N, ternary);
     run(LinearId::kGate, k.gate);
     run(LinearId::kUp, k.up);
-    ref::gated_activation_forward(k.m, k.gate, k.up, N * F, c.activation);
+    cpu::gated_activation_forward(k.m, k.gate, k.up, N * F, c.activation);
     if (c.sub_norms) {
       ref::rmsnorm_forward(k.m_n, k.inv_m, k.m, layer.ffn_sub_norm.data, N, F, c.norm_eps);
     }
@@ -877,7 +877,7 @@ void backward_cached(BitNetModel::Impl& m, const ModelConfig& c, float per_label
       norm_backward(s, s.dpre, layer.ffn_sub_norm, s.dinput, k.m, k.inv_m, N, F);
       dm = s.dpre;
     }
-    ref::gated_activation_backward(s.dgate, s.dup, dm, k.gate, k.up, N * F, c.activation);
+    cpu::gated_activation_backward(s.dgate, s.dup, dm, k.gate, k.up, N * F, c.activation);
     {
       Linear* gate_up[] = {&layer.at(LinearId::kGate), &layer.at(LinearId::kUp)};
       float* dys[] = {s.dgate, s.dup};
@@ -990,7 +990,7 @@ void block_tail_rows(BitNetModel::Impl& m, const ModelConfig& c, Layer& layer, c
   quantize_input(k.inputs[kFfnIn], n, d.ternary);
   run(LinearId::kGate, k.gate);
   run(LinearId::kUp, k.up);
-  ref::gated_activation_forward(k.m, k.gate, k.up, n * d.F, c.activation);
+  cpu::gated_activation_forward(k.m, k.gate, k.up, n * d.F, c.activation);
   if (c.sub_norms) {
     ref::rmsnorm_forward(k.m_n, k.inv_m, k.m, layer.ffn_sub_norm.data, n, d.F, c.norm_eps);
   }
@@ -1035,7 +1035,7 @@ void block_backward(BitNetModel::Impl& m, const ModelConfig& c, Layer& layer, co
       norm_backward(s, s.dpre, layer.ffn_sub_norm, s.dinput, k.m, k.inv_m, n, d.F);
       dm = s.dpre;
     }
-    ref::gated_activation_backward(s.dgate, s.dup, dm, k.gate, k.up, n * d.F, c.activation);
+    cpu::gated_activation_backward(s.dgate, s.dup, dm, k.gate, k.up, n * d.F, c.activation);
     {
       Linear* gate_up[] = {&layer.at(LinearId::kGate), &layer.at(LinearId::kUp)};
       float* dys[] = {s.dgate, s.dup};

@@ -10,10 +10,10 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/blas.h"
+#include "kernels/cpu/gated_activation.h"
 #include "kernels/cpu/ternary.h"
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"
-#include "kernels/ref/gated_activation.h"
 #include "kernels/ref/linear.h"
 #include "kernels/ref/rmsnorm.h"
 
@@ -236,7 +236,7 @@ void KvDecoder::run_chunk(const int32_t* tokens, int64_t n) {
     apply(layer.gate, h, codes, scales, gate_.data(), n);
     apply(layer.up, h, codes, scales, up_.data(), n);
     float* m = m_.data();  // [n, F] act(gate)·up
-    ref::gated_activation_forward(m, gate_.data(), up_.data(), n * F, c.activation);
+    cpu::gated_activation_forward(m, gate_.data(), up_.data(), n * F, c.activation);
     if (layer.ffn_sub_norm != nullptr) {
       ref::rmsnorm_forward(h, inv_.data(), m, layer.ffn_sub_norm, n, F, c.norm_eps);
       m = h;
