@@ -104,24 +104,24 @@ void split_elements(int64_t n, const Body& body, const Tail& tail) {
 
 void gated_activation_forward(float* m, const float* gate, const float* up, int64_t n,
                               ref::Activation act) {
-  split_elements(
-      n, [&](int64_t b, int64_t e) { HWY_DYNAMIC_DISPATCH(ForwardSpan)
-                                     (m, gate, up, b, e, act); },
-      [&](int64_t b, int64_t e) {
-        ref::gated_activation_forward(m + b, gate + b, up + b, e - b, act);
-      });
+  const auto vectors = [&](int64_t b, int64_t e) {
+    HWY_DYNAMIC_DISPATCH(ForwardSpan)(m, gate, up, b, e, act);
+  };
+  const auto tail = [&](int64_t b, int64_t e) {
+    ref::gated_activation_forward(m + b, gate + b, up + b, e - b, act);
+  };
+  split_elements(n, vectors, tail);
 }
 
 void gated_activation_backward(float* dgate, float* dup, const float* dm, const float* gate,
                                const float* up, int64_t n, ref::Activation act) {
-  split_elements(
-      n,
-      [&](int64_t b, int64_t e) {
-        HWY_DYNAMIC_DISPATCH(BackwardSpan)(dgate, dup, dm, gate, up, b, e, act);
-      },
-      [&](int64_t b, int64_t e) {
-        ref::gated_activation_backward(dgate + b, dup + b, dm + b, gate + b, up + b, e - b, act);
-      });
+  const auto vectors = [&](int64_t b, int64_t e) {
+    HWY_DYNAMIC_DISPATCH(BackwardSpan)(dgate, dup, dm, gate, up, b, e, act);
+  };
+  const auto tail = [&](int64_t b, int64_t e) {
+    ref::gated_activation_backward(dgate + b, dup + b, dm + b, gate + b, up + b, e - b, act);
+  };
+  split_elements(n, vectors, tail);
 }
 
 }  // namespace tern::cpu
