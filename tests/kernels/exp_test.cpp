@@ -116,8 +116,8 @@ TEST(ExpTest, SameBitsOnEveryTarget) {
   }
 }
 
-// FNV-1a over the result bits of exp_f32 on the sweep of WithinOneUlp (no
-// random inputs: Rng's doubles come from libm). Recorded on x86-64; the
+// FNV-1a over the result bits of exp_f32 on the sweep of WithinOneUlp
+// (plain float steps, nothing platform-dependent). Recorded on x86-64; the
 // aarch64 build under qemu (ctest label arm) must give the same digest, which
 // is the point of having our own exp. If the method changes on purpose,
 // record the new digest here.

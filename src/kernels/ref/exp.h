@@ -1,10 +1,11 @@
 // tern's own single-precision exponential, the one the softmaxes (attention,
 // cross-entropy) and the SiLU gate use. Thread-safe (no state).
 //
-// Why not std::exp: libm's expf is not correctly rounded and differs between C
-// libraries (glibc, musl, bionic, Apple, MSVC), and these exponentials feed
-// every weight update, so two swarm members on different systems would drift
-// apart. exp_f32 uses only IEEE additions and multiplications in a fixed order
+// Why not std::exp: libm's expf need not be correctly rounded, so each C
+// library may round its own way (glibc's gives the same bits on x86-64 and
+// aarch64; nothing promises that Apple's or MSVC's match it), and these
+// exponentials feed every weight update: one different bit and two swarm
+// members drift apart. exp_f32 uses only IEEE additions and multiplications in a fixed order
 // (the project builds with -ffp-contract=off, so none is fused), which every
 // platform rounds the same way. kernels/cpu/exp-inl.h runs the same operations
 // lane by lane, so a SIMD softmax keeps these bits.
