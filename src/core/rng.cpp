@@ -3,6 +3,8 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/portable_math.h"
+
 #include "core/check.h"
 
 namespace tern {
@@ -63,11 +65,13 @@ double Rng::normal() {
     u1 = uniform();
   } while (u1 <= 0.0);
   const double u2 = uniform();
-  const double radius = std::sqrt(-2.0 * std::log(u1));
-  const double angle = 2.0 * std::numbers::pi * u2;
-  spare_ = radius * std::sin(angle);
+  // portable_log and portable_sincos, not libm's: the seeded initial weights
+  // must have the same bits on every platform.
+  const double radius = std::sqrt(-2.0 * portable_log(u1));
+  const SinCos angle = portable_sincos(2.0 * std::numbers::pi * u2);
+  spare_ = radius * angle.sin;
   has_spare_ = true;
-  return radius * std::cos(angle);
+  return radius * angle.cos;
 }
 
 Rng::State Rng::state() const {

@@ -19,7 +19,8 @@ class Rng {
   double uniform();
   // Uniform integer in [0, bound); bound > 0. Unbiased (rejection sampling).
   uint64_t below(uint64_t bound);
-  // Standard normal (Box-Muller in double precision).
+  // Standard normal (Box-Muller in double precision, with core/portable_math.h
+  // for log, sin and cos, so the same bits on every platform).
   double normal();
 
   // The complete generator state, for checkpoints: restoring it continues the

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/portable_math.h"
 #include "core/thread_pool.h"
 
 namespace tern {
@@ -13,9 +14,10 @@ AdamW::AdamW(const TensorLayout& layout, const AdamWConfig& config)
 void AdamW::step(FlatBuffer& params, const FlatBuffer& grads, double lr) {
   TERN_CHECK(params.size() == layout_.buffer_size() && grads.size() == layout_.buffer_size());
   ++step_;
-  // Scalars in double, as torch computes them in Python floats.
-  const double bias1 = 1.0 - std::pow(config_.beta1, static_cast<double>(step_));
-  const double bias2 = 1.0 - std::pow(config_.beta2, static_cast<double>(step_));
+  // Scalars in double, as torch computes them in Python floats; the powers by
+  // portable_pow, so they have the same bits on every platform.
+  const double bias1 = 1.0 - portable_pow(config_.beta1, static_cast<double>(step_));
+  const double bias2 = 1.0 - portable_pow(config_.beta2, static_cast<double>(step_));
   const auto step_size = static_cast<float>(lr / bias1);
   const auto bias2_sqrt = static_cast<float>(std::sqrt(bias2));
   const auto lerp_weight = static_cast<float>(1.0 - config_.beta1);

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <numbers>
 
+#include "core/portable_math.h"
+
 #include "core/check.h"
 #include "kernels/ref/dot.h"
 
@@ -67,13 +69,14 @@ std::span<const float> dct_basis(int64_t n) {
     for (int64_t k = 0; k < n; ++k) {
       const double scale = std::sqrt((k == 0 ? 1.0 : 2.0) / dn);
       for (int64_t i = 0; i < n; ++i) {
-        // cos(π·m/2n) is exactly 0 when m ≡ n (mod 2n); std::cos gives ~6e-17
-        // there, whose sign would leak into sign(Δ) of elements built only
-        // from such entries, so those are set to 0 exactly.
+        // cos(π·m/2n) is exactly 0 when m ≡ n (mod 2n); a computed cosine is
+        // ~6e-17 there, whose sign would leak into sign(Δ) of elements built
+        // only from such entries, so those are set to 0 exactly. portable_cos,
+        // not libm's: every swarm member must have the same basis bits.
         const int64_t m = (2 * i + 1) * k;
         const double angle = std::numbers::pi * static_cast<double>(m) / (2.0 * dn);
         (*entry)[static_cast<size_t>(k * n + i)] =
-            m % (2 * n) == n ? 0.0f : static_cast<float>(scale * std::cos(angle));
+            m % (2 * n) == n ? 0.0f : static_cast<float>(scale * portable_cos(angle));
       }
     }
   }

@@ -5,6 +5,8 @@
 #include <numbers>
 #include <string>
 
+#include "core/portable_math.h"
+
 namespace tern {
 
 Status LrSchedule::validate() const {
@@ -38,7 +40,8 @@ double LrSchedule::lr_at(int64_t step) const {
   if (kind == ScheduleKind::kCosine) {
     const int64_t span = std::max<int64_t>(1, total_steps - warmup_steps - 1);
     const double progress = static_cast<double>(step - warmup_steps) / static_cast<double>(span);
-    const double cosine = 0.5 * (1.0 + std::cos(std::numbers::pi * progress));
+    // portable_cos: the learning rate must have the same bits on every platform.
+    const double cosine = 0.5 * (1.0 + portable_cos(std::numbers::pi * progress));
     return min_lr + (peak_lr - min_lr) * cosine;
   }
   // WSD: hold the peak, then decay linearly to min_lr over the last steps.

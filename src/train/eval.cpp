@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/mapped_file.h"
+#include "core/portable_math.h"
 #include "kernels/cpu/cross_entropy.h"
 
 namespace tern {
@@ -72,7 +73,7 @@ Result<EvalResult> evaluate_stream(BitNetModel& model, const TokenStream& stream
   EvalResult result;
   result.tokens = counted;
   result.mean_nll = nll_sum / static_cast<double>(counted);
-  result.perplexity = std::exp(result.mean_nll);
+  result.perplexity = portable_exp(result.mean_nll);
   return result;
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 
+#include "core/portable_math.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/blas.h"
@@ -332,7 +333,8 @@ int32_t Sampler::sample(std::span<const float> logits) {
   for (int64_t i = 0; i < k; ++i) {
     const double v = key(order_[static_cast<size_t>(i)]);
     // exp(−inf) = 0 drops −inf/NaN logits; if every logit is −inf, keep the first.
-    probs_[static_cast<size_t>(i)] = std::isinf(top) ? (i == 0) : std::exp((v - top) * inv_t);
+    // portable_exp: the same seed samples the same tokens on every platform.
+    probs_[static_cast<size_t>(i)] = std::isinf(top) ? (i == 0) : portable_exp((v - top) * inv_t);
     total += probs_[static_cast<size_t>(i)];
   }
   // Nucleus: the shortest prefix whose probability reaches top_p (at least one).

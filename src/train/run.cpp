@@ -10,6 +10,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "core/portable_math.h"
 #include "train/checkpoint.h"
 
 namespace tern {
@@ -138,7 +139,7 @@ Result<RunResult> run_training(BitNetModel& model, Trainer& trainer, const RunOp
     result.curve.push_back({step, val});
     if (!options.json && !options.quiet) {
       std::printf("step %6lld  validation loss %.4f  perplexity %.2f\n",
-                  static_cast<long long>(step), val, std::exp(static_cast<double>(val)));
+                  static_cast<long long>(step), val, portable_exp(static_cast<double>(val)));
       std::fflush(stdout);
     }
     return emit({{"event", "eval"}, {"step", step}, {"val_loss", val}});
@@ -218,7 +219,7 @@ RunReport make_run_report(const RunResult& result, const RunOptions& options) {
         {"validation loss (first)", fmt("%.4f", result.curve.front().val_loss)});
     report.summary.push_back({"validation loss (last)", fmt("%.4f", result.curve.back().val_loss)});
     report.summary.push_back(
-        {"validation perplexity (last)", fmt("%.2f", std::exp(result.curve.back().val_loss))});
+        {"validation perplexity (last)", fmt("%.2f", portable_exp(result.curve.back().val_loss))});
   }
   report.summary.push_back({"throughput", fmt("%.0f tokens/s", result.tokens_per_second)});
   report.summary.push_back({"wall time (this process)", fmt("%.1f s", result.seconds)});

@@ -2,7 +2,6 @@
 #include "kernels/cpu/cross_entropy.h"
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "core/thread_pool.h"
@@ -24,7 +23,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 double RowLoss(const float* row, int64_t vocab, int32_t label) {
   const float m = RowMax(row, vocab);
   const float total = ExpRowSum<false>(nullptr, row, vocab, m);
-  return static_cast<double>(std::log(total) + m - row[label]);
+  return ref::row_loss_from_exp_sum(total, m, row[label]);
 }
 
 // drow = scale · (softmax(row) − onehot(label)); drow may equal row.

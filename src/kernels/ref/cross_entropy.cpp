@@ -1,6 +1,5 @@
 #include "kernels/ref/cross_entropy.h"
 
-#include <cmath>
 #include <vector>
 
 #include "core/check.h"
@@ -49,7 +48,7 @@ CrossEntropyTotals cross_entropy_forward(const T* logits, const int32_t* labels,
       T lanes[8] = {};
       for (int64_t j = 0; j < vocab; ++j) lanes[j % 8] += kernel_exp(row[j] - m);
       const T total = fold_lanes(lanes);
-      row_loss[static_cast<size_t>(i)] = static_cast<double>(std::log(total) + m - row[labels[i]]);
+      row_loss[static_cast<size_t>(i)] = row_loss_from_exp_sum(total, m, row[labels[i]]);
     }
   });
   return fold_row_losses(row_loss, labels, n);

@@ -4,12 +4,15 @@
 // ignore the row. No one-hot matrix is ever built. Labels must already be
 // validated (< vocab): an out-of-range label is a bug and hits CHECK.
 // Per row: the max, e^(logit − max) by kernel_exp (kernels/ref/exp.h), their sum
-// in ref::sum's order (kernels/ref/dot.h); the loss takes std::log of the sum.
+// in ref::sum's order (kernels/ref/dot.h); the loss takes portable_log of the
+// sum (core/portable_math.h), so reported losses have the same bits everywhere.
 // Threads: rows split over the pool; the loss sum is folded in row order.
 #pragma once
 
 #include <cstdint>
 #include <vector>
+
+#include "core/portable_math.h"
 
 namespace tern::ref {
 
@@ -23,6 +26,13 @@ struct CrossEntropyTotals {
 void check_cross_entropy_label(int32_t label, int64_t vocab);
 CrossEntropyTotals fold_row_losses(const std::vector<double>& row_loss, const int32_t* labels,
                                    int64_t n);
+// −log softmax(row)[label] from the row's max m and exp_sum = Σ e^(logit − m):
+// log(exp_sum) rounded to T, + m − label_logit in T, widened to double.
+template <typename T>
+double row_loss_from_exp_sum(T exp_sum, T m, T label_logit) {
+  return static_cast<double>(static_cast<T>(portable_log(static_cast<double>(exp_sum))) + m -
+                             label_logit);
+}
 
 template <typename T>
 CrossEntropyTotals cross_entropy_forward(const T* logits, const int32_t* labels, int64_t n,

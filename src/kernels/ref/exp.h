@@ -24,10 +24,11 @@
 #pragma once
 
 #include <bit>
-#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+
+#include "core/portable_math.h"
 
 namespace tern::ref {
 
@@ -73,13 +74,13 @@ inline float exp_f32(float x) {
 }
 
 // The exponential of the templated reference kernels: exp_f32 for float;
-// double, which only the gradient checks run, keeps std::exp.
+// portable_exp (core/portable_math.h) for double, which the gradient checks run.
 template <typename T>
 T kernel_exp(T x) {
   if constexpr (std::is_same_v<T, float>) {
     return exp_f32(x);
   } else {
-    return std::exp(x);
+    return portable_exp(x);
   }
 }
 

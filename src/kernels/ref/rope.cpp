@@ -1,8 +1,7 @@
 #include "kernels/ref/rope.h"
 
-#include <cmath>
-
 #include "core/check.h"
+#include "core/portable_math.h"
 #include "core/thread_pool.h"
 
 namespace tern::ref {
@@ -17,11 +16,13 @@ RopeTable<T> make_rope_table(int64_t seq, int64_t head_dim, double theta) {
   table.sin.resize(table.cos.size());
   for (int64_t pos = 0; pos < seq; ++pos) {
     for (int64_t i = 0; i < table.half_dim; ++i) {
+      // portable_math, not libm: the tables must have the same bits on every
+      // platform. theta > 1, so inv_freq ≤ 1 and |angle| < max_seq ≤ 2^20.
       const double inv_freq =
-          std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-      const double angle = static_cast<double>(pos) * inv_freq;
-      table.cos[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(std::cos(angle));
-      table.sin[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(std::sin(angle));
+          portable_pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+      const SinCos angle = portable_sincos(static_cast<double>(pos) * inv_freq);
+      table.cos[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(angle.cos);
+      table.sin[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(angle.sin);
     }
   }
   return table;

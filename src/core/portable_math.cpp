@@ -1,0 +1,188 @@
+#include "core/portable_math.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "core/check.h"
+
+namespace tern {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// ln 2 in two parts (Cody and Waite): the high part has 42 significant bits, so
+// k·kLn2Hi is exact for every exponent |k| < 2^11 that exp and log meet.
+constexpr double kLn2Hi = 0x1.62e42fefa3800p-1;
+constexpr double kLn2Lo = 0x1.ef35793c76730p-45;
+constexpr double kLog2e = 0x1.71547652b82fep+0;
+
+// π/2 in three parts: the first two have 28 significant bits, so n·part is exact
+// for |n| < 2^25, which |x| ≤ kPortableTrigMaxArg guarantees.
+constexpr double kPio2Part1 = 0x1.921fb54000000p+0;
+constexpr double kPio2Part2 = 0x1.10b4612000000p-30;
+constexpr double kPio2Part3 = -0x1.676733ae8fe48p-60;
+constexpr double kTwoOverPi = 0x1.45f306dc9c883p-1;
+
+// 2^k for −1022 ≤ k ≤ 1023.
+double pow2(int64_t k) {
+  return std::bit_cast<double>(static_cast<uint64_t>(k + 1023) << 52);
+}
+
+// Rounds to the nearest integer, ties to even: an exact operation, the same on
+// every IEEE platform in the default rounding mode.
+double round_to_int(double x) {
+  return std::nearbyint(x);
+}
+
+// sin(hi + lo) for |hi| ≤ about π/4 and |lo| ≤ ulp(hi): the Taylor series to
+// hi^19 (the next term is below 2^-60 of the result), as hi + (hi·z·P(z) + lo·cos hi)
+// with z = hi², so hi itself is not rounded; cos hi ≈ 1 − z/2 is plenty for lo.
+double sin_kernel(double hi, double lo) {
+  const double z = hi * hi;
+  double p = -0x1.2f49b46814157p-57;  // −1/19!
+  p = p * z + 0x1.952c77030ad4ap-49;  // 1/17!
+  p = p * z - 0x1.ae7f3e733b81fp-41;  // 1/15!
+  p = p * z + 0x1.6124613a86d09p-33;  // 1/13!
+  p = p * z - 0x1.ae64567f544e4p-26;  // 1/11!
+  p = p * z + 0x1.71de3a556c734p-19;  // 1/9!
+  p = p * z - 0x1.a01a01a01a01ap-13;  // 1/7!
+  p = p * z + 0x1.1111111111111p-7;   // 1/5!
+  p = p * z - 0x1.5555555555555p-3;   // 1/3!
+  return hi + (hi * z * p + lo * (1.0 - 0.5 * z));
+}
+
+// cos(hi + lo) for |hi| ≤ about π/4: 1 − z/2 + z²·Q(z) − lo·sin hi, Q the
+// Taylor terms to hi^18. 1 − z/2 is formed as w plus its rounding error, so the
+// result keeps the low bits that a plain 1 − z/2 would lose when z/2 is near 0.3.
+double cos_kernel(double hi, double lo) {
+  const double z = hi * hi;
+  double q = -0x1.6827863b97d97p-53;  // −1/18!
+  q = q * z + 0x1.ae7f3e733b81fp-45;  // 1/16!
+  q = q * z - 0x1.93974a8c07c9dp-37;  // 1/14!
+  q = q * z + 0x1.1eed8eff8d898p-29;  // 1/12!
+  q = q * z - 0x1.27e4fb7789f5cp-22;  // 1/10!
+  q = q * z + 0x1.a01a01a01a01ap-16;  // 1/8!
+  q = q * z - 0x1.6c16c16c16c17p-10;  // 1/6!
+  q = q * z + 0x1.5555555555555p-5;   // 1/4!
+  const double half_z = 0.5 * z;
+  const double w = 1.0 - half_z;
+  return w + (((1.0 - w) - half_z) + (z * z * q - hi * lo));
+}
+
+}  // namespace
+
+double portable_exp(double x) {
+  if (x != x) return x;
+  if (x > 710.0) return kInf;
+  if (x < -745.2) return 0.0;  // below 2^-1075.1: rounds to 0
+  // x = n·ln 2 + r, |r| ≤ ln 2 / 2 (a little more where x·log2 e rounded).
+  const double n = round_to_int(x * kLog2e);  // in [−1075, 1024]
+  const double hi = x - n * kLn2Hi;           // exact: n·kLn2Hi is, and cancels
+  const double r = hi - n * kLn2Lo;
+  // e^r − 1 by its Taylor series to r^13 (the next term is below 2^-57).
+  double p = 0x1.6124613a86d09p-33;   // 1/13!
+  p = p * r + 0x1.1eed8eff8d898p-29;  // 1/12!
+  p = p * r + 0x1.ae64567f544e4p-26;  // 1/11!
+  p = p * r + 0x1.27e4fb7789f5cp-22;  // 1/10!
+  p = p * r + 0x1.71de3a556c734p-19;  // 1/9!
+  p = p * r + 0x1.a01a01a01a01ap-16;  // 1/8!
+  p = p * r + 0x1.a01a01a01a01ap-13;  // 1/7!
+  p = p * r + 0x1.6c16c16c16c17p-10;  // 1/6!
+  p = p * r + 0x1.1111111111111p-7;   // 1/5!
+  p = p * r + 0x1.5555555555555p-5;   // 1/4!
+  p = p * r + 0x1.5555555555555p-3;   // 1/3!
+  p = p * r + 0.5;
+  const double e_r = 1.0 + (r + r * r * p);
+  // ·2^n in two exact steps: the first keeps the value normal (|half| ≤ 538),
+  // so a subnormal result is rounded once, by the second.
+  const auto k = static_cast<int64_t>(n);
+  const int64_t half = k >> 1;
+  return e_r * pow2(half) * pow2(k - half);
+}
+
+double portable_log(double x) {
+  if (x != x) return x;
+  if (x < 0.0) return kNaN;
+  if (x == 0.0) return -kInf;
+  if (x == kInf) return x;
+  // x = 2^e · m with m in [√2/2, √2).
+  int64_t e = 0;
+  if (x < std::numeric_limits<double>::min()) {
+    x *= 0x1p54;  // subnormal: scale into the normal range, exactly
+    e = -54;
+  }
+  const auto bits = std::bit_cast<uint64_t>(x);
+  e += static_cast<int64_t>(bits >> 52) - 1023;
+  constexpr uint64_t kMantissaMask = (uint64_t{1} << 52) - 1;
+  double m = std::bit_cast<double>((bits & kMantissaMask) | (uint64_t{1023} << 52));  // [1, 2)
+  if (m > 0x1.6a09e667f3bcdp+0) {                                                     // √2
+    m *= 0.5;
+    ++e;
+  }
+  // log(1 + f) = 2·atanh(s) with s = f/(2 + f), |s| ≤ 0.1716:
+  // = f − (f²/2 − s·(f²/2 + R)), R = Σ 2s^(2k)/(2k+1) for k = 1..10 (the next
+  // term is below 2^-60 of the result).
+  const double f = m - 1.0;  // exact
+  const double s = f / (2.0 + f);
+  const double z = s * s;
+  double c = 0x1.8618618618618p-4;   // 2/21
+  c = c * z + 0x1.af286bca1af28p-4;  // 2/19
+  c = c * z + 0x1.e1e1e1e1e1e1ep-4;  // 2/17
+  c = c * z + 0x1.1111111111111p-3;  // 2/15
+  c = c * z + 0x1.3b13b13b13b14p-3;  // 2/13
+  c = c * z + 0x1.745d1745d1746p-3;  // 2/11
+  c = c * z + 0x1.c71c71c71c71cp-3;  // 2/9
+  c = c * z + 0x1.2492492492492p-2;  // 2/7
+  c = c * z + 0x1.999999999999ap-2;  // 2/5
+  c = c * z + 0x1.5555555555555p-1;  // 2/3
+  const double big_r = z * c;
+  const double half_f2 = 0.5 * f * f;
+  const auto de = static_cast<double>(e);
+  return de * kLn2Hi + (f - (half_f2 - (s * (half_f2 + big_r) + de * kLn2Lo)));
+}
+
+double portable_pow(double base, double exponent) {
+  TERN_CHECK(base >= 0.0 && base < kInf, "portable_pow: base ", base);
+  if (base == 0.0) return exponent > 0.0 ? 0.0 : exponent == 0.0 ? 1.0 : kInf;
+  return portable_exp(exponent * portable_log(base));
+}
+
+SinCos portable_sincos(double x) {
+  if (x != x || x == kInf || x == -kInf) return {kNaN, kNaN};
+  TERN_CHECK(std::fabs(x) <= kPortableTrigMaxArg, "portable_sincos: |x| = ", std::fabs(x),
+             " is beyond ", kPortableTrigMaxArg);
+  if (x == 0.0) return {x, 1.0};  // keeps the sign of −0
+  // x = n·π/2 + (hi + lo). x − n·part1 is exact (the two are within a factor
+  // of 2, or n = 0), and so is n·part2; the rounding error of subtracting it is
+  // recovered into lo, with n·part3; what is left of π/2 past part3 is below
+  // 2^-113.
+  const double n = round_to_int(x * kTwoOverPi);
+  const double t = x - n * kPio2Part1;
+  const double w = n * kPio2Part2;
+  const double t_minus_w = t - w;
+  const double correction = n * kPio2Part3 - ((t - t_minus_w) - w);
+  const double hi = t_minus_w - correction;
+  const double lo = (t_minus_w - hi) - correction;
+  const double s = sin_kernel(hi, lo);
+  const double c = cos_kernel(hi, lo);
+  switch (static_cast<int64_t>(n) & 3) {
+    case 0:
+      return {s, c};
+    case 1:
+      return {c, -s};
+    case 2:
+      return {-s, -c};
+    default:
+      return {-c, s};
+  }
+}
+
+double portable_cos(double x) {
+  return portable_sincos(x).cos;
+}
+
+}  // namespace tern
