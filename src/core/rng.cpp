@@ -3,9 +3,9 @@
 #include <cmath>
 #include <numbers>
 
-#include "core/portable_math.h"
-
 #include "core/check.h"
+#include "core/portable_math.h"
+#include "core/thread_pool.h"
 
 namespace tern {
 namespace {
@@ -19,6 +19,15 @@ uint64_t splitmix64(uint64_t& state) {
 
 uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));
+}
+
+// Box–Muller: two independent standard normals from u1 in (0, 1) and u2 in
+// [0, 1). portable_log and portable_sincos, not libm's: the seeded initial
+// weights must have the same bits on every platform.
+SinCos box_muller(double u1, double u2) {
+  const double radius = std::sqrt(-2.0 * portable_log(u1));
+  const SinCos angle = portable_sincos(2.0 * std::numbers::pi * u2);
+  return {radius * angle.sin, radius * angle.cos};
 }
 
 }  // namespace
@@ -64,14 +73,43 @@ double Rng::normal() {
   do {
     u1 = uniform();
   } while (u1 <= 0.0);
-  const double u2 = uniform();
-  // portable_log and portable_sincos, not libm's: the seeded initial weights
-  // must have the same bits on every platform.
-  const double radius = std::sqrt(-2.0 * portable_log(u1));
-  const SinCos angle = portable_sincos(2.0 * std::numbers::pi * u2);
-  spare_ = radius * angle.sin;
+  const SinCos pair = box_muller(u1, uniform());
+  spare_ = pair.sin;
   has_spare_ = true;
-  return radius * angle.cos;
+  return pair.cos;
+}
+
+void Rng::normals(std::span<double> out) {
+  size_t first = 0;
+  if (has_spare_ && !out.empty()) {
+    out[0] = spare_;
+    has_spare_ = false;
+    first = 1;
+  }
+  // Whole pairs: each pair's slots hold its two uniforms, drawn in normal()'s
+  // order, until the transform replaces them with (cos part, sin part).
+  const auto pairs = static_cast<int64_t>((out.size() - first) / 2);
+  double* slot = out.data() + first;
+  for (int64_t k = 0; k < pairs; ++k) {
+    double u1;
+    do {
+      u1 = uniform();
+    } while (u1 <= 0.0);
+    slot[2 * k] = u1;
+    slot[2 * k + 1] = uniform();
+  }
+  parallel_for(
+      pairs,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) {
+          const SinCos pair = box_muller(slot[2 * k], slot[2 * k + 1]);
+          slot[2 * k] = pair.cos;
+          slot[2 * k + 1] = pair.sin;
+        }
+      },
+      1024);
+  // An odd count ends with half a pair, whose other half becomes the spare.
+  if ((out.size() - first) % 2 == 1) out.back() = normal();
 }
 
 Rng::State Rng::state() const {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace tern {
@@ -22,6 +23,11 @@ class Rng {
   // Standard normal (Box-Muller in double precision, with core/portable_math.h
   // for log, sin and cos, so the same bits on every platform).
   double normal();
+  // The next out.size() standard normals: the same values, and the same state
+  // afterwards, as that many calls of normal(). The uniforms are drawn in order
+  // on the calling thread; the log, sin and cos work (most of the time) is split
+  // over the default thread pool. Used by RandomInitSource for large tensors.
+  void normals(std::span<double> out);
 
   // The complete generator state, for checkpoints: restoring it continues the
   // exact same sequence.

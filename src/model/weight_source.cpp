@@ -82,19 +82,39 @@ bool is_norm(std::string_view name) {
 
 }  // namespace
 
+// The `count` values of one tensor, in order. The normals are drawn in blocks
+// by Rng::normals (the same values as one normal() at a time), which spreads
+// their log/sin/cos over the thread pool: that work is most of a random init.
 class RandomInitSource::Stream {
  public:
-  Stream(const RandomInitSource& source, std::string_view name)
-      : rng_(derive_seed(source.seed_, name)), stddev_(source.stddev_), f16_(source.f16_) {}
+  Stream(const RandomInitSource& source, std::string_view name, int64_t count)
+      : rng_(derive_seed(source.seed_, name)),
+        stddev_(source.stddev_),
+        f16_(source.f16_),
+        left_to_draw_(count) {}
   float next() {
-    const auto v = static_cast<float>(rng_.normal() * stddev_);
+    if (next_ == block_.size()) refill();
+    const auto v = static_cast<float>(block_[next_++] * stddev_);
     return f16_ ? fp16_to_fp32(fp32_to_fp16(v)) : v;
   }
 
  private:
+  static constexpr int64_t kBlock = int64_t{1} << 16;
+
+  void refill() {
+    TERN_CHECK(left_to_draw_ > 0, "read past the end of the tensor's stream");
+    block_.resize(static_cast<size_t>(std::min(kBlock, left_to_draw_)));
+    rng_.normals(block_);
+    left_to_draw_ -= static_cast<int64_t>(block_.size());
+    next_ = 0;
+  }
+
   Rng rng_;
   float stddev_;
   bool f16_;
+  int64_t left_to_draw_;
+  std::vector<double> block_;
+  size_t next_ = 0;
 };
 
 Status RandomInitSource::read(std::string_view name, std::span<const int64_t> shape,
@@ -104,7 +124,7 @@ Status RandomInitSource::read(std::string_view name, std::span<const int64_t> sh
     for (float& v : out) v = 1.0f;
     return Status::Ok();
   }
-  Stream stream(*this, name);
+  Stream stream(*this, name, static_cast<int64_t>(out.size()));
   for (float& v : out) v = stream.next();
   return Status::Ok();
 }
@@ -118,13 +138,13 @@ Result<ref::TernaryMatrix> RandomInitSource::read_ternary(std::string_view name,
   const int64_t count = rows * cols;
   double abs_sum = 0.0;
   {
-    Stream stream(*this, name);
+    Stream stream(*this, name, count);
     for (int64_t i = 0; i < count; ++i) abs_sum += std::fabs(static_cast<double>(stream.next()));
   }
   ref::TernaryMatrix m;
   m.reset(rows, cols,
           std::max(static_cast<float>(abs_sum / static_cast<double>(count)), ref::kWeightScaleEps));
-  Stream stream(*this, name);
+  Stream stream(*this, name, count);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t c = 0; c < cols; ++c) {
       const float q = std::clamp(std::nearbyint(stream.next() / m.scale), -1.0f, 1.0f);
@@ -142,7 +162,7 @@ Status RandomInitSource::read_f16(std::string_view name, std::span<const int64_t
                                   std::span<uint16_t> out) {
   element_count(name, shape, out.size());
   TERN_CHECK(stored_type(name) == StoredType::kF16, "'", name, "' is not an F16 tensor");
-  Stream stream(*this, name);
+  Stream stream(*this, name, static_cast<int64_t>(out.size()));
   for (uint16_t& v : out) v = fp32_to_fp16(stream.next());
   return Status::Ok();
 }

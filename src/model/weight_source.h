@@ -58,6 +58,8 @@ void ternary_latents(const ref::TernaryMatrix& m, std::span<float> out);
 // "F16 checkpoint"); read, read_ternary and read_f16 then agree on the values.
 // read_ternary and read_f16 generate in row blocks (two passes over the same
 // stream for the absmean scale), so no fp32 copy of a whole tensor is made.
+// The normals are drawn 64 Ki at a time by Rng::normals, whose log/sin/cos run
+// on the default thread pool: call from one thread at a time, like a kernel.
 class RandomInitSource final : public WeightSource {
  public:
   explicit RandomInitSource(uint64_t seed, float stddev = 0.02f, bool f16 = false)

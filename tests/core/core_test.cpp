@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <bit>
 #include <vector>
 
 #include "core/check.h"
@@ -71,6 +72,26 @@ TEST(RngTest, NormalHasUnitMoments) {
   }
   EXPECT_NEAR(sum / n, 0.0, 0.01);
   EXPECT_NEAR(sum_sq / n, 1.0, 0.01);
+}
+
+TEST(RngTest, NormalsInBlocksEqualOneAtATime) {
+  // Odd and even block sizes, blocks big enough to be split over the pool, and
+  // a spare carried between blocks (and in from a single normal()).
+  Rng blocks(11), single(11);
+  EXPECT_EQ(blocks.normal(), single.normal());  // leaves a spare in both
+  for (const size_t n : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{1000}, size_t{4097},
+                         size_t{100001}, size_t{64}}) {
+    std::vector<double> got(n);
+    blocks.normals(got);
+    for (size_t i = 0; i < n; ++i) {
+      const double want = single.normal();
+      ASSERT_EQ(std::bit_cast<uint64_t>(got[i]), std::bit_cast<uint64_t>(want))
+          << "block of " << n << ", index " << i;
+    }
+  }
+  // The same state afterwards: the generators go on in step.
+  EXPECT_EQ(blocks.normal(), single.normal());
+  EXPECT_EQ(blocks.next_u64(), single.next_u64());
 }
 
 TEST(RngTest, BelowStaysInRange) {

@@ -5,7 +5,8 @@
 //    of the chunk, odd layer counts (uneven segments);
 //  - F16 frozen storage against fp32 storage of the same values;
 //  - the kernels behind them against the reference kernels they mirror;
-//  - RandomInitSource's streamed ternary/F16 reads against the whole-tensor path.
+//  - RandomInitSource's streamed ternary/F16 reads against the whole-tensor path,
+//    and its values against Rng::normal() one at a time.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -18,6 +19,7 @@
 #include "kernels/ref/embedding.h"
 #include "kernels/ref/f16_linear.h"
 #include "kernels/ref/linear.h"
+#include "kernels/ref/ternary.h"
 #include "model/bitnet.h"
 #include "optim/adamw.h"
 #include "support/micro_model.h"
@@ -319,6 +321,25 @@ TEST(RandomSourceTest, StreamedReadsMatchWholeTensorReads) {
     EXPECT_EQ(h1, h2);
     EXPECT_EQ(streamed.stored_type("blk.0.attn_norm.weight"), StoredType::kF32);
   }
+}
+
+// The values are drawn in 64 Ki blocks; across block edges (and an odd tail)
+// they must still be Rng::normal()'s sequence of the tensor's derived seed.
+TEST(RandomSourceTest, ValuesAreTheTensorsNormalSequenceAcrossBlocks) {
+  RandomInitSource source(6, 0.05f);
+  const int64_t shape[] = {3, 65537};
+  std::vector<float> got(3 * 65537);
+  ASSERT_TRUE(source.read("blk.1.attn_q.weight", shape, got).ok());
+  Rng rng(derive_seed(6, "blk.1.attn_q.weight"));
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i], static_cast<float>(rng.normal() * 0.05f)) << i;
+  }
+  // The ternary path's two passes read the same stream.
+  const ref::TernaryMatrix streamed = source.read_ternary("blk.1.attn_q.weight", 3, 65537).value();
+  ref::TernaryMatrix whole;
+  ref::quantize_weights_absmean(&whole, got.data(), 3, 65537);
+  EXPECT_EQ(streamed.packed, whole.packed);
+  EXPECT_EQ(streamed.scale, whole.scale);
 }
 
 TEST(RandomSourceTest, DefaultF16ReadRefusesValuesF16CannotHold) {
