@@ -221,10 +221,10 @@ struct BitNetModel::Impl {
   float* logits = nullptr;         // [N, V] (kCache)
   Scratch sc;
   // kCache only.
-  float* dq = nullptr;  // [N, heads·hd]
-  float* dk = nullptr;  // [N, kv·hd]
-  float* dv = nullptr;  // [N, kv·hd]
-  ref::RopeTable<float> rope;
+  float* dq = nullptr;         // [N, heads·hd]
+  float* dk = nullptr;         // [N, kv·hd]
+  float* dv = nullptr;         // [N, kv·hd]
+  ref::RopeTable<float> rope;  // [longest seq so far, hd/2], grown by ensure_workspace
 
   std::vector<int32_t> tokens;
   std::vector<int32_t> labels;
@@ -402,7 +402,6 @@ Status BitNetModel::build(WeightSource& source, const LoraConfig* lora, uint64_t
     m.lora_scale = lora->scale();
     m.lora_rank = lora->rank;
   }
-  m.rope = ref::make_rope_table<float>(c.max_seq, c.head_dim, c.rope_theta);
   return Status::Ok();
 }
 
@@ -645,6 +644,9 @@ void ensure_workspace(BitNetModel::Impl& m, const ModelConfig& c, bool has_lora,
   m.seq = seq;
   m.policy = policy;
   m.cache_budget = cache_budget;
+  // RoPE rows for the longest sequence seen so far, not all of max_seq: a
+  // config's context can be far longer than any batch the model is given.
+  if (m.rope.seq < seq) m.rope = ref::make_rope_table<float>(seq, c.head_dim, c.rope_theta);
   m.act_floats = FlatBuffer();  // release the old workspace before sizing the new one
   m.act_bytes = {};
   m.caches.clear();

@@ -121,12 +121,8 @@ Result<KvDecoder> KvDecoder::create(const BitNetModel& model) {
   const int64_t max_dim = std::max({c.hidden, q_dim, c.ffn});
   const auto n = static_cast<size_t>(std::min(kChunk, c.max_seq));
   auto sized = [](size_t count) { return std::vector<float>(count); };
-  d.k_cache_ = FlatBuffer(c.layers * c.max_seq * kv_dim);
-  d.v_cache_ = FlatBuffer(d.k_cache_.size());
-  d.rope_ = ref::make_rope_table<float>(c.max_seq, c.head_dim, c.rope_theta);
-  d.rope_window_.half_dim = d.rope_.half_dim;
-  d.rope_window_.cos.resize(n * static_cast<size_t>(d.rope_.half_dim));
-  d.rope_window_.sin.resize(d.rope_window_.cos.size());
+  // Room for a full chunk up front, so the window is never reallocated.
+  ref::fill_rope_rows(&d.rope_window_, 0, static_cast<int64_t>(n), c.head_dim, c.rope_theta);
   d.x_ = sized(n * static_cast<size_t>(c.hidden));
   d.h_ = sized(n * static_cast<size_t>(max_dim));
   d.codes_.resize(n * static_cast<size_t>(max_dim));
@@ -143,6 +139,28 @@ Result<KvDecoder> KvDecoder::create(const BitNetModel& model) {
   d.lora_u_ = sized(d.lora_rank_ > 0 ? n * static_cast<size_t>(max_dim) : 0);
   d.logits_ = sized(static_cast<size_t>(c.vocab));
   return d;
+}
+
+void KvDecoder::reserve_cache(int64_t positions) {
+  const ModelConfig& c = config_;
+  TERN_CHECK(positions <= c.max_seq, "cache of ", positions, " positions, context ", c.max_seq);
+  if (positions <= cache_positions_) return;
+  // Doubling keeps a token-by-token decode to a logarithmic number of copies.
+  constexpr int64_t kMinPositions = 16;
+  const int64_t rows =
+      std::min(c.max_seq, std::max({positions, 2 * cache_positions_, kMinPositions}));
+  const int64_t kv_dim = c.kv_heads * c.head_dim;
+  FlatBuffer k(c.layers * rows * kv_dim), v(k.size());
+  for (int64_t l = 0; l < c.layers && position_ > 0; ++l) {
+    const int64_t kept = position_ * kv_dim;
+    std::copy_n(k_cache_.data() + l * cache_positions_ * kv_dim, kept,
+                k.data() + l * rows * kv_dim);
+    std::copy_n(v_cache_.data() + l * cache_positions_ * kv_dim, kept,
+                v.data() + l * rows * kv_dim);
+  }
+  k_cache_ = std::move(k);
+  v_cache_ = std::move(v);
+  cache_positions_ = rows;
 }
 
 void KvDecoder::truncate(int64_t position) {
@@ -199,10 +217,7 @@ void KvDecoder::run_chunk(const int32_t* tokens, int64_t n) {
 
   // RoPE rows for positions position_ … position_ + n − 1, so the kernel (which
   // rotates row r by the table's row r) turns at the absolute positions.
-  const int64_t half = rope_.half_dim;
-  std::copy_n(rope_.cos.begin() + position_ * half, n * half, rope_window_.cos.begin());
-  std::copy_n(rope_.sin.begin() + position_ * half, n * half, rope_window_.sin.begin());
-  rope_window_.seq = n;
+  ref::fill_rope_rows(&rope_window_, position_, n, c.head_dim, c.rope_theta);
 
   if (token_embd_.f16 != nullptr) {
     ref::embedding_f16_forward(x, token_embd_.f16, tokens, n, c.vocab, H);
@@ -211,8 +226,8 @@ void KvDecoder::run_chunk(const int32_t* tokens, int64_t n) {
   }
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& layer = layers_[l];
-    float* k_cache = k_cache_.data() + static_cast<int64_t>(l) * c.max_seq * kv_dim;
-    float* v_cache = v_cache_.data() + static_cast<int64_t>(l) * c.max_seq * kv_dim;
+    float* k_cache = k_cache_.data() + static_cast<int64_t>(l) * cache_positions_ * kv_dim;
+    float* v_cache = v_cache_.data() + static_cast<int64_t>(l) * cache_positions_ * kv_dim;
     // Attention half.
     ref::rmsnorm_forward(h, inv_.data(), x, layer.attn_norm, n, H, c.norm_eps);
     quantize(h, n, H);
@@ -264,6 +279,7 @@ Result<std::span<const float>> KvDecoder::prefill(std::span<const int32_t> token
                            std::to_string(config_.vocab));
     }
   }
+  reserve_cache(position_ + n);
   int64_t last = 0;  // rows in the last chunk
   for (int64_t begin = 0; begin < n; begin += kChunk) {
     last = std::min(kChunk, n - begin);

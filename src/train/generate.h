@@ -13,9 +13,13 @@
 // frozen base as the model holds it, a full-training model's fp32 latents
 // quantized once at construction (ref::quantize_weights_absmean, as each forward
 // does), so later training of the model is not seen by an existing decoder.
-// The cache holds config().max_seq positions; appending beyond it is an error,
-// never a silent slide. Buffers are allocated at construction; decoding a token
-// allocates nothing in this code (the kernels keep their own per-call scratch).
+// The cache holds up to config().max_seq positions; appending beyond it is an
+// error, never a silent slide. Its storage grows with the positions used (to
+// what a prefill needs, at least doubling, capped at max_seq), so a short
+// generation does not pay for the whole context: a 4096-position cache of
+// bitnet-2b-4t is 629 MB in fp32. Other buffers are allocated at construction,
+// and a token that does not grow the cache allocates nothing in this code (the
+// kernels keep their own per-call scratch).
 //
 // The decoder reads the model's tensors in place: the model must outlive it and
 // must not be modified while it is used. One thread drives a decoder at a time;
@@ -57,6 +61,8 @@ class KvDecoder {
   // Positions in the cache: the next token goes to this position.
   int64_t position() const { return position_; }
   int64_t capacity() const { return config_.max_seq; }
+  // Positions the cache has storage for now (≤ capacity()).
+  int64_t cache_positions() const { return cache_positions_; }
   // Bytes of model weights the decoder reads (packed ternary codes and scales,
   // fp32 and F16 tensors, LoRA matrices; a tied head counted once).
   int64_t weight_bytes() const { return weight_bytes_; }
@@ -97,6 +103,9 @@ class KvDecoder {
   };
 
   KvDecoder() = default;
+  // Grows the caches' storage to hold at least `positions` (≤ max_seq), keeping
+  // the rows of positions before position_.
+  void reserve_cache(int64_t positions);
   // Runs n ≤ kChunk validated tokens at position_, filling the cache; leaves the
   // last token's final hidden state in h_.
   void run_chunk(const int32_t* tokens, int64_t n);
@@ -123,11 +132,11 @@ class KvDecoder {
   int64_t weight_bytes_ = 0;
 
   int64_t position_ = 0;
+  int64_t cache_positions_ = 0;
   // 64-byte aligned, so attention reads the rows of a step in place.
-  FlatBuffer k_cache_;                 // [layers, max_seq, kv_heads·hd] after RoPE
-  FlatBuffer v_cache_;                 // [layers, max_seq, kv_heads·hd]
-  ref::RopeTable<float> rope_;         // [max_seq, hd/2]
-  ref::RopeTable<float> rope_window_;  // rows of rope_ for the current chunk
+  FlatBuffer k_cache_;                 // [layers, cache_positions_, kv_heads·hd] after RoPE
+  FlatBuffer v_cache_;                 // [layers, cache_positions_, kv_heads·hd]
+  ref::RopeTable<float> rope_window_;  // [n, hd/2]: RoPE of the current chunk's positions
 
   // Scratch for one chunk of up to kChunk tokens.
   std::vector<float> x_;       // [n, H] residual stream

@@ -6,6 +6,7 @@
 // ternary_test.cpp (their true derivative is zero almost everywhere).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <vector>
@@ -103,6 +104,28 @@ TEST_P(RopeGradcheck, gradcheck_rope) {
   Vec dx = dy;
   rope_backward(dx.data(), table, GetParam(), b, t, h, d);
   expect_gradient("dx", x, loss, dx);
+}
+
+// A decoder fills only its chunk's rows; they must be the full table's rows.
+TEST(RopeTableTest, RowsFromAPositionEqualThoseRowsOfTheFullTable) {
+  const int64_t head_dim = 16, seq = 300;
+  const RopeTable<float> full = make_rope_table<float>(seq, head_dim, 500000.0);
+  EXPECT_EQ(full.cos[0], 1.0f);  // position 0: no rotation
+  EXPECT_EQ(full.sin[0], 0.0f);
+  EXPECT_NEAR(full.cos[8], std::cos(1.0), 1e-7);  // position 1, frequency 1
+  EXPECT_NEAR(full.sin[8], std::sin(1.0), 1e-7);
+  RopeTable<float> window;
+  for (const int64_t first : {int64_t{0}, int64_t{1}, int64_t{255}, int64_t{299}}) {
+    const int64_t rows = std::min<int64_t>(32, seq - first);
+    fill_rope_rows(&window, first, rows, head_dim, 500000.0);
+    ASSERT_EQ(window.seq, rows);
+    ASSERT_EQ(window.half_dim, head_dim / 2);
+    for (int64_t k = 0; k < rows * head_dim / 2; ++k) {
+      const auto at = static_cast<size_t>(first * head_dim / 2 + k);
+      ASSERT_EQ(window.cos[static_cast<size_t>(k)], full.cos[at]) << first << " " << k;
+      ASSERT_EQ(window.sin[static_cast<size_t>(k)], full.sin[at]) << first << " " << k;
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Styles, RopeGradcheck,

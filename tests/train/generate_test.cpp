@@ -83,6 +83,28 @@ TEST(KvDecoderTest, TernaryReluGqaSubNormsMatchesForward) {
   expect_decoder_matches_forward(frozen, 7);
 }
 
+// The cache's storage follows the positions used (doubling, at least 16, capped
+// at the context); growing keeps what the cache held, which the forward
+// comparisons above check across every growth (16 → 32 → 48 of kSeq = 40).
+TEST(KvDecoderTest, CacheGrowsWithThePositionsUsed) {
+  RandomInitSource init(8, 0.1f);
+  BitNetModel model = BitNetModel::create_full(ternary_relu2_gqa(), init).value();
+  KvDecoder decoder = KvDecoder::create(model).value();
+  ASSERT_EQ(decoder.capacity(), 48);
+  EXPECT_EQ(decoder.cache_positions(), 0);
+  const std::vector<int32_t> tokens = ramp(48, model.config().vocab);
+  ASSERT_TRUE(decoder.prefill(std::span<const int32_t>(tokens).first(3)).ok());
+  EXPECT_EQ(decoder.cache_positions(), 16);
+  for (size_t i = 3; i < 17; ++i) ASSERT_TRUE(decoder.step(tokens[i]).ok());
+  EXPECT_EQ(decoder.cache_positions(), 32);
+  decoder.truncate(2);  // rewinding keeps the storage
+  EXPECT_EQ(decoder.cache_positions(), 32);
+  ASSERT_TRUE(decoder.prefill(std::span<const int32_t>(tokens).subspan(2, 33)).ok());
+  EXPECT_EQ(decoder.cache_positions(), 48);  // 35 needed, doubling capped at the context
+  EXPECT_FALSE(decoder.prefill(std::span<const int32_t>(tokens).first(14)).ok());
+  EXPECT_EQ(decoder.position(), 35);
+}
+
 TEST(KvDecoderTest, DenseSiluWithoutSubNormsMatchesForward) {
   RandomInitSource init(5, 0.1f);
   BitNetModel full = BitNetModel::create_full(dense_silu(), init).value();

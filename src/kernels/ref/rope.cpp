@@ -7,24 +7,33 @@
 namespace tern::ref {
 
 template <typename T>
-RopeTable<T> make_rope_table(int64_t seq, int64_t head_dim, double theta) {
+void fill_rope_rows(RopeTable<T>* table, int64_t first_position, int64_t rows, int64_t head_dim,
+                    double theta) {
   TERN_CHECK(head_dim % 2 == 0, "RoPE needs an even head_dim, got ", head_dim);
-  RopeTable<T> table;
-  table.seq = seq;
-  table.half_dim = head_dim / 2;
-  table.cos.resize(static_cast<size_t>(seq * table.half_dim));
-  table.sin.resize(table.cos.size());
-  for (int64_t pos = 0; pos < seq; ++pos) {
-    for (int64_t i = 0; i < table.half_dim; ++i) {
-      // portable_math, not libm: the tables must have the same bits on every
-      // platform. theta > 1, so inv_freq ≤ 1 and |angle| < max_seq ≤ 2^20.
-      const double inv_freq =
-          portable_pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+  TERN_CHECK(first_position >= 0 && rows >= 0, "rows ", rows, " from position ", first_position);
+  table->seq = rows;
+  table->half_dim = head_dim / 2;
+  table->cos.resize(static_cast<size_t>(rows * table->half_dim));
+  table->sin.resize(table->cos.size());
+  for (int64_t i = 0; i < table->half_dim; ++i) {
+    // portable_math, not libm: the tables must have the same bits on every
+    // platform. theta > 1, so inv_freq ≤ 1 and |angle| < max_seq ≤ 2^24 (the
+    // model config's cap), inside portable_sincos's range.
+    const double inv_freq =
+        portable_pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t pos = first_position + r;
       const SinCos angle = portable_sincos(static_cast<double>(pos) * inv_freq);
-      table.cos[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(angle.cos);
-      table.sin[static_cast<size_t>(pos * table.half_dim + i)] = static_cast<T>(angle.sin);
+      table->cos[static_cast<size_t>(r * table->half_dim + i)] = static_cast<T>(angle.cos);
+      table->sin[static_cast<size_t>(r * table->half_dim + i)] = static_cast<T>(angle.sin);
     }
   }
+}
+
+template <typename T>
+RopeTable<T> make_rope_table(int64_t seq, int64_t head_dim, double theta) {
+  RopeTable<T> table;
+  fill_rope_rows(&table, 0, seq, head_dim, theta);
   return table;
 }
 
@@ -74,6 +83,7 @@ void rope_backward(T* dx, const RopeTable<T>& table, RopeStyle style, int64_t ba
 
 #define TERN_INSTANTIATE(T)                                                                     \
   template RopeTable<T> make_rope_table<T>(int64_t, int64_t, double);                           \
+  template void fill_rope_rows<T>(RopeTable<T>*, int64_t, int64_t, int64_t, double);            \
   template void rope_forward<T>(T*, const RopeTable<T>&, RopeStyle, int64_t, int64_t, int64_t,  \
                                 int64_t);                                                       \
   template void rope_backward<T>(T*, const RopeTable<T>&, RopeStyle, int64_t, int64_t, int64_t, \

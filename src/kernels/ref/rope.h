@@ -15,6 +15,8 @@ namespace tern::ref {
 
 enum class RopeStyle { kNeox, kInterleaved };
 
+// Row r holds cos and sin of one position's angles: position r in a table from
+// make_rope_table, first_position + r after fill_rope_rows.
 template <typename T>
 struct RopeTable {
   int64_t seq = 0;
@@ -23,8 +25,16 @@ struct RopeTable {
   std::vector<T> sin;    // [seq, half_dim]
 };
 
+// The table of positions 0 … seq − 1.
 template <typename T>
 RopeTable<T> make_rope_table(int64_t seq, int64_t head_dim, double theta);
+
+// Refills *table with the rows of positions first_position … first_position +
+// rows − 1 (the same values as those rows of a table from position 0), reusing
+// its storage when it is large enough. A decoder's window of the current chunk.
+template <typename T>
+void fill_rope_rows(RopeTable<T>* table, int64_t first_position, int64_t rows, int64_t head_dim,
+                    double theta);
 
 // x [batch, seq, heads, head_dim], rotated in place; position = index in seq.
 template <typename T>
