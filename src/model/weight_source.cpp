@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/rng.h"
+#include "core/thread_pool.h"
 #include "format/ggml_quants.h"
 
 namespace tern {
@@ -82,39 +83,58 @@ bool is_norm(std::string_view name) {
 
 }  // namespace
 
-// The `count` values of one tensor, in order. The normals are drawn in blocks
-// by Rng::normals (the same values as one normal() at a time), which spreads
-// their log/sin/cos over the thread pool: that work is most of a random init.
+// The `count` values of one tensor, in order, a block at a time. The normals
+// come from Rng::normals (the same values as one normal() at a time), which
+// spreads their log/sin/cos over the thread pool, and the pool also scales
+// and rounds them: that work is most of a random init.
 class RandomInitSource::Stream {
  public:
   Stream(const RandomInitSource& source, std::string_view name, int64_t count)
       : rng_(derive_seed(source.seed_, name)),
         stddev_(source.stddev_),
         f16_(source.f16_),
-        left_to_draw_(count) {}
-  float next() {
-    if (next_ == block_.size()) refill();
-    const auto v = static_cast<float>(block_[next_++] * stddev_);
-    return f16_ ? fp16_to_fp32(fp32_to_fp16(v)) : v;
+        left_(count) {}
+
+  // The next min(kBlock, values left) values; empty at the end. Valid until
+  // the next call.
+  std::span<const float> next_block() {
+    const auto n = static_cast<size_t>(std::min(kBlock, left_));
+    left_ -= static_cast<int64_t>(n);
+    normals_.resize(n);
+    values_.resize(n);
+    rng_.normals(normals_);
+    parallel_for(
+        static_cast<int64_t>(n),
+        [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            const auto v = static_cast<float>(normals_[static_cast<size_t>(i)] * stddev_);
+            values_[static_cast<size_t>(i)] = f16_ ? fp16_to_fp32(fp32_to_fp16(v)) : v;
+          }
+        },
+        4096);
+    return values_;
+  }
+
+  // Calls fn(offset, block) for every block, offset = index of its first value.
+  template <typename Fn>
+  void for_each_block(Fn&& fn) {
+    for (int64_t offset = 0;;) {
+      const std::span<const float> block = next_block();
+      if (block.empty()) return;
+      fn(offset, block);
+      offset += static_cast<int64_t>(block.size());
+    }
   }
 
  private:
   static constexpr int64_t kBlock = int64_t{1} << 16;
 
-  void refill() {
-    TERN_CHECK(left_to_draw_ > 0, "read past the end of the tensor's stream");
-    block_.resize(static_cast<size_t>(std::min(kBlock, left_to_draw_)));
-    rng_.normals(block_);
-    left_to_draw_ -= static_cast<int64_t>(block_.size());
-    next_ = 0;
-  }
-
   Rng rng_;
   float stddev_;
   bool f16_;
-  int64_t left_to_draw_;
-  std::vector<double> block_;
-  size_t next_ = 0;
+  int64_t left_;
+  std::vector<double> normals_;
+  std::vector<float> values_;
 };
 
 Status RandomInitSource::read(std::string_view name, std::span<const int64_t> shape,
@@ -124,8 +144,10 @@ Status RandomInitSource::read(std::string_view name, std::span<const int64_t> sh
     for (float& v : out) v = 1.0f;
     return Status::Ok();
   }
-  Stream stream(*this, name, static_cast<int64_t>(out.size()));
-  for (float& v : out) v = stream.next();
+  Stream(*this, name, static_cast<int64_t>(out.size()))
+      .for_each_block([&](int64_t offset, std::span<const float> block) {
+        std::copy(block.begin(), block.end(), out.begin() + offset);
+      });
   return Status::Ok();
 }
 
@@ -133,24 +155,40 @@ Result<ref::TernaryMatrix> RandomInitSource::read_ternary(std::string_view name,
                                                           int64_t cols) {
   TERN_CHECK(rows > 0 && cols > 0 && !is_norm(name));
   // The absmean rule of ref::quantize_weights_absmean, streamed: pass 1 sums |w|
-  // in double in storage order, pass 2 replays the stream and packs row by row.
+  // in double in storage order, pass 2 replays the stream and packs it.
   // ModelTest/RandomSourceTernaryMatchesQuantizer pins the equality.
   const int64_t count = rows * cols;
   double abs_sum = 0.0;
-  {
-    Stream stream(*this, name, count);
-    for (int64_t i = 0; i < count; ++i) abs_sum += std::fabs(static_cast<double>(stream.next()));
-  }
+  Stream(*this, name, count).for_each_block([&](int64_t, std::span<const float> block) {
+    for (float v : block) abs_sum += std::fabs(static_cast<double>(v));
+  });
   ref::TernaryMatrix m;
   m.reset(rows, cols,
           std::max(static_cast<float>(abs_sum / static_cast<double>(count)), ref::kWeightScaleEps));
-  Stream stream(*this, name, count);
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      const float q = std::clamp(std::nearbyint(stream.next() / m.scale), -1.0f, 1.0f);
-      m.set_code(r, c, static_cast<int>(q));
+  // Codes of a block on the pool, then packed in order (neighbouring codes
+  // share a byte, so the packing stays on one thread).
+  std::vector<int8_t> codes;
+  Stream(*this, name, count).for_each_block([&](int64_t offset, std::span<const float> block) {
+    codes.resize(block.size());
+    parallel_for(
+        static_cast<int64_t>(block.size()),
+        [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            const float q =
+                std::clamp(std::nearbyint(block[static_cast<size_t>(i)] / m.scale), -1.0f, 1.0f);
+            codes[static_cast<size_t>(i)] = static_cast<int8_t>(q);
+          }
+        },
+        4096);
+    int64_t r = offset / cols, c = offset % cols;
+    for (const int8_t code : codes) {
+      m.set_code(r, c, code);
+      if (++c == cols) {
+        c = 0;
+        ++r;
+      }
     }
-  }
+  });
   return m;
 }
 
@@ -162,8 +200,12 @@ Status RandomInitSource::read_f16(std::string_view name, std::span<const int64_t
                                   std::span<uint16_t> out) {
   element_count(name, shape, out.size());
   TERN_CHECK(stored_type(name) == StoredType::kF16, "'", name, "' is not an F16 tensor");
-  Stream stream(*this, name, static_cast<int64_t>(out.size()));
-  for (uint16_t& v : out) v = fp32_to_fp16(stream.next());
+  Stream(*this, name, static_cast<int64_t>(out.size()))
+      .for_each_block([&](int64_t offset, std::span<const float> block) {
+        for (size_t i = 0; i < block.size(); ++i) {
+          out[static_cast<size_t>(offset) + i] = fp32_to_fp16(block[i]);
+        }
+      });
   return Status::Ok();
 }
 

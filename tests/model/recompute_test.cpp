@@ -340,6 +340,15 @@ TEST(RandomSourceTest, ValuesAreTheTensorsNormalSequenceAcrossBlocks) {
   ref::quantize_weights_absmean(&whole, got.data(), 3, 65537);
   EXPECT_EQ(streamed.packed, whole.packed);
   EXPECT_EQ(streamed.scale, whole.scale);
+  // And the F16 path: binary16 of the same sequence.
+  RandomInitSource f16(6, 0.05f, /*f16=*/true);
+  const int64_t half_shape[] = {2, 40000};
+  std::vector<uint16_t> bits(80000);
+  ASSERT_TRUE(f16.read_f16("blk.1.attn_k.weight", half_shape, bits).ok());
+  Rng half_rng(derive_seed(6, "blk.1.attn_k.weight"));
+  for (size_t i = 0; i < bits.size(); ++i) {
+    ASSERT_EQ(bits[i], fp32_to_fp16(static_cast<float>(half_rng.normal() * 0.05f))) << i;
+  }
 }
 
 TEST(RandomSourceTest, DefaultF16ReadRefusesValuesF16CannotHold) {
