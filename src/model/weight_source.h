@@ -58,8 +58,9 @@ void ternary_latents(const ref::TernaryMatrix& m, std::span<float> out);
 // "F16 checkpoint"); read, read_ternary and read_f16 then agree on the values.
 // read_ternary and read_f16 generate in row blocks (two passes over the same
 // stream for the absmean scale), so no fp32 copy of a whole tensor is made.
-// The normals are drawn 64 Ki at a time by Rng::normals, whose log/sin/cos run
-// on the default thread pool: call from one thread at a time, like a kernel.
+// Values come 64 Ki at a time: Rng::normals' log/sin/cos, and the scaling,
+// rounding and quantizing of each block, run on the default thread pool, so
+// call from one thread at a time, like a kernel.
 class RandomInitSource final : public WeightSource {
  public:
   explicit RandomInitSource(uint64_t seed, float stddev = 0.02f, bool f16 = false)
