@@ -19,6 +19,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kLn2Hi = 0x1.62e42fefa3800p-1;
 constexpr double kLn2Lo = 0x1.ef35793c76730p-45;
 constexpr double kLog2e = 0x1.71547652b82fep+0;
+constexpr double kSqrt2 = 0x1.6a09e667f3bcdp+0;
 
 // π/2 in three parts: the first two have 28 significant bits, so n·part is exact
 // for |n| < 2^25, which |x| ≤ kPortableTrigMaxArg guarantees.
@@ -38,21 +39,42 @@ double round_to_int(double x) {
   return std::nearbyint(x);
 }
 
+// c[0]·x^(n−1) + … + c[n−1] in Horner form: ((c[0]·x + c[1])·x + …) + c[n−1],
+// each step a multiply then an add, in this order on every platform.
+template <size_t N>
+double horner(const double (&c)[N], double x) {
+  double p = c[0];
+  for (size_t k = 1; k < N; ++k) p = p * x + c[k];
+  return p;
+}
+
+// Taylor coefficients, rounded to double, highest degree first.
+// sin: ±1/k! for k = 19, 17, …, 3, as a polynomial in z = x².
+constexpr double kSinTerms[] = {
+    -0x1.2f49b46814157p-57, 0x1.952c77030ad4ap-49,  -0x1.ae7f3e733b81fp-41,
+    0x1.6124613a86d09p-33,  -0x1.ae64567f544e4p-26, 0x1.71de3a556c734p-19,
+    -0x1.a01a01a01a01ap-13, 0x1.1111111111111p-7,   -0x1.5555555555555p-3};
+// cos: ±1/k! for k = 18, 16, …, 4, in z = x².
+constexpr double kCosTerms[] = {
+    -0x1.6827863b97d97p-53, 0x1.ae7f3e733b81fp-45, -0x1.93974a8c07c9dp-37, 0x1.1eed8eff8d898p-29,
+    -0x1.27e4fb7789f5cp-22, 0x1.a01a01a01a01ap-16, -0x1.6c16c16c16c17p-10, 0x1.5555555555555p-5};
+// exp: 1/k! for k = 13, 12, …, 2, in x.
+constexpr double kExpTerms[] = {0x1.6124613a86d09p-33, 0x1.1eed8eff8d898p-29, 0x1.ae64567f544e4p-26,
+                                0x1.27e4fb7789f5cp-22, 0x1.71de3a556c734p-19, 0x1.a01a01a01a01ap-16,
+                                0x1.a01a01a01a01ap-13, 0x1.6c16c16c16c17p-10, 0x1.1111111111111p-7,
+                                0x1.5555555555555p-5,  0x1.5555555555555p-3,  0.5};
+// log: 2/(2k+1) for k = 10, 9, …, 1, in s² (the atanh series).
+constexpr double kLogTerms[] = {0x1.8618618618618p-4, 0x1.af286bca1af28p-4, 0x1.e1e1e1e1e1e1ep-4,
+                                0x1.1111111111111p-3, 0x1.3b13b13b13b14p-3, 0x1.745d1745d1746p-3,
+                                0x1.c71c71c71c71cp-3, 0x1.2492492492492p-2, 0x1.999999999999ap-2,
+                                0x1.5555555555555p-1};
+
 // sin(hi + lo) for |hi| ≤ about π/4 and |lo| ≤ ulp(hi): the Taylor series to
 // hi^19 (the next term is below 2^-60 of the result), as hi + (hi·z·P(z) + lo·cos hi)
 // with z = hi², so hi itself is not rounded; cos hi ≈ 1 − z/2 is plenty for lo.
 double sin_kernel(double hi, double lo) {
   const double z = hi * hi;
-  double p = -0x1.2f49b46814157p-57;  // −1/19!
-  p = p * z + 0x1.952c77030ad4ap-49;  // 1/17!
-  p = p * z - 0x1.ae7f3e733b81fp-41;  // 1/15!
-  p = p * z + 0x1.6124613a86d09p-33;  // 1/13!
-  p = p * z - 0x1.ae64567f544e4p-26;  // 1/11!
-  p = p * z + 0x1.71de3a556c734p-19;  // 1/9!
-  p = p * z - 0x1.a01a01a01a01ap-13;  // 1/7!
-  p = p * z + 0x1.1111111111111p-7;   // 1/5!
-  p = p * z - 0x1.5555555555555p-3;   // 1/3!
-  return hi + (hi * z * p + lo * (1.0 - 0.5 * z));
+  return hi + (hi * z * horner(kSinTerms, z) + lo * (1.0 - 0.5 * z));
 }
 
 // cos(hi + lo) for |hi| ≤ about π/4: 1 − z/2 + z²·Q(z) − lo·sin hi, Q the
@@ -60,17 +82,9 @@ double sin_kernel(double hi, double lo) {
 // result keeps the low bits that a plain 1 − z/2 would lose when z/2 is near 0.3.
 double cos_kernel(double hi, double lo) {
   const double z = hi * hi;
-  double q = -0x1.6827863b97d97p-53;  // −1/18!
-  q = q * z + 0x1.ae7f3e733b81fp-45;  // 1/16!
-  q = q * z - 0x1.93974a8c07c9dp-37;  // 1/14!
-  q = q * z + 0x1.1eed8eff8d898p-29;  // 1/12!
-  q = q * z - 0x1.27e4fb7789f5cp-22;  // 1/10!
-  q = q * z + 0x1.a01a01a01a01ap-16;  // 1/8!
-  q = q * z - 0x1.6c16c16c16c17p-10;  // 1/6!
-  q = q * z + 0x1.5555555555555p-5;   // 1/4!
   const double half_z = 0.5 * z;
   const double w = 1.0 - half_z;
-  return w + (((1.0 - w) - half_z) + (z * z * q - hi * lo));
+  return w + (((1.0 - w) - half_z) + (z * z * horner(kCosTerms, z) - hi * lo));
 }
 
 }  // namespace
@@ -83,19 +97,9 @@ double portable_exp(double x) {
   const double n = round_to_int(x * kLog2e);  // in [−1075, 1024]
   const double hi = x - n * kLn2Hi;           // exact: n·kLn2Hi is, and cancels
   const double r = hi - n * kLn2Lo;
-  // e^r − 1 by its Taylor series to r^13 (the next term is below 2^-57).
-  double p = 0x1.6124613a86d09p-33;   // 1/13!
-  p = p * r + 0x1.1eed8eff8d898p-29;  // 1/12!
-  p = p * r + 0x1.ae64567f544e4p-26;  // 1/11!
-  p = p * r + 0x1.27e4fb7789f5cp-22;  // 1/10!
-  p = p * r + 0x1.71de3a556c734p-19;  // 1/9!
-  p = p * r + 0x1.a01a01a01a01ap-16;  // 1/8!
-  p = p * r + 0x1.a01a01a01a01ap-13;  // 1/7!
-  p = p * r + 0x1.6c16c16c16c17p-10;  // 1/6!
-  p = p * r + 0x1.1111111111111p-7;   // 1/5!
-  p = p * r + 0x1.5555555555555p-5;   // 1/4!
-  p = p * r + 0x1.5555555555555p-3;   // 1/3!
-  p = p * r + 0.5;
+  // e^r − 1 = r + r²·p, p the Taylor terms 1/2! … r^11/13! (the next term is
+  // below 2^-57).
+  const double p = horner(kExpTerms, r);
   const double e_r = 1.0 + (r + r * r * p);
   // ·2^n in two exact steps: the first keeps the value normal (|half| ≤ 538),
   // so a subnormal result is rounded once, by the second.
@@ -119,7 +123,7 @@ double portable_log(double x) {
   e += static_cast<int64_t>(bits >> 52) - 1023;
   constexpr uint64_t kMantissaMask = (uint64_t{1} << 52) - 1;
   double m = std::bit_cast<double>((bits & kMantissaMask) | (uint64_t{1023} << 52));  // [1, 2)
-  if (m > 0x1.6a09e667f3bcdp+0) {                                                     // √2
+  if (m > kSqrt2) {
     m *= 0.5;
     ++e;
   }
@@ -129,16 +133,7 @@ double portable_log(double x) {
   const double f = m - 1.0;  // exact
   const double s = f / (2.0 + f);
   const double z = s * s;
-  double c = 0x1.8618618618618p-4;   // 2/21
-  c = c * z + 0x1.af286bca1af28p-4;  // 2/19
-  c = c * z + 0x1.e1e1e1e1e1e1ep-4;  // 2/17
-  c = c * z + 0x1.1111111111111p-3;  // 2/15
-  c = c * z + 0x1.3b13b13b13b14p-3;  // 2/13
-  c = c * z + 0x1.745d1745d1746p-3;  // 2/11
-  c = c * z + 0x1.c71c71c71c71cp-3;  // 2/9
-  c = c * z + 0x1.2492492492492p-2;  // 2/7
-  c = c * z + 0x1.999999999999ap-2;  // 2/5
-  c = c * z + 0x1.5555555555555p-1;  // 2/3
+  const double c = horner(kLogTerms, z);
   const double big_r = z * c;
   const double half_f2 = 0.5 * f * f;
   const auto de = static_cast<double>(e);
