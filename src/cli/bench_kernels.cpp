@@ -20,9 +20,9 @@
 // copy is measured twice: by memcpy, which glibc does with non-temporal stores
 // at this size (the key's denominator), and by a compiled loop with ordinary
 // stores, as STREAM's C code runs when built with GCC, whose stores also read
-// each destination line first (write-allocate) without being counted. Every time is the best single
-// call of repeated runs lasting at least
-// --min-time seconds.
+// each destination line first (write-allocate) without being counted. Every
+// time is the best single call of repeated runs lasting at least --min-time
+// seconds.
 //
 // Summary keys, top level of the JSON (bitnet-1b shapes, sums over its distinct shapes):
 //   ternary_vs_sgemm_t512  ternary GOPS / OpenBLAS threaded sgemm GFLOP/s at T = 512
@@ -357,6 +357,26 @@ int64_t anon_huge_page_bytes() {
   return -1;
 }
 
+// One memory measurement over the rounds: its best time and GB/s per round.
+struct BestOfRounds {
+  double bytes_per_run;  // bytes counted per run (a copy counts read + written)
+  double best_s = std::numeric_limits<double>::infinity();
+  nlohmann::json gbps_per_round = nlohmann::json::array();
+
+  void add(double seconds) {
+    best_s = std::min(best_s, seconds);
+    gbps_per_round.push_back(bytes_per_run / seconds / 1e9);
+  }
+  double gbps() const { return bytes_per_run / best_s / 1e9; }
+  // {"array_bytes", time_key: best_s, "gbps", "gbps_per_round"}
+  nlohmann::json summary(int64_t array_bytes, const char* time_key) const {
+    return {{"array_bytes", array_bytes},
+            {time_key, best_s},
+            {"gbps", gbps()},
+            {"gbps_per_round", gbps_per_round}};
+  }
+};
+
 // The copy, a plain read and the DRAM sweep alternate over a few rounds and
 // each keeps its best: memory bandwidth on a shared (virtual) machine drifts by
 // tens of percent within a minute, and measuring them far apart in time would
@@ -367,46 +387,25 @@ MemoryResults measure_memory(const ModelConfig& one_b, const Options& o) {
   CopyArrays copy(o);
   GemvSweep gemv(one_b, o);
   const int rounds = o.quick ? 1 : 4;
-  double copy_s = std::numeric_limits<double>::infinity(), stream_copy_s = copy_s, read_s = copy_s,
-         sweep_s = copy_s;
-  nlohmann::json copy_rounds = nlohmann::json::array(), stream_copy_rounds = copy_rounds,
-                 read_rounds = copy_rounds, gemv_rounds = copy_rounds;
+  const auto array_bytes = static_cast<double>(copy.bytes);
+  BestOfRounds memcpy_copy{2.0 * array_bytes}, stream_copy{2.0 * array_bytes}, read{array_bytes},
+      sweep{static_cast<double>(gemv.bytes)};
   for (int round = 0; round < rounds; ++round) {
-    const double c = best_time([&] { copy.run(); }, o, 5);
-    const double s = best_time([&] { copy.run_with_ordinary_stores(); }, o, 5);
-    const double r = best_time([&] { copy.read(); }, o, 5);
-    const double g = best_time([&] { gemv.run(); }, o);
-    copy_s = std::min(copy_s, c);
-    stream_copy_s = std::min(stream_copy_s, s);
-    read_s = std::min(read_s, r);
-    sweep_s = std::min(sweep_s, g);
-    copy_rounds.push_back(2.0 * static_cast<double>(copy.bytes) / c / 1e9);
-    stream_copy_rounds.push_back(2.0 * static_cast<double>(copy.bytes) / s / 1e9);
-    read_rounds.push_back(static_cast<double>(copy.bytes) / r / 1e9);
-    gemv_rounds.push_back(static_cast<double>(gemv.bytes) / g / 1e9);
+    memcpy_copy.add(best_time([&] { copy.run(); }, o, 5));
+    stream_copy.add(best_time([&] { copy.run_with_ordinary_stores(); }, o, 5));
+    read.add(best_time([&] { copy.read(); }, o, 5));
+    sweep.add(best_time([&] { gemv.run(); }, o));
   }
-  nlohmann::json copy_json = {{"array_bytes", copy.bytes},
-                              {"copy_s", copy_s},
-                              {"gbps", 2.0 * static_cast<double>(copy.bytes) / copy_s / 1e9},
-                              {"gbps_per_round", copy_rounds}};
-  nlohmann::json stream_copy_json = {
-      {"array_bytes", copy.bytes},
-      {"copy_s", stream_copy_s},
-      {"gbps", 2.0 * static_cast<double>(copy.bytes) / stream_copy_s / 1e9},
-      {"gbps_per_round", stream_copy_rounds}};
-  nlohmann::json read_json = {{"array_bytes", copy.bytes},
-                              {"read_s", read_s},
-                              {"gbps", static_cast<double>(copy.bytes) / read_s / 1e9},
-                              {"gbps_per_round", read_rounds}};
   nlohmann::json gemv_json = {{"preset", "bitnet-1b"},
                               {"layers", gemv.layers},
                               {"matrices", gemv.weights.size()},
                               {"weight_bytes", gemv.bytes},
-                              {"sweep_s", sweep_s},
-                              {"gbps", static_cast<double>(gemv.bytes) / sweep_s / 1e9},
-                              {"gbps_per_round", gemv_rounds},
+                              {"sweep_s", sweep.best_s},
+                              {"gbps", sweep.gbps()},
+                              {"gbps_per_round", sweep.gbps_per_round},
                               {"anon_huge_page_bytes", anon_huge_page_bytes()}};
-  return {copy_json, stream_copy_json, read_json, gemv_json};
+  return {memcpy_copy.summary(copy.bytes, "copy_s"), stream_copy.summary(copy.bytes, "copy_s"),
+          read.summary(copy.bytes, "read_s"), gemv_json};
 }
 
 // OpenBLAS 0.3.21 chooses its kernels by CPU model and falls back to Prescott

@@ -12,10 +12,11 @@
 // scalings in a fixed order (the project builds with -ffp-contract=off), which
 // every platform rounds the same way.
 //
-// Accuracy, against long double on x86-64 (tests/core/portable_math_test.cpp
-// checks these bounds): exp within 0.97 ulp, log within 0.79 ulp, sin and cos
-// within 0.79 ulp for |x| up to 10^6; pow(b, y) = exp(y·log b) within
-// 1 + 1.6·|y·log b| ulp, since the rounding of y·log b is magnified by e^(·).
+// Accuracy, measured against long double on x86-64 over 2 million inputs each:
+// exp within 0.97 ulp, log within 0.79 ulp, sin and cos within 0.79 ulp for |x|
+// up to 10^6; pow(b, y) = exp(y·log b) within 1 + 1.6·|y·log b| ulp, since the
+// rounding of y·log b is magnified by e^(·). tests/core/portable_math_test.cpp
+// holds them to 1 ulp and to 1 + 2·|y·log b| ulp.
 // Same-bits-everywhere is checked by a recorded digest that the x86-64 run and
 // the aarch64 run under qemu must both reproduce.
 #pragma once
