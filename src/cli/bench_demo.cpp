@@ -3,8 +3,8 @@
 // Data: GCIDE definitions (the demo corpus), a SentencePiece vocabulary trained
 // on them, the token stream split into a validation tail and N training shards,
 // one per worker (contiguous, or interleaved with --interleaved-shards). Model: the `tiny` preset
-// (or `small` with
-// --preset) with that vocabulary. Runs, all for the same steps × workers × batch × seq tokens:
+// (or `small` or `medium` with --preset) with that vocabulary. Runs, all for the same steps ×
+// workers × batch × seq tokens:
 //   adamw          dense gradients averaged over the workers (4 bytes/param)
 //   demo k, values DeMo, chunk 64, k ∈ {4, 8, 32}, values ∈ {sign, fp16}
 // Summary keys (top level of the JSON):
@@ -292,7 +292,7 @@ int run_bench(Options o) {
 Command add_bench_demo_command(CLI::App& bench) {
   CLI::App* app = bench.add_subcommand(
       "demo",
-      "Simulated multi-worker training of the tiny (or small) preset: AdamW on all-reduced "
+      "Simulated multi-worker training of the tiny (or small, medium) preset: AdamW on all-reduced "
       "gradients vs DeMo (k = 4, 8, 32; sign and fp16 values): loss and bytes per parameter per "
       "step");
   auto o = std::make_shared<bench_demo_cmd::Options>();
@@ -306,9 +306,9 @@ Command add_bench_demo_command(CLI::App& bench) {
       ->check(CLI::Range(1, 4096));
   app->add_option("--seq", o->seq, "Tokens per sequence (default 128)")->check(CLI::Range(8, 256));
   app->add_option("--preset", o->preset,
-                  "Model shape with the trained vocabulary: tiny (the issue's) or small "
-                  "(default tiny)")
-      ->check(CLI::IsMember({"tiny", "small"}));
+                  "Model shape with the trained vocabulary: tiny (the issue's), small or "
+                  "medium (default tiny)")
+      ->check(CLI::IsMember({"tiny", "small", "medium"}));
   app->add_option("--vocab", o->vocab, "SentencePiece vocabulary size (default 4096)")
       ->check(CLI::Range(300, 65536));
   app->add_option("--corpus-bytes", o->corpus_bytes, "GCIDE bytes to use (default 4 MiB)")

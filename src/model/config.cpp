@@ -116,6 +116,9 @@ constexpr PresetShape kPresets[] = {
     // The demo's model (~0.65M parameters): trains in minutes on two cores,
     // yet big enough that per-tensor overheads do not dominate an update.
     {"small", 128, 3, 4, 2, 32, 320, 1024, 256, 10000.0},
+    // ~4M parameters: the next size up, where a DeMo update's DCT blocks tile
+    // every matrix several times over (bench demo compares optimizers on it).
+    {"medium", 256, 4, 8, 4, 32, 704, 4096, 512, 10000.0},
     {"bitnet-125m", 768, 12, 12, 12, 64, 2560, 32000, 2048, 10000.0},
     {"bitnet-1b", 2048, 20, 32, 8, 64, 5632, 32000, 2048, 500000.0},
     // Microsoft BitNet b1.58 2B-4T (config.json of the released model).

@@ -62,7 +62,8 @@ struct LoraConfig {
   float scale() const { return alpha / static_cast<float>(rank); }
 };
 
-// Named presets: "tiny", "small", "bitnet-125m", "bitnet-1b", "bitnet-2b-4t", "llama-tiny".
+// Named presets: "tiny", "small", "medium", "bitnet-125m", "bitnet-1b", "bitnet-2b-4t",
+// "llama-tiny".
 std::vector<std::string> preset_names();
 Result<ModelConfig> preset_config(std::string_view name);
 

@@ -29,6 +29,7 @@ std::vector<int32_t> ramp(size_t n, int mul, int vocab) {
 }
 
 TEST(PresetTest, ParameterCountsMatchTheirNames) {
+  EXPECT_EQ(preset_config("medium").value().num_params(), 4003840);
   EXPECT_NEAR(preset_config("bitnet-125m").value().num_params(), 125e6, 0.05 * 125e6);
   EXPECT_NEAR(preset_config("bitnet-1b").value().num_params(), 1e9, 0.1e9);
   // BitNet b1.58 2B-4T has ~2.4B parameters including its 128k-token embedding.
