@@ -21,16 +21,28 @@ uint64_t rotl(uint64_t x, int k) {
   return (x << k) | (x >> (64 - k));
 }
 
-// Box–Muller: two independent standard normals from u1 in (0, 1) and u2 in
-// [0, 1). portable_log and portable_sincos, not libm's: the seeded initial
-// weights must have the same bits on every platform.
-SinCos box_muller(double u1, double u2) {
+}  // namespace
+
+// portable_log and portable_sincos, not libm's: the seeded initial weights must
+// have the same bits on every platform.
+NormalPair box_muller(double u1, double u2) {
   const double radius = std::sqrt(-2.0 * portable_log(u1));
   const SinCos angle = portable_sincos(2.0 * std::numbers::pi * u2);
-  return {radius * angle.sin, radius * angle.cos};
+  return {radius * angle.cos, radius * angle.sin};
 }
 
-}  // namespace
+void box_muller_pairs(double* slots, int64_t pairs) {
+  parallel_for(
+      pairs,
+      [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) {
+          const NormalPair pair = box_muller(slots[2 * k], slots[2 * k + 1]);
+          slots[2 * k] = pair.first;
+          slots[2 * k + 1] = pair.second;
+        }
+      },
+      1024);
+}
 
 Rng::Rng(uint64_t seed) {
   uint64_t state = seed;
@@ -73,13 +85,17 @@ double Rng::normal() {
   do {
     u1 = uniform();
   } while (u1 <= 0.0);
-  const SinCos pair = box_muller(u1, uniform());
-  spare_ = pair.sin;
+  const NormalPair pair = box_muller(u1, uniform());
+  spare_ = pair.second;
   has_spare_ = true;
-  return pair.cos;
+  return pair.first;
 }
 
 void Rng::normals(std::span<double> out) {
+  normals(out, box_muller_pairs);
+}
+
+void Rng::normals(std::span<double> out, BoxMullerPairsFn transform) {
   size_t first = 0;
   if (has_spare_ && !out.empty()) {
     out[0] = spare_;
@@ -87,7 +103,7 @@ void Rng::normals(std::span<double> out) {
     first = 1;
   }
   // Whole pairs: each pair's slots hold its two uniforms, drawn in normal()'s
-  // order, until the transform replaces them with (cos part, sin part).
+  // order, until the transform replaces them with its two normals.
   const auto pairs = static_cast<int64_t>((out.size() - first) / 2);
   double* slot = out.data() + first;
   for (int64_t k = 0; k < pairs; ++k) {
@@ -98,16 +114,7 @@ void Rng::normals(std::span<double> out) {
     slot[2 * k] = u1;
     slot[2 * k + 1] = uniform();
   }
-  parallel_for(
-      pairs,
-      [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const SinCos pair = box_muller(slot[2 * k], slot[2 * k + 1]);
-          slot[2 * k] = pair.cos;
-          slot[2 * k + 1] = pair.sin;
-        }
-      },
-      1024);
+  transform(slot, pairs);
   // An odd count ends with half a pair, whose other half becomes the spare.
   if ((out.size() - first) % 2 == 1) out.back() = normal();
 }

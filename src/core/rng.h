@@ -23,10 +23,16 @@ class Rng {
   // Standard normal (Box-Muller in double precision, with core/portable_math.h
   // for log, sin and cos, so the same bits on every platform).
   double normal();
+  // In place over `pairs` pairs of slots (u1, u2), each becoming
+  // box_muller(u1, u2): the Box–Muller step of normals().
+  using BoxMullerPairsFn = void (*)(double* slots, int64_t pairs);
   // The next out.size() standard normals: the same values, and the same state
   // afterwards, as that many calls of normal(). The uniforms are drawn in order
-  // on the calling thread; the log, sin and cos work (most of the time) is split
-  // over the default thread pool. Used by RandomInitSource for large tensors.
+  // on the calling thread; `transform` turns them into normals (most of the
+  // time). The default, tern::box_muller_pairs, splits the scalar work over the
+  // default thread pool; RandomInitSource passes the SIMD cpu::box_muller_pairs,
+  // which gives the same bits.
+  void normals(std::span<double> out, BoxMullerPairsFn transform);
   void normals(std::span<double> out);
 
   // The complete generator state, for checkpoints: restoring it continues the
@@ -44,6 +50,20 @@ class Rng {
   bool has_spare_ = false;
   double spare_ = 0.0;
 };
+
+// The two standard normals Box–Muller makes from u1 in (0, 1] and u2 in [0, 1):
+// first = √(−2 ln u1)·cos 2πu2 (what Rng::normal returns), second = the same
+// radius times sin 2πu2 (its spare). Thread-safe (no state).
+struct NormalPair {
+  double first;
+  double second;
+};
+NormalPair box_muller(double u1, double u2);
+
+// slots[2k], slots[2k + 1] = box_muller(slots[2k], slots[2k + 1]) for k < pairs,
+// split over the default thread pool: the scalar reference of
+// cpu::box_muller_pairs.
+void box_muller_pairs(double* slots, int64_t pairs);
 
 // Derives a seed for a named stream (e.g. one tensor's init) from a base seed,
 // so results do not depend on the order in which streams are created.

@@ -8,6 +8,7 @@
 #include "core/rng.h"
 #include "core/thread_pool.h"
 #include "format/ggml_quants.h"
+#include "kernels/cpu/box_muller.h"
 
 namespace tern {
 
@@ -102,7 +103,7 @@ class RandomInitSource::Stream {
     left_ -= static_cast<int64_t>(n);
     normals_.resize(n);
     values_.resize(n);
-    rng_.normals(normals_);
+    rng_.normals(normals_, cpu::box_muller_pairs);
     parallel_for(
         static_cast<int64_t>(n),
         [&](int64_t begin, int64_t end) {
