@@ -166,29 +166,35 @@ Result<ref::TernaryMatrix> RandomInitSource::read_ternary(std::string_view name,
   ref::TernaryMatrix m;
   m.reset(rows, cols,
           std::max(static_cast<float>(abs_sum / static_cast<double>(count)), ref::kWeightScaleEps));
-  // Codes of a block on the pool, then packed in order (neighbouring codes
-  // share a byte, so the packing stays on one thread).
-  std::vector<int8_t> codes;
+  // A block's codes are computed and packed on the pool, split into units of
+  // one row's 128-column group: the codes of a group share its 32 bytes, those
+  // of different groups never share one, and blocks run one after another.
+  constexpr int64_t kGroupCols = ref::TernaryMatrix::kGroupCols;
+  const int64_t groups_per_row = (cols + kGroupCols - 1) / kGroupCols;
+  auto unit_of = [&](int64_t position) {
+    return position / cols * groups_per_row + position % cols / kGroupCols;
+  };
   Stream(*this, name, count).for_each_block([&](int64_t offset, std::span<const float> block) {
-    codes.resize(block.size());
+    const int64_t end = offset + static_cast<int64_t>(block.size());
+    const int64_t first_unit = unit_of(offset);
     parallel_for(
-        static_cast<int64_t>(block.size()),
-        [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            const float q =
-                std::clamp(std::nearbyint(block[static_cast<size_t>(i)] / m.scale), -1.0f, 1.0f);
-            codes[static_cast<size_t>(i)] = static_cast<int8_t>(q);
+        unit_of(end - 1) + 1 - first_unit,
+        [&](int64_t u_begin, int64_t u_end) {
+          for (int64_t u = first_unit + u_begin; u < first_unit + u_end; ++u) {
+            const int64_t r = u / groups_per_row;
+            const int64_t group_col = u % groups_per_row * kGroupCols;
+            // The unit's columns inside this block (the first and last unit
+            // may continue in the neighbouring blocks).
+            const int64_t c_begin = std::max(group_col, offset - r * cols);
+            const int64_t c_end = std::min({group_col + kGroupCols, cols, end - r * cols});
+            for (int64_t c = c_begin; c < c_end; ++c) {
+              const float w = block[static_cast<size_t>(r * cols + c - offset)];
+              m.set_code(r, c,
+                         static_cast<int>(std::clamp(std::nearbyint(w / m.scale), -1.0f, 1.0f)));
+            }
           }
         },
-        4096);
-    int64_t r = offset / cols, c = offset % cols;
-    for (const int8_t code : codes) {
-      m.set_code(r, c, code);
-      if (++c == cols) {
-        c = 0;
-        ++r;
-      }
-    }
+        32);
   });
   return m;
 }

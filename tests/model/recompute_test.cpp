@@ -334,12 +334,22 @@ TEST(RandomSourceTest, ValuesAreTheTensorsNormalSequenceAcrossBlocks) {
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_EQ(got[i], static_cast<float>(rng.normal() * 0.05f)) << i;
   }
-  // The ternary path's two passes read the same stream.
-  const ref::TernaryMatrix streamed = source.read_ternary("blk.1.attn_q.weight", 3, 65537).value();
-  ref::TernaryMatrix whole;
-  ref::quantize_weights_absmean(&whole, got.data(), 3, 65537);
-  EXPECT_EQ(streamed.packed, whole.packed);
-  EXPECT_EQ(streamed.scale, whole.scale);
+  // The ternary path's two passes read the same stream, and its codes, packed
+  // on the pool by 128-column groups, are the quantizer's: block edges inside a
+  // group of a long row (3 × 65537) and of many short rows (700 × 100, 1000 × 200).
+  const int64_t ternary_shapes[][2] = {{3, 65537}, {700, 100}, {1000, 200}};
+  for (const auto& [rows, cols] : ternary_shapes) {
+    SCOPED_TRACE(std::to_string(rows) + " x " + std::to_string(cols));
+    const ref::TernaryMatrix streamed =
+        source.read_ternary("blk.1.attn_q.weight", rows, cols).value();
+    Rng values_rng(derive_seed(6, "blk.1.attn_q.weight"));
+    std::vector<float> values(static_cast<size_t>(rows * cols));
+    for (float& v : values) v = static_cast<float>(values_rng.normal() * 0.05f);
+    ref::TernaryMatrix whole;
+    ref::quantize_weights_absmean(&whole, values.data(), rows, cols);
+    EXPECT_EQ(streamed.packed, whole.packed);
+    EXPECT_EQ(streamed.scale, whole.scale);
+  }
   // And the F16 path: binary16 of the same sequence.
   RandomInitSource f16(6, 0.05f, /*f16=*/true);
   const int64_t half_shape[] = {2, 40000};
