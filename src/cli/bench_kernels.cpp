@@ -14,22 +14,27 @@
 //    fp32 input gradient cpu::bitlinear_backward_input;
 //  - at T = 1, weight bytes per second (w.packed.size() / time), the matrix in cache.
 // Then the T = 1 product over every linear of enough bitnet-1b layers for ≥ 256 MB
-// of packed weights (each call reads its weights from DRAM), and a STREAM-like
-// copy of 2 × 256 MB over the pool (bytes read + written per second, as STREAM's
-// Copy counts them) and a plain read of 256 MB, alternating over 4 rounds. The
-// copy is measured twice: by memcpy, which glibc does with non-temporal stores
-// at this size (the key's denominator), and by a compiled loop with ordinary
-// stores, as STREAM's C code runs when built with GCC, whose stores also read
-// each destination line first (write-allocate) without being counted. Every
-// time is the best single call of repeated runs lasting at least --min-time
-// seconds.
+// of packed weights (each call reads its weights from DRAM), a STREAM-like copy
+// of 2 × 256 MB over the pool (bytes read + written per second, as STREAM counts
+// them) and a read of 256 MB, alternating over 4 rounds.
+//  - copy: memcpy. GCC 12 at -O2 compiles STREAM's Copy loop into a memcpy
+//    call (with or without OpenMP; checked in the disassembly), and glibc
+//    copies with non-temporal stores above its threshold (3/4 of the L3), which
+//    STREAM's rule of arrays ≥ 4× the caches always exceeds. The key's denominator.
+//  - stream_scale: STREAM's Scale kernel, b = q·a, with q = 1 read at run time so
+//    the loop stays vector loads and ordinary stores. Those stores read each
+//    destination line first (write-allocate) without it being counted.
+//  - read: cpu::sum_words, full-width vector loads, the fastest a kernel that
+//    only reads can go; a kernel that only reads tops out at read / copy.
+// Every time is the best single call of repeated runs lasting at least
+// --min-time seconds.
 //
 // Summary keys, top level of the JSON (bitnet-1b shapes, sums over its distinct shapes):
 //   ternary_vs_sgemm_t512  ternary GOPS / OpenBLAS threaded sgemm GFLOP/s at T = 512
 //                          (= Σ sgemm time / Σ ternary time)
 //   gemv_bw_fraction       DRAM matrix-vector weight GB/s / copy GB/s (memcpy)
-//   gemv_vs_stream_copy    the same over the ordinary-store copy's GB/s
-//   gemv_vs_read           the same over the plain read's GB/s
+//   gemv_vs_stream_scale   the same over the Scale kernel's GB/s
+//   gemv_vs_read           the same over the read's GB/s
 //   transposed_vs_forward  Σ transposed time / Σ forward time at T = 512
 // OpenBLAS picks its kernels by CPU model; where it picked a core less capable than
 // what the CPU runs (0.3.21 falls back to Prescott on CPUs it does not know), the
@@ -63,6 +68,7 @@
 #include "kernels/cpu/blas.h"
 #include "kernels/cpu/dispatch.h"
 #include "kernels/cpu/ternary.h"
+#include "kernels/cpu/word_sum.h"
 #include "model/config.h"
 
 namespace tern::cli {
@@ -307,10 +313,10 @@ struct CopyArrays {
     });
   }
 
-  // b = one·a with one = 1 known only at run time: the compiler cannot turn the
-  // loop into a memcpy call, so it stays vector loads and ordinary stores
-  // (STREAM's Scale kernel with q = 1; the multiply is exact).
-  void run_with_ordinary_stores() {
+  // STREAM's Scale, b = one·a, with one = 1 known only at run time: the compiler
+  // cannot turn the loop into a memcpy call, so it stays vector loads and
+  // ordinary stores (the multiply is exact).
+  void scale() {
     const float one = unit.load(std::memory_order_relaxed);
     parallel_for(static_cast<int64_t>(a.size()), [&](int64_t begin, int64_t end) {
       const float* src = a.data();
@@ -320,27 +326,18 @@ struct CopyArrays {
   }
   std::atomic<float> unit{1.0f};
 
-  // Reads `a` once (as 64-bit words, summed so the loads stay). Each thread reads
-  // the two halves of its chunk side by side: on the 2-core Xeon, two streams
-  // per thread read 5–14% faster than one.
+  // Reads `a` once, summing it so the loads stay.
   void read() {
-    const int64_t words = static_cast<int64_t>(a.size() * sizeof(float) / sizeof(uint64_t));
-    parallel_for(words, [&](int64_t begin, int64_t end) {
-      const auto* w = reinterpret_cast<const uint64_t*>(a.data());
-      const int64_t half = (end - begin) / 2;
-      const uint64_t* first = w + begin;
-      const uint64_t* second = first + half;
-      uint64_t sum = 0;
-      for (int64_t i = 0; i < half; ++i) sum += first[i] + second[i];
-      for (int64_t i = begin + 2 * half; i < end; ++i) sum += w[i];
-      read_sink.fetch_add(sum, std::memory_order_relaxed);
+    const auto* data = reinterpret_cast<const uint8_t*>(a.data());
+    parallel_for(bytes, [&](int64_t begin, int64_t end) {
+      read_sink.fetch_add(cpu::sum_words(data + begin, end - begin), std::memory_order_relaxed);
     });
   }
   std::atomic<uint64_t> read_sink{0};
 };
 
 struct MemoryResults {
-  nlohmann::json copy, stream_copy, read, gemv;
+  nlohmann::json copy, stream_scale, read, gemv;
 };
 
 // The process's anonymous memory in transparent huge pages (Linux's
@@ -388,11 +385,11 @@ MemoryResults measure_memory(const ModelConfig& one_b, const Options& o) {
   GemvSweep gemv(one_b, o);
   const int rounds = o.quick ? 1 : 4;
   const auto array_bytes = static_cast<double>(copy.bytes);
-  BestOfRounds memcpy_copy{2.0 * array_bytes}, stream_copy{2.0 * array_bytes}, read{array_bytes},
+  BestOfRounds memcpy_copy{2.0 * array_bytes}, stream_scale{2.0 * array_bytes}, read{array_bytes},
       sweep{static_cast<double>(gemv.bytes)};
   for (int round = 0; round < rounds; ++round) {
     memcpy_copy.add(best_time([&] { copy.run(); }, o, 5));
-    stream_copy.add(best_time([&] { copy.run_with_ordinary_stores(); }, o, 5));
+    stream_scale.add(best_time([&] { copy.scale(); }, o, 5));
     read.add(best_time([&] { copy.read(); }, o, 5));
     sweep.add(best_time([&] { gemv.run(); }, o));
   }
@@ -404,7 +401,7 @@ MemoryResults measure_memory(const ModelConfig& one_b, const Options& o) {
                               {"gbps", sweep.gbps()},
                               {"gbps_per_round", sweep.gbps_per_round},
                               {"anon_huge_page_bytes", anon_huge_page_bytes()}};
-  return {memcpy_copy.summary(copy.bytes, "copy_s"), stream_copy.summary(copy.bytes, "copy_s"),
+  return {memcpy_copy.summary(copy.bytes, "copy_s"), stream_scale.summary(copy.bytes, "scale_s"),
           read.summary(copy.bytes, "read_s"), gemv_json};
 }
 
@@ -496,7 +493,7 @@ int run_kernels(const Options& o) {
       }
     }
   }
-  const auto [copy, stream_copy, read, gemv] = measure_memory(one_b, o);
+  const auto [copy, stream_scale, read, gemv] = measure_memory(one_b, o);
 
   const nlohmann::json out = {
       {"benchmark", "kernels"},
@@ -511,11 +508,11 @@ int run_kernels(const Options& o) {
       {"min_time_s", o.min_time},
       {"ternary_vs_sgemm_t512", sgemm_512 / ternary_512},
       {"gemv_bw_fraction", gemv["gbps"].get<double>() / copy["gbps"].get<double>()},
-      {"gemv_vs_stream_copy", gemv["gbps"].get<double>() / stream_copy["gbps"].get<double>()},
+      {"gemv_vs_stream_scale", gemv["gbps"].get<double>() / stream_scale["gbps"].get<double>()},
       {"gemv_vs_read", gemv["gbps"].get<double>() / read["gbps"].get<double>()},
       {"transposed_vs_forward", transposed_512 / ternary_512},
       {"copy", copy},
-      {"stream_copy", stream_copy},
+      {"stream_scale", stream_scale},
       {"read", read},
       {"gemv_dram", gemv},
       {"shapes", shapes}};
@@ -548,9 +545,9 @@ int run_kernels(const Options& o) {
                 r["transposed_int8_gops"].get<double>(), r["backward_f32_gflops"].get<double>(),
                 gbps.c_str());
   }
-  std::printf("copy (STREAM-like, %.0f MB arrays): memcpy %.1f GB/s, ordinary stores %.1f GB/s\n",
+  std::printf("STREAM-like, %.0f MB arrays: copy (memcpy) %.1f GB/s, scale %.1f GB/s\n",
               copy["array_bytes"].get<double>() / 1e6, copy["gbps"].get<double>(),
-              stream_copy["gbps"].get<double>());
+              stream_scale["gbps"].get<double>());
   std::printf("read (%.0f MB array): %.1f GB/s\n", read["array_bytes"].get<double>() / 1e6,
               read["gbps"].get<double>());
   std::printf("matrix-vector over %.0f MB of bitnet-1b weights: %.1f GB/s\n",

@@ -32,7 +32,7 @@ expect "bad --activations named" 105 "--activations: sometimes not in" -- \
 expect "bench needs a verb" 1 "subcommand" -- "$tern" bench
 # One quick kernel benchmark: every summary key present, numbers positive.
 kernels_out="$("$tern" bench kernels --quick --json 2>&1)"; kernels_rc=$?; kernels_bad=""
-for key in ternary_vs_sgemm_t512 gemv_bw_fraction gemv_vs_stream_copy transposed_vs_forward threads nproc; do
+for key in ternary_vs_sgemm_t512 gemv_bw_fraction gemv_vs_stream_scale gemv_vs_read transposed_vs_forward threads nproc; do
   grep -Eq "\"$key\":[0-9.]*[1-9]" <<< "$kernels_out" || kernels_bad+=" $key"
 done
 for key in simd_target cpu; do grep -Eq "\"$key\":\"[^\"]+\"" <<< "$kernels_out" || kernels_bad+=" $key"; done
