@@ -46,7 +46,11 @@ uint64_t SumWords(const uint8_t* bytes, int64_t n) {
     b0 = hn::Add(b0, hn::BitCast(d64, hn::LoadU(d8, second + at)));
     b1 = hn::Add(b1, hn::BitCast(d64, hn::LoadU(d8, second + at + step)));
   }
-  sum = hn::GetLane(hn::SumOfLanes(d64, hn::Add(hn::Add(a0, a1), hn::Add(b0, b1))));
+  // The lanes summed here, not by SumOfLanes: on AVX-512 that becomes GCC's
+  // _mm512_reduce_add_epi64, which adds as signed 64-bit (UBSan: overflow).
+  HWY_ALIGN uint64_t lanes[hn::MaxLanes(d64)];
+  hn::Store(hn::Add(hn::Add(a0, a1), hn::Add(b0, b1)), d64, lanes);
+  for (const uint64_t lane : lanes) sum += lane;
   done = 2 * blocks_per_stream * block;
 #endif
   const int64_t rest_words = (n - done) / 8;
