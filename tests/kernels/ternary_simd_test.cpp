@@ -18,10 +18,11 @@ struct Shape {
 };
 
 // Odd sizes on purpose: partial groups (in % 128), partial 32-column runs,
-// leftover activation rows (n % 4) and weight rows (out % 4).
+// leftover activation rows (n % 4) and weight rows (out % 4). Decode rows of
+// more than 512 bytes (in > 2048) take the two-row decode tile on AVX-512.
 const Shape kShapes[] = {{1, 1, 1},    {1, 7, 5},     {2, 128, 3},  {3, 129, 6},  {4, 300, 9},
                          {5, 256, 4},  {7, 33, 17},   {9, 768, 13}, {1, 2048, 7}, {17, 640, 5},
-                         {6, 1000, 2}, {12, 96, 130}, {8, 31, 1}};
+                         {6, 1000, 2}, {12, 96, 130}, {8, 31, 1},   {1, 2100, 9}, {2, 2300, 5}};
 
 std::vector<float> random_floats(Rng& rng, int64_t count, double scale) {
   std::vector<float> v(static_cast<size_t>(count));

@@ -273,9 +273,11 @@ HWY_INLINE void DotTileGroups4x2(const int8_t* x, int64_t x_stride, const uint8_
   _mm256_storeu_si256(out8, _mm256_add_epi32(_mm256_loadu_si256(out8), sums));
 }
 
-// The decode tile, one activation row × four weight rows.
-HWY_INLINE void DotTileGroups1x4(const int8_t* x, const uint8_t* w, int64_t w_stride,
-                                 int64_t g_begin, int64_t g_end, int32_t* out /* [4] */) {
+// The decode tiles, one activation row × C = 2 or 4 weight rows.
+template <int C>
+HWY_INLINE void DotTileGroups1xC(const int8_t* x, const uint8_t* w, int64_t w_stride,
+                                 int64_t g_begin, int64_t g_end, int32_t* out /* [C] */) {
+  static_assert(C == 2 || C == 4);
   const __m512i mask_low = CodeMask(0x03, 0x0C), mask_high = CodeMask(0x30, 0xC0);
   __m512i l0 = _mm512_setzero_si512(), l1 = l0, l2 = l0, l3 = l0, h0 = l0, h1 = l0, h2 = l0,
           h3 = l0;
@@ -292,15 +294,22 @@ HWY_INLINE void DotTileGroups1x4(const int8_t* x, const uint8_t* w, int64_t w_st
   }
     TERN_TILE_COL(l0, h0)
     TERN_TILE_COL(l1, h1)
-    TERN_TILE_COL(l2, h2)
-    TERN_TILE_COL(l3, h3)
+    if constexpr (C == 4) {
+      TERN_TILE_COL(l2, h2)
+      TERN_TILE_COL(l3, h3)
+    }
 #undef TERN_TILE_COL
   }
   const __m512i zero = _mm512_setzero_si512();
   const __m128i sums = _mm256_castsi256_si128(
       SumScaled8(l0, h0, l1, h1, l2, h2, l3, h3, zero, zero, zero, zero, zero, zero, zero, zero));
-  __m128i* const out4 = reinterpret_cast<__m128i*>(out);
-  _mm_storeu_si128(out4, _mm_add_epi32(_mm_loadu_si128(out4), sums));
+  if constexpr (C == 4) {
+    __m128i* const out4 = reinterpret_cast<__m128i*>(out);
+    _mm_storeu_si128(out4, _mm_add_epi32(_mm_loadu_si128(out4), sums));
+  } else {
+    out[0] += _mm_cvtsi128_si32(sums);
+    out[1] += _mm_extract_epi32(sums, 1);
+  }
 }
 #undef TERN_DOT_BYTES
 
@@ -312,8 +321,8 @@ HWY_INLINE void DotTile(const int8_t* x, int64_t x_stride, const uint8_t* w, int
     const int64_t g1 = std::min(groups, g0 + kMaxGroups512);
     if constexpr (R == 4 && C == 2) {
       DotTileGroups4x2(x, x_stride, w, w_stride, g0, g1, out);
-    } else if constexpr (R == 1 && C == 4) {
-      DotTileGroups1x4(x, w, w_stride, g0, g1, out);
+    } else if constexpr (R == 1 && (C == 2 || C == 4)) {
+      DotTileGroups1xC<C>(x, w, w_stride, g0, g1, out);
     } else {
       DotTileGroups<R, C>(x, x_stride, w, w_stride, g0, g1, out);
     }
@@ -541,11 +550,16 @@ void ProductRowsTiled(float* y, const PaddedCodes& x, int64_t n, const PackedVie
 
 #if TERN_TERNARY_X86 && HWY_TARGET <= HWY_AVX3_DL
 // 32 registers: four activation rows against two weight rows (16 accumulators,
-// four masked code vectors, two activation vectors); decode takes four weight
-// rows per activation row.
+// four masked code vectors, two activation vectors). Decode takes four weight
+// rows per activation row while the four span at most kDecodeTileBytes, two on
+// longer rows: on the Xeon four rows of 1408 bytes (bitnet-1b's down
+// projection) read 11-18% slower from DRAM than two, and four of 512 bytes
+// 3-5% faster (BENCHMARKS.md).
 constexpr int kTileRows = 4;
 constexpr int kTileCols = 2;
 constexpr int kDecodeCols = 4;
+constexpr int kDecodeColsLongRows = 2;
+constexpr int64_t kDecodeTileBytes = 2048;
 #else
 // Training and prefill tiles: four activation rows against one weight row keep
 // the accumulators, the four decoded shifts and the operands in 16 AVX2 registers
@@ -553,13 +567,19 @@ constexpr int kDecodeCols = 4;
 constexpr int kTileRows = 4;
 constexpr int kTileCols = 1;
 constexpr int kDecodeCols = 2;
+constexpr int kDecodeColsLongRows = 2;
+constexpr int64_t kDecodeTileBytes = 2048;
 #endif
 
 void ProductRows(float* y, const PaddedCodes& x, int64_t n, const PackedView& w, int64_t o_begin,
                  int64_t o_end) {
   if (n < kTileRows) {
     // Decode shapes: one activation row against several weight rows per tile.
-    ProductRowsTiled<1, kDecodeCols>(y, x, n, w, o_begin, o_end);
+    if (kDecodeCols * w.row_bytes <= kDecodeTileBytes) {
+      ProductRowsTiled<1, kDecodeCols>(y, x, n, w, o_begin, o_end);
+    } else {
+      ProductRowsTiled<1, kDecodeColsLongRows>(y, x, n, w, o_begin, o_end);
+    }
   } else {
     ProductRowsTiled<kTileRows, kTileCols>(y, x, n, w, o_begin, o_end);
   }
