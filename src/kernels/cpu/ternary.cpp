@@ -559,7 +559,6 @@ constexpr int kTileRows = 4;
 constexpr int kTileCols = 2;
 constexpr int kDecodeCols = 4;
 constexpr int kDecodeColsLongRows = 2;
-constexpr int64_t kDecodeTileBytes = 2048;
 #else
 // Training and prefill tiles: four activation rows against one weight row keep
 // the accumulators, the four decoded shifts and the operands in 16 AVX2 registers
@@ -567,9 +566,9 @@ constexpr int64_t kDecodeTileBytes = 2048;
 constexpr int kTileRows = 4;
 constexpr int kTileCols = 1;
 constexpr int kDecodeCols = 2;
-constexpr int kDecodeColsLongRows = 2;
-constexpr int64_t kDecodeTileBytes = 2048;
+constexpr int kDecodeColsLongRows = kDecodeCols;  // one decode width for every row length
 #endif
+constexpr int64_t kDecodeTileBytes = 2048;
 
 void ProductRows(float* y, const PaddedCodes& x, int64_t n, const PackedView& w, int64_t o_begin,
                  int64_t o_end) {
