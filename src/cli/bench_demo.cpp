@@ -14,6 +14,10 @@
 //   loss_adamw, loss_demo       final validation loss of AdamW and of DeMo k=4 sign
 //   loss_gap                    loss_demo / loss_adamw − 1
 //   adamw_val_drop              1 − loss_adamw / AdamW's initial validation loss
+// With --seeds N every run is repeated for seeds seed … seed + N − 1 (init, data
+// order and arrival order; the corpus and vocabulary stay), the losses above are
+// means over the seeds, and loss_gap_per_seed lists each seed's own gap: one
+// seed's gap moves by about ±1.5 points with the seed (BENCHMARKS.md).
 #include "cli/bench_demo.h"
 
 #include <algorithm>
@@ -52,6 +56,7 @@ struct Options {
   double min_lr_fraction = 0.1;  // cosine floor as a fraction of the peak
   int64_t warmup = 20;
   uint64_t seed = 1;
+  int seeds = 1;
   bool interleaved = false;
   std::string gcide_dir = kDefaultGcideDir;
   std::vector<std::string> only;  // run names to keep (default: all)
@@ -166,9 +171,8 @@ int run_bench(Options o) {
 
   nlohmann::json table = nlohmann::json::array();
   nlohmann::json plan_lines = nlohmann::json::array();
-  double loss_adamw = 0.0;
-  double adamw_initial = 0.0;
-  double loss_demo = 0.0;
+  // Final (and AdamW's initial) validation losses per seed, for the summary.
+  std::vector<double> adamw_final, adamw_initial, demo_final;
   double bytes_demo = 0.0;
   int64_t params = 0;
   bool all_identical = true;
@@ -179,13 +183,15 @@ int run_bench(Options o) {
         o.workers, o.preset.c_str(), static_cast<long long>(vocab), static_cast<long long>(o.steps),
         static_cast<long long>(o.batch), static_cast<long long>(o.seq));
   }
-  for (const Run& run : runs) {
+  for (int run_index = 0; run_index < static_cast<int>(runs.size()) * o.seeds; ++run_index) {
+    const Run& run = runs[static_cast<size_t>(run_index / o.seeds)];
+    const uint64_t seed = o.seed + static_cast<uint64_t>(run_index % o.seeds);
     DataParallelConfig c;
     c.optimizer = run.optimizer;
     c.steps = o.steps;
     c.batch = o.batch;
     c.seq = o.seq;
-    c.seed = o.seed;
+    c.seed = seed;
     c.eval_batches = o.quick ? 1 : 16;
     c.schedule.kind = ScheduleKind::kCosine;
     c.schedule.warmup_steps = o.warmup;
@@ -204,6 +210,7 @@ int run_bench(Options o) {
     all_identical &= res.replicas_identical;
     const double bytes_per_param = res.payload_bytes_per_step / static_cast<double>(res.params);
     nlohmann::json row = {{"run", run.name},
+                          {"seed", seed},
                           {"optimizer", adamw ? "adamw" : "demo"},
                           {"lr", c.schedule.peak_lr},
                           {"initial_val_loss", res.initial_val_loss},
@@ -224,8 +231,8 @@ int run_bench(Options o) {
     }
     table.push_back(row);
     if (adamw) {
-      loss_adamw = res.final_val_loss;
-      adamw_initial = res.initial_val_loss;
+      adamw_final.push_back(res.final_val_loss);
+      adamw_initial.push_back(res.initial_val_loss);
     }
     if (!adamw && plan_lines.empty()) {
       std::istringstream lines(res.demo_plan);
@@ -235,22 +242,35 @@ int run_bench(Options o) {
                     static_cast<long long>(run.topk), res.demo_plan.c_str());
     }
     if (run.topk == 4 && run.values == DemoValues::kSign) {
-      loss_demo = res.final_val_loss;
-      bytes_demo = bytes_per_param;
+      demo_final.push_back(res.final_val_loss);
+      bytes_demo = bytes_per_param;  // the same for every seed: it depends on the plan
     }
     if (!o.json) {
       std::printf(
-          "  %-18s lr %.0e  val loss %.4f -> %.4f  %9.1f B/step  %.5f B/param/step  "
+          "  %-18s seed %llu  lr %.0e  val loss %.4f -> %.4f  %9.1f B/step  %.5f B/param/step  "
           "x%.0f smaller  replicas %s  %.1f s\n",
-          run.name.c_str(), c.schedule.peak_lr, res.initial_val_loss, res.final_val_loss,
-          res.payload_bytes_per_step, bytes_per_param, 4.0 / bytes_per_param,
-          res.replicas_identical ? "identical" : "DIFFER", res.seconds);
+          run.name.c_str(), static_cast<unsigned long long>(seed), c.schedule.peak_lr,
+          res.initial_val_loss, res.final_val_loss, res.payload_bytes_per_step, bytes_per_param,
+          4.0 / bytes_per_param, res.replicas_identical ? "identical" : "DIFFER", res.seconds);
       std::fflush(stdout);
     }
   }
   // Without both runs of the summary (--runs), its keys are null.
+  auto mean = [](const std::vector<double>& v) {
+    double sum = 0.0;
+    for (double x : v) sum += x;
+    return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
+  };
+  const double loss_adamw = mean(adamw_final), loss_demo = mean(demo_final);
   const bool summary = loss_adamw > 0.0 && loss_demo > 0.0;
   const nlohmann::json gap = summary ? nlohmann::json(loss_demo / loss_adamw - 1.0) : nullptr;
+  nlohmann::json gap_per_seed = nullptr;
+  if (summary) {
+    gap_per_seed = nlohmann::json::array();
+    for (size_t i = 0; i < demo_final.size(); ++i) {
+      gap_per_seed.push_back(demo_final[i] / adamw_final[i] - 1.0);
+    }
+  }
   nlohmann::json out = {
       {"bench", "demo"},
       {"preset", o.preset},
@@ -265,6 +285,8 @@ int run_bench(Options o) {
       {"train_tokens", train_tokens},
       {"val_tokens", shards.front().val_tokens()},
       {"threads", default_pool().num_threads()},
+      {"seed", o.seed},
+      {"seeds", o.seeds},
       {"runs", table},
       {"demo_plan", plan_lines},
       {"replicas_identical", all_identical},
@@ -273,15 +295,17 @@ int run_bench(Options o) {
       {"loss_adamw", loss_adamw > 0.0 ? nlohmann::json(loss_adamw) : nullptr},
       {"loss_demo", loss_demo > 0.0 ? nlohmann::json(loss_demo) : nullptr},
       {"loss_gap", gap},
+      {"loss_gap_per_seed", gap_per_seed},
       {"adamw_val_drop",
-       loss_adamw > 0.0 ? nlohmann::json(1.0 - loss_adamw / adamw_initial) : nullptr}};
+       loss_adamw > 0.0 ? nlohmann::json(1.0 - loss_adamw / mean(adamw_initial)) : nullptr}};
   if (o.json) {
     std::printf("%s\n", out.dump().c_str());
   } else if (summary) {
     std::printf(
         "DeMo k=4 sign: %.5f bytes/param/step (dense fp32: 4), loss gap %+.2f%% "
-        "(AdamW val loss fell %.0f%%)\n",
-        bytes_demo, 100.0 * gap.get<double>(), 100.0 * (1.0 - loss_adamw / adamw_initial));
+        "(AdamW val loss fell %.0f%%)%s\n",
+        bytes_demo, 100.0 * gap.get<double>(), 100.0 * (1.0 - loss_adamw / mean(adamw_initial)),
+        o.seeds > 1 ? ", means over the seeds" : "");
   }
   return all_identical ? 0 : 1;
 }
@@ -329,6 +353,10 @@ Command add_bench_demo_command(CLI::App& bench) {
                 "Deal 2048-token chunks of whole lines to the workers in turn instead of "
                 "one contiguous quarter each");
   app->add_option("--seed", o->seed, "Seed for init, data order and arrival order (default 1)");
+  app->add_option("--seeds", o->seeds,
+                  "Repeat every run with seeds seed, seed + 1, …; the summary keys use mean "
+                  "losses (default 1)")
+      ->check(CLI::Range(1, 64));
   app->add_option("--gcide-dir", o->gcide_dir, "Where dict-gcide installed its files");
   app->add_option("--runs", o->only,
                   "Only these runs (default all): adamw, k4-sign, k8-sign, k32-sign, k4-fp16, "

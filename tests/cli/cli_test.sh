@@ -72,6 +72,21 @@ if [[ -f /usr/share/dictd/gcide.index ]]; then
   else
     echo "ok: bench demo --interleaved-shards trains on other shards"
   fi
+  # Two seeds: each run twice with its own seed, the summary from the means.
+  seeds_out="$("$tern" bench demo --quick --json --seeds 2 --runs adamw,k4-sign 2>&1)"; seeds_rc=$?
+  adamw_losses=($(tr '{' '\n' <<< "$seeds_out" | grep '"run":"adamw"' |
+                  grep -Eo '"final_val_loss":[0-9.e+-]+' | cut -d: -f2))
+  seeds_mean="$(grep -Eo '"loss_adamw":[0-9.e+-]+' <<< "$seeds_out" | cut -d: -f2)"
+  per_seed="$(grep -Eo '"loss_gap_per_seed":\[[^]]*\]' <<< "$seeds_out")"
+  if [[ $seeds_rc -ne 0 || ${#adamw_losses[@]} -ne 2 || "$(tr -cd , <<< "$per_seed")" != "," ]] ||
+     [[ "${adamw_losses[0]}" == "${adamw_losses[1]}" ]] ||
+     ! awk -v a="${adamw_losses[0]}" -v b="${adamw_losses[1]}" -v m="$seeds_mean" \
+         'BEGIN { d = m - (a + b) / 2; exit !(d < 1e-9 && d > -1e-9) }'; then
+    echo "FAIL: bench demo --seeds 2: exit $seeds_rc, AdamW ${adamw_losses[*]}, mean $seeds_mean, $per_seed"
+    echo "$seeds_out" | tail -3; failures=$((failures + 1))
+  else
+    echo "ok: bench demo --seeds 2 averages two seeds"
+  fi
 else
   echo "skip: bench demo smoke run (dict-gcide not installed)"
 fi
