@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -183,83 +184,83 @@ int run_bench(Options o) {
         o.workers, o.preset.c_str(), static_cast<long long>(vocab), static_cast<long long>(o.steps),
         static_cast<long long>(o.batch), static_cast<long long>(o.seq));
   }
-  for (int run_index = 0; run_index < static_cast<int>(runs.size()) * o.seeds; ++run_index) {
-    const Run& run = runs[static_cast<size_t>(run_index / o.seeds)];
-    const uint64_t seed = o.seed + static_cast<uint64_t>(run_index % o.seeds);
-    DataParallelConfig c;
-    c.optimizer = run.optimizer;
-    c.steps = o.steps;
-    c.batch = o.batch;
-    c.seq = o.seq;
-    c.seed = seed;
-    c.eval_batches = o.quick ? 1 : 16;
-    c.schedule.kind = ScheduleKind::kCosine;
-    c.schedule.warmup_steps = o.warmup;
-    c.adamw.weight_decay = 0.0;
-    const bool adamw = run.optimizer == ParallelOptimizer::kAdamW;
-    c.schedule.peak_lr = adamw ? o.adamw_lr : o.demo_lr;
-    c.schedule.min_lr = c.schedule.peak_lr * o.min_lr_fraction;
-    c.demo.topk = std::max<int64_t>(run.topk, 1);
-    c.demo.values = run.values;
-    c.demo.beta = o.demo_beta;
-    c.demo.weight_decay = o.demo_weight_decay;
-    Result<DataParallelResult> r = train_data_parallel(config, shards, c);
-    if (!r.ok()) return fail("bench demo", r.status());
-    const DataParallelResult& res = r.value();
-    params = res.params;
-    all_identical &= res.replicas_identical;
-    const double bytes_per_param = res.payload_bytes_per_step / static_cast<double>(res.params);
-    nlohmann::json row = {{"run", run.name},
-                          {"seed", seed},
-                          {"optimizer", adamw ? "adamw" : "demo"},
-                          {"lr", c.schedule.peak_lr},
-                          {"initial_val_loss", res.initial_val_loss},
-                          {"final_val_loss", res.final_val_loss},
-                          {"final_train_loss", res.final_train_loss},
-                          {"bytes_per_param_step", bytes_per_param},
-                          {"payload_bytes_per_step", res.payload_bytes_per_step},
-                          {"compression_vs_dense", 4.0 / bytes_per_param},
-                          {"replicas_identical", res.replicas_identical},
-                          {"weight_hash", res.weight_hash},
-                          {"seconds", res.seconds}};
-    if (!adamw) {
-      row["topk"] = run.topk;
-      row["values"] = demo_values_name(run.values);
-      row["chunk"] = c.demo.chunk;
-      row["beta"] = c.demo.beta;
-      row["weight_decay"] = c.demo.weight_decay;
-    }
-    table.push_back(row);
-    if (adamw) {
-      adamw_final.push_back(res.final_val_loss);
-      adamw_initial.push_back(res.initial_val_loss);
-    }
-    if (!adamw && plan_lines.empty()) {
-      std::istringstream lines(res.demo_plan);
-      for (std::string line; std::getline(lines, line);) plan_lines.push_back(line);
-      if (!o.json)
-        std::printf("DeMo blocks per tensor (chunk 64, top-%lld):\n%s",
-                    static_cast<long long>(run.topk), res.demo_plan.c_str());
-    }
-    if (run.topk == 4 && run.values == DemoValues::kSign) {
-      demo_final.push_back(res.final_val_loss);
-      bytes_demo = bytes_per_param;  // the same for every seed: it depends on the plan
-    }
-    if (!o.json) {
-      std::printf(
-          "  %-18s seed %llu  lr %.0e  val loss %.4f -> %.4f  %9.1f B/step  %.5f B/param/step  "
-          "x%.0f smaller  replicas %s  %.1f s\n",
-          run.name.c_str(), static_cast<unsigned long long>(seed), c.schedule.peak_lr,
-          res.initial_val_loss, res.final_val_loss, res.payload_bytes_per_step, bytes_per_param,
-          4.0 / bytes_per_param, res.replicas_identical ? "identical" : "DIFFER", res.seconds);
-      std::fflush(stdout);
+  for (const Run& run : runs) {
+    for (int s = 0; s < o.seeds; ++s) {
+      const uint64_t seed = o.seed + static_cast<uint64_t>(s);
+      DataParallelConfig c;
+      c.optimizer = run.optimizer;
+      c.steps = o.steps;
+      c.batch = o.batch;
+      c.seq = o.seq;
+      c.seed = seed;
+      c.eval_batches = o.quick ? 1 : 16;
+      c.schedule.kind = ScheduleKind::kCosine;
+      c.schedule.warmup_steps = o.warmup;
+      c.adamw.weight_decay = 0.0;
+      const bool adamw = run.optimizer == ParallelOptimizer::kAdamW;
+      c.schedule.peak_lr = adamw ? o.adamw_lr : o.demo_lr;
+      c.schedule.min_lr = c.schedule.peak_lr * o.min_lr_fraction;
+      c.demo.topk = std::max<int64_t>(run.topk, 1);
+      c.demo.values = run.values;
+      c.demo.beta = o.demo_beta;
+      c.demo.weight_decay = o.demo_weight_decay;
+      Result<DataParallelResult> r = train_data_parallel(config, shards, c);
+      if (!r.ok()) return fail("bench demo", r.status());
+      const DataParallelResult& res = r.value();
+      params = res.params;
+      all_identical &= res.replicas_identical;
+      const double bytes_per_param = res.payload_bytes_per_step / static_cast<double>(res.params);
+      nlohmann::json row = {{"run", run.name},
+                            {"seed", seed},
+                            {"optimizer", adamw ? "adamw" : "demo"},
+                            {"lr", c.schedule.peak_lr},
+                            {"initial_val_loss", res.initial_val_loss},
+                            {"final_val_loss", res.final_val_loss},
+                            {"final_train_loss", res.final_train_loss},
+                            {"bytes_per_param_step", bytes_per_param},
+                            {"payload_bytes_per_step", res.payload_bytes_per_step},
+                            {"compression_vs_dense", 4.0 / bytes_per_param},
+                            {"replicas_identical", res.replicas_identical},
+                            {"weight_hash", res.weight_hash},
+                            {"seconds", res.seconds}};
+      if (!adamw) {
+        row["topk"] = run.topk;
+        row["values"] = demo_values_name(run.values);
+        row["chunk"] = c.demo.chunk;
+        row["beta"] = c.demo.beta;
+        row["weight_decay"] = c.demo.weight_decay;
+      }
+      table.push_back(row);
+      if (adamw) {
+        adamw_final.push_back(res.final_val_loss);
+        adamw_initial.push_back(res.initial_val_loss);
+      }
+      if (!adamw && plan_lines.empty()) {
+        std::istringstream lines(res.demo_plan);
+        for (std::string line; std::getline(lines, line);) plan_lines.push_back(line);
+        if (!o.json)
+          std::printf("DeMo blocks per tensor (chunk 64, top-%lld):\n%s",
+                      static_cast<long long>(run.topk), res.demo_plan.c_str());
+      }
+      if (run.topk == 4 && run.values == DemoValues::kSign) {
+        demo_final.push_back(res.final_val_loss);
+        bytes_demo = bytes_per_param;  // the same for every seed: it depends on the plan
+      }
+      if (!o.json) {
+        std::printf(
+            "  %-18s seed %llu  lr %.0e  val loss %.4f -> %.4f  %9.1f B/step  %.5f B/param/step  "
+            "x%.0f smaller  replicas %s  %.1f s\n",
+            run.name.c_str(), static_cast<unsigned long long>(seed), c.schedule.peak_lr,
+            res.initial_val_loss, res.final_val_loss, res.payload_bytes_per_step, bytes_per_param,
+            4.0 / bytes_per_param, res.replicas_identical ? "identical" : "DIFFER", res.seconds);
+        std::fflush(stdout);
+      }
     }
   }
   // Without both runs of the summary (--runs), its keys are null.
   auto mean = [](const std::vector<double>& v) {
-    double sum = 0.0;
-    for (double x : v) sum += x;
-    return v.empty() ? 0.0 : sum / static_cast<double>(v.size());
+    return v.empty() ? 0.0
+                     : std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
   };
   const double loss_adamw = mean(adamw_final), loss_demo = mean(demo_final);
   const bool summary = loss_adamw > 0.0 && loss_demo > 0.0;
