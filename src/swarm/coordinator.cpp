@@ -100,6 +100,20 @@ std::string range_text(const std::vector<BatchRange>& v) {
   return s + "]";
 }
 
+// The checks a trainer's and a witness's round reports share: the run is in the
+// report's phase, the report names the round in progress, and its sender holds
+// a slot of that round it has not left. Returns the sender's slot.
+Result<size_t> round_report_slot(const Snapshot& s, State phase, uint64_t round,
+                                 const net::NodeId& sender, const std::string& op) {
+  if (s.state != phase) return Status::Error(op + "state is " + state_name(s.state));
+  if (round != s.round.round) {
+    return Status::Error(op + "wrong round (current " + std::to_string(s.round.round) + ")");
+  }
+  const std::ptrdiff_t slot = slot_of(s.round.roster, sender);
+  if (slot < 0 || s.round.left[slot]) return Status::Error(op + "not a member of this round");
+  return static_cast<size_t>(slot);
+}
+
 }  // namespace
 
 const char* state_name(State state) {
@@ -289,13 +303,9 @@ Status Coordinator::validate(const Event& event) const {
   if (const auto* e = std::get_if<TrainDone>(&event)) {
     const std::string op =
         "train-done " + who(e->member) + " round " + std::to_string(e->round) + ": ";
-    if (s_.state != State::kRoundTrain) return Status::Error(op + "state is " + state);
+    TERN_ASSIGN_OR_RETURN(const size_t slot,
+                          round_report_slot(s_, State::kRoundTrain, e->round, e->member, op));
     const RoundState& r = s_.round;
-    if (e->round != r.round) {
-      return Status::Error(op + "wrong round (current " + std::to_string(r.round) + ")");
-    }
-    const std::ptrdiff_t slot = slot_of(r.roster, e->member);
-    if (slot < 0 || r.left[slot]) return Status::Error(op + "not a member of this round");
     const auto& assigned = r.plan.assignment[slot].batches;
     if (assigned.empty()) return Status::Error(op + "no batches assigned this round");
     if (e->batches != assigned) {
@@ -309,13 +319,9 @@ Status Coordinator::validate(const Event& event) const {
   if (const auto* e = std::get_if<Attest>(&event)) {
     const std::string op =
         "attest " + who(e->witness) + " round " + std::to_string(e->round) + ": ";
-    if (s_.state != State::kRoundWitness) return Status::Error(op + "state is " + state);
+    TERN_RETURN_IF_ERROR(
+        round_report_slot(s_, State::kRoundWitness, e->round, e->witness, op).status());
     const RoundState& r = s_.round;
-    if (e->round != r.round) {
-      return Status::Error(op + "wrong round (current " + std::to_string(r.round) + ")");
-    }
-    const std::ptrdiff_t slot = slot_of(r.roster, e->witness);
-    if (slot < 0 || r.left[slot]) return Status::Error(op + "not a member of this round");
     const auto w = std::find(r.plan.witnesses.begin(), r.plan.witnesses.end(), e->witness);
     if (w == r.plan.witnesses.end()) return Status::Error(op + "not a witness this round");
     if (r.witnesses[w - r.plan.witnesses.begin()].attested) {
