@@ -134,7 +134,7 @@ HWY_INLINE hn::Vec<D8> LoadWeights(D8 d, const uint16_t* p) {
 template <typename W>
 HWY_INLINE void PrefetchRowAhead(const W* w_row, int64_t k, uintptr_t prefetch_end) {
   if (k % static_cast<int64_t>(64 / sizeof(W)) != 0) return;
-  const uintptr_t ahead = reinterpret_cast<uintptr_t>(w_row + k) + kDecodePrefetchBytes;
+  const uintptr_t ahead = reinterpret_cast<uintptr_t>(w_row + k) + kDecodePrefetchBytes<>;
   if (ahead < prefetch_end) prefetch_for_decode(ahead);
 }
 

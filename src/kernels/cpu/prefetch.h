@@ -7,34 +7,64 @@
 // busy. 16 KiB ahead into L2 measured best on the Emerald Rapids Xeon of
 // BENCHMARKS.md for the packed ternary rows (4 KiB ahead: 26 GB/s, 12–16 KiB:
 // 30–34, a plain read 35–37) and for fp32 and binary16 head rows alike.
+// AMD cores want the nearer distance into L1 for the ternary rows (Zen 3 and
+// Zen 5, BENCHMARKS.md), so that product picks its policy per CPU vendor
+// (decode_prefetch); the head rows keep the Xeon's.
 // Callers compute addresses ahead as integers and skip those past the end of
-// their weights, where a pointer may not point. Thread-safe (no state).
+// their weights, where a pointer may not point. Thread-safe (the policy is
+// chosen once, by a thread-safe static).
 //
-// prefetch_for_decode must be inlined: GCC 12 judges a function whose only
-// statement is a prefetch to have no side effects, and deletes the calls of
-// one it leaves out of line (as it did from the target-specific kernels).
+// On x86 the prefetches are volatile asm: GCC 12 judges a prefetch builtin to
+// have no side effects, and deleted the calls of a wrapper it left out of line
+// and loops of prefetches in functions it did not inline (tests/kernels/
+// object_code_test.sh checks that they stay).
 #pragma once
 
 #include <hwy/base.h>
 
 #include <cstdint>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#else
+#if !defined(__x86_64__) && !defined(__i386__)
 #include <hwy/cache_control.h>
 #endif
 
 namespace tern::cpu {
 
-inline constexpr int64_t kDecodePrefetchBytes = 16384;
+// How far ahead, and into which cache level, a decode product requests lines.
+enum class DecodePrefetch {
+  kFarIntoL2,   // 16 KiB ahead, x86 hint T2 (into L2 on Intel cores)
+  kNearIntoL1,  // 4 KiB ahead, x86 hint T0
+};
 
-// Requests the line at `address`. On x86 with the T2 hint (into L2 on Intel
-// cores), which measured a few percent faster than T0 on the Xeon; elsewhere
-// Highway's default.
+template <DecodePrefetch P = DecodePrefetch::kFarIntoL2>
+inline constexpr int64_t kDecodePrefetchBytes = P == DecodePrefetch::kFarIntoL2 ? 16384 : 4096;
+
+// The ternary decode's policy for this CPU: kNearIntoL1 on AMD x86 cores,
+// kFarIntoL2 elsewhere (Intel; on other architectures the hint is Highway's
+// default either way).
+inline DecodePrefetch decode_prefetch() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const DecodePrefetch policy = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") ? DecodePrefetch::kNearIntoL1 : DecodePrefetch::kFarIntoL2;
+  }();
+  return policy;
+#else
+  return DecodePrefetch::kFarIntoL2;
+#endif
+}
+
+// Requests the line at `address`. On x86 with P's hint (T2 measured a few
+// percent faster than T0 on the Xeon at 16 KiB) as a volatile asm statement,
+// which GCC may not delete; elsewhere Highway's default.
+template <DecodePrefetch P = DecodePrefetch::kFarIntoL2>
 HWY_INLINE void prefetch_for_decode(uintptr_t address) {
 #if defined(__x86_64__) || defined(__i386__)
-  _mm_prefetch(reinterpret_cast<const char*>(address), _MM_HINT_T2);
+  if constexpr (P == DecodePrefetch::kFarIntoL2) {
+    asm volatile("prefetcht2 (%0)" : : "r"(address));
+  } else {
+    asm volatile("prefetcht0 (%0)" : : "r"(address));
+  }
 #else
   hwy::Prefetch(reinterpret_cast<const uint8_t*>(address));
 #endif

@@ -513,12 +513,22 @@ void ProductRowsTiled(float* y, const PaddedCodes& x, int64_t n, const PackedVie
   // matrix, so the lines kDecodePrefetchBytes ahead of the current rows are requested.
   // The addresses ahead are integers: near the end of the rows they point past
   // the matrix (those lines are skipped), where a pointer may not point.
+  // How far ahead and into which cache is the CPU's policy (decode_prefetch).
   constexpr bool stream_weights = R == 1;
+  const bool near_into_l1 = decode_prefetch() == DecodePrefetch::kNearIntoL1;
   const uintptr_t w_end = reinterpret_cast<uintptr_t>(w.data + o_end * w.row_bytes);
   auto prefetch_ahead = [&](int64_t o) {
-    uintptr_t ahead = reinterpret_cast<uintptr_t>(w.data + o * w.row_bytes) + kDecodePrefetchBytes;
-    const uintptr_t ahead_end = std::min<uintptr_t>(w_end, ahead + C * w.row_bytes);
-    for (; ahead < ahead_end; ahead += 64) prefetch_for_decode(ahead);
+    const uintptr_t row = reinterpret_cast<uintptr_t>(w.data + o * w.row_bytes);
+    if (near_into_l1) {
+      uintptr_t ahead = row + kDecodePrefetchBytes<DecodePrefetch::kNearIntoL1>;
+      const uintptr_t ahead_end = std::min<uintptr_t>(w_end, ahead + C * w.row_bytes);
+      for (; ahead < ahead_end; ahead += 64)
+        prefetch_for_decode<DecodePrefetch::kNearIntoL1>(ahead);
+    } else {
+      uintptr_t ahead = row + kDecodePrefetchBytes<DecodePrefetch::kFarIntoL2>;
+      const uintptr_t ahead_end = std::min<uintptr_t>(w_end, ahead + C * w.row_bytes);
+      for (; ahead < ahead_end; ahead += 64) prefetch_for_decode<DecodePrefetch::kFarIntoL2>(ahead);
+    }
   };
   int64_t r0 = 0;
   for (; r0 + R <= n; r0 += R) {
