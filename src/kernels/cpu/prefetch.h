@@ -70,4 +70,13 @@ HWY_INLINE void prefetch_for_decode(uintptr_t address) {
 #endif
 }
 
+// Requests the lines of [from + kDecodePrefetchBytes<P>, + span) that lie below
+// `limit` (the end of the caller's weights).
+template <DecodePrefetch P>
+HWY_INLINE void prefetch_span_ahead(uintptr_t from, uintptr_t span, uintptr_t limit) {
+  uintptr_t ahead = from + kDecodePrefetchBytes<P>;
+  const uintptr_t ahead_end = ahead + span < limit ? ahead + span : limit;
+  for (; ahead < ahead_end; ahead += 64) prefetch_for_decode<P>(ahead);
+}
+
 }  // namespace tern::cpu

@@ -519,15 +519,11 @@ void ProductRowsTiled(float* y, const PaddedCodes& x, int64_t n, const PackedVie
   const uintptr_t w_end = reinterpret_cast<uintptr_t>(w.data + o_end * w.row_bytes);
   auto prefetch_ahead = [&](int64_t o) {
     const uintptr_t row = reinterpret_cast<uintptr_t>(w.data + o * w.row_bytes);
+    const uintptr_t span = static_cast<uintptr_t>(C * w.row_bytes);
     if (near_into_l1) {
-      uintptr_t ahead = row + kDecodePrefetchBytes<DecodePrefetch::kNearIntoL1>;
-      const uintptr_t ahead_end = std::min<uintptr_t>(w_end, ahead + C * w.row_bytes);
-      for (; ahead < ahead_end; ahead += 64)
-        prefetch_for_decode<DecodePrefetch::kNearIntoL1>(ahead);
+      prefetch_span_ahead<DecodePrefetch::kNearIntoL1>(row, span, w_end);
     } else {
-      uintptr_t ahead = row + kDecodePrefetchBytes<DecodePrefetch::kFarIntoL2>;
-      const uintptr_t ahead_end = std::min<uintptr_t>(w_end, ahead + C * w.row_bytes);
-      for (; ahead < ahead_end; ahead += 64) prefetch_for_decode<DecodePrefetch::kFarIntoL2>(ahead);
+      prefetch_span_ahead<DecodePrefetch::kFarIntoL2>(row, span, w_end);
     }
   };
   int64_t r0 = 0;
