@@ -268,6 +268,11 @@ inline void softmax_backward_row(float* ds, const float* p, int64_t n, float w, 
 }
 
 // --------------------------------------------------- weighted row sums
+//
+// The loads and stores of the accumulators are written out in both functions.
+// Moved into shared load/store helpers (the same instructions on every SIMD
+// target), GCC 12 -O3 compiled the SCALAR target's weighted_cols_block into a
+// load past the end of its rows, and AttentionSimdTest segfaulted there.
 
 // o_r[0, NV·kLanes) = (init ? 0 : o_r) + Σ c_r[j] · rows[j·stride + ·] over
 // j in [j0, jend_r), ascending, multiply then add. jend1 >= jend0.

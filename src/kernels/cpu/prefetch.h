@@ -14,17 +14,18 @@
 // their weights, where a pointer may not point. Thread-safe (the policy is
 // chosen once, by a thread-safe static).
 //
-// On x86 the prefetches are volatile asm: GCC 12 judges a prefetch builtin to
-// have no side effects, and deleted the calls of a wrapper it left out of line
-// and loops of prefetches in functions it did not inline (tests/kernels/
-// object_code_test.sh checks that they stay).
+// The prefetches are volatile asm on x86 and aarch64: GCC 12 judges a prefetch
+// builtin to have no side effects, and deleted the calls of a wrapper it left
+// out of line and loops of prefetches in functions it did not inline; on
+// aarch64 it deleted every prefetch of the ternary decode
+// (tests/kernels/object_code_test.sh checks that they stay).
 #pragma once
 
 #include <hwy/base.h>
 
 #include <cstdint>
 
-#if !defined(__x86_64__) && !defined(__i386__)
+#if !defined(__x86_64__) && !defined(__i386__) && !defined(__aarch64__)
 #include <hwy/cache_control.h>
 #endif
 
@@ -40,8 +41,8 @@ template <DecodePrefetch P = DecodePrefetch::kFarIntoL2>
 inline constexpr int64_t kDecodePrefetchBytes = P == DecodePrefetch::kFarIntoL2 ? 16384 : 4096;
 
 // The ternary decode's policy for this CPU: kNearIntoL1 on AMD x86 cores,
-// kFarIntoL2 elsewhere (Intel; on other architectures the hint is Highway's
-// default either way).
+// kFarIntoL2 elsewhere (Intel; on other architectures only the distance
+// differs between the two).
 inline DecodePrefetch decode_prefetch() {
 #if defined(__x86_64__) || defined(__i386__)
   static const DecodePrefetch policy = [] {
@@ -54,9 +55,11 @@ inline DecodePrefetch decode_prefetch() {
 #endif
 }
 
-// Requests the line at `address`. On x86 with P's hint (T2 measured a few
-// percent faster than T0 on the Xeon at 16 KiB) as a volatile asm statement,
-// which GCC may not delete; elsewhere Highway's default.
+// Requests the line at `address`, as a volatile asm statement, which GCC may
+// not delete: on x86 with P's hint (T2 measured a few percent faster than T0
+// on the Xeon at 16 KiB); on aarch64 as a load kept in L1 (PLDL1KEEP, what
+// Highway's Prefetch asks for; no Arm core has been measured); elsewhere
+// Highway's Prefetch.
 template <DecodePrefetch P = DecodePrefetch::kFarIntoL2>
 HWY_INLINE void prefetch_for_decode(uintptr_t address) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -65,6 +68,8 @@ HWY_INLINE void prefetch_for_decode(uintptr_t address) {
   } else {
     asm volatile("prefetcht0 (%0)" : : "r"(address));
   }
+#elif defined(__aarch64__)
+  asm volatile("prfm pldl1keep, [%0]" : : "r"(address));
 #else
   hwy::Prefetch(reinterpret_cast<const uint8_t*>(address));
 #endif
