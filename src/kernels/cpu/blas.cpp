@@ -129,13 +129,13 @@ HWY_INLINE hn::Vec<D8> LoadWeights(D8 d, const uint16_t* p) {
 }
 
 // Decoding (one row of x) streams the weights: whenever the dot of row w_row
-// reaches a new 64-byte line at element k, the line kDecodePrefetchBytes ahead
-// is requested unless it lies at or past prefetch_end (0: never).
-template <typename W>
+// reaches a new 64-byte line at element k, the line kDecodePrefetchBytes<P>
+// ahead is requested unless it lies at or past prefetch_end (0: never).
+template <DecodePrefetch P = DecodePrefetch::kFarIntoL2, typename W>
 HWY_INLINE void PrefetchRowAhead(const W* w_row, int64_t k, uintptr_t prefetch_end) {
   if (k % static_cast<int64_t>(64 / sizeof(W)) != 0) return;
-  const uintptr_t ahead = reinterpret_cast<uintptr_t>(w_row + k) + kDecodePrefetchBytes<>;
-  if (ahead < prefetch_end) prefetch_for_decode(ahead);
+  const uintptr_t ahead = reinterpret_cast<uintptr_t>(w_row + k) + kDecodePrefetchBytes<P>;
+  if (ahead < prefetch_end) prefetch_for_decode<P>(ahead);
 }
 
 #if !HWY_HAVE_SCALABLE
@@ -146,8 +146,8 @@ constexpr int kDotOuts = 3;
 
 // y[r, c] (row stride ldy) = dot(x_r, w_c) for r < R, c < C; rows of x and w are
 // `in` elements apart; w is fp32 or binary16 (W = uint16_t). A single row of x
-// prefetches the weights ahead (PrefetchRowAhead).
-template <int R, int C, typename W>
+// prefetches the weights ahead (PrefetchRowAhead with policy P).
+template <int R, int C, DecodePrefetch P, typename W>
 HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const W* w, int64_t in,
                          uintptr_t prefetch_end) {
   const D8 d;
@@ -173,7 +173,7 @@ HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const W* w, int6
   const W* ws[C];
   for (int64_t k = 0; k < main; k += 8) {
     if constexpr (R == 1) {
-      for (int c = 0; c < C; ++c) PrefetchRowAhead(w + c * in, k, prefetch_end);
+      for (int c = 0; c < C; ++c) PrefetchRowAhead<P>(w + c * in, k, prefetch_end);
     }
     for (int r = 0; r < R; ++r) xs[r] = x + r * in + k;
     for (int c = 0; c < C; ++c) ws[c] = w + c * in + k;
@@ -205,14 +205,14 @@ HWY_INLINE void DotBlock(float* y, int64_t ldy, const float* x, const W* w, int6
   }
 }
 
-template <int R, typename W>
+template <int R, DecodePrefetch P = DecodePrefetch::kFarIntoL2, typename W>
 void DotRowBlock(float* y, int64_t ldy, const float* x, const W* w, int64_t outs, int64_t in,
                  uintptr_t prefetch_end) {
   int64_t o = 0;
   for (; o + kDotOuts <= outs; o += kDotOuts) {
-    DotBlock<R, kDotOuts>(y + o, ldy, x, w + o * in, in, prefetch_end);
+    DotBlock<R, kDotOuts, P>(y + o, ldy, x, w + o * in, in, prefetch_end);
   }
-  for (; o < outs; ++o) DotBlock<R, 1>(y + o, ldy, x, w + o * in, in, prefetch_end);
+  for (; o < outs; ++o) DotBlock<R, 1, P>(y + o, ldy, x, w + o * in, in, prefetch_end);
 }
 
 // y[i, o] (row stride ldy) = dot(x_i, w_o) for i < n, o < outs. With one row of
@@ -224,7 +224,17 @@ void DotRows(float* y, int64_t ldy, const float* x, int64_t n, const W* w, int64
   for (; i + kDotRows <= n; i += kDotRows) {
     DotRowBlock<kDotRows>(y + i * ldy, ldy, x + i * in, w, outs, in, 0);
   }
-  for (; i < n; ++i) DotRowBlock<1>(y + i * ldy, ldy, x + i * in, w, outs, in, prefetch_end);
+  // The CPU's policy (dense_decode_prefetch), a compile-time constant per branch.
+  const bool far_into_l1 = dense_decode_prefetch() == DecodePrefetch::kFarIntoL1;
+  for (; i < n; ++i) {
+    if (far_into_l1) {
+      DotRowBlock<1, DecodePrefetch::kFarIntoL1>(y + i * ldy, ldy, x + i * in, w, outs, in,
+                                                 prefetch_end);
+    } else {
+      DotRowBlock<1, DecodePrefetch::kFarIntoL2>(y + i * ldy, ldy, x + i * in, w, outs, in,
+                                                 prefetch_end);
+    }
+  }
 }
 
 #else  // HWY_HAVE_SCALABLE

@@ -7,9 +7,10 @@
 // busy. 16 KiB ahead into L2 measured best on the Emerald Rapids Xeon of
 // BENCHMARKS.md for the packed ternary rows (4 KiB ahead: 26 GB/s, 12–16 KiB:
 // 30–34, a plain read 35–37) and for fp32 and binary16 head rows alike.
-// AMD cores want the nearer distance into L1 for the ternary rows (Zen 3 and
-// Zen 5, BENCHMARKS.md), so that product picks its policy per CPU vendor
-// (decode_prefetch); the head rows keep the Xeon's.
+// AMD cores want the T0 hint, into L1: 4 KiB ahead for the ternary rows (Zen 3
+// and Zen 5) and 16 KiB ahead for the binary16 head rows (Zen 5; fp32 rows
+// read at the same speed either way), BENCHMARKS.md. So both products pick
+// their policy per CPU vendor (decode_prefetch, dense_decode_prefetch).
 // Callers compute addresses ahead as integers and skip those past the end of
 // their weights, where a pointer may not point. Thread-safe (the policy is
 // chosen once, by a thread-safe static).
@@ -34,30 +35,42 @@ namespace tern::cpu {
 // How far ahead, and into which cache level, a decode product requests lines.
 enum class DecodePrefetch {
   kFarIntoL2,   // 16 KiB ahead, x86 hint T2 (into L2 on Intel cores)
+  kFarIntoL1,   // 16 KiB ahead, x86 hint T0
   kNearIntoL1,  // 4 KiB ahead, x86 hint T0
 };
 
 template <DecodePrefetch P = DecodePrefetch::kFarIntoL2>
-inline constexpr int64_t kDecodePrefetchBytes = P == DecodePrefetch::kFarIntoL2 ? 16384 : 4096;
+inline constexpr int64_t kDecodePrefetchBytes = P == DecodePrefetch::kNearIntoL1 ? 4096 : 16384;
+
+// True on AMD x86 cores; decided once per process.
+inline bool amd_x86() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool amd = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") != 0;
+  }();
+  return amd;
+#else
+  return false;
+#endif
+}
 
 // The ternary decode's policy for this CPU: kNearIntoL1 on AMD x86 cores,
 // kFarIntoL2 elsewhere (Intel; on other architectures only the distance
-// differs between the two).
+// differs between the policies).
 inline DecodePrefetch decode_prefetch() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const DecodePrefetch policy = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") ? DecodePrefetch::kNearIntoL1 : DecodePrefetch::kFarIntoL2;
-  }();
-  return policy;
-#else
-  return DecodePrefetch::kFarIntoL2;
-#endif
+  return amd_x86() ? DecodePrefetch::kNearIntoL1 : DecodePrefetch::kFarIntoL2;
+}
+
+// The same for the fp32 and binary16 rows of the dense decode (the output
+// head): kFarIntoL1 on AMD x86 cores, kFarIntoL2 elsewhere.
+inline DecodePrefetch dense_decode_prefetch() {
+  return amd_x86() ? DecodePrefetch::kFarIntoL1 : DecodePrefetch::kFarIntoL2;
 }
 
 // Requests the line at `address`, as a volatile asm statement, which GCC may
 // not delete: on x86 with P's hint (T2 measured a few percent faster than T0
-// on the Xeon at 16 KiB); on aarch64 as a load kept in L1 (PLDL1KEEP, what
+// on the Xeon at 16 KiB, T0 faster on AMD cores); on aarch64 as a load kept in L1 (PLDL1KEEP, what
 // Highway's Prefetch asks for; no Arm core has been measured); elsewhere
 // Highway's Prefetch.
 template <DecodePrefetch P = DecodePrefetch::kFarIntoL2>
