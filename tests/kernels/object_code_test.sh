@@ -6,11 +6,10 @@
 #    instruction there.
 # 2. The decode products' prefetches are there. x86: in the ternary and the
 #    dense (head) kernels both policies' hints (prefetcht0 for AMD, prefetcht2
-#    for the rest). aarch64: prfm in both. GCC deleted prefetch
-#    builtins in some forms of the code (loops of them in a function it did not
-#    inline; calls of a wrapper it left out of line; every one of the aarch64
-#    ternary decode), which changes no result and costs 10–30% of the decode
-#    bandwidth.
+#    for the rest). aarch64: prfm in both. GCC deleted prefetch builtins in
+#    some forms of the code (loops of them in a function it did not inline;
+#    calls of a wrapper it left out of line; every one of the aarch64 ternary
+#    decode), which changes no result and costs 10–30% of the decode bandwidth.
 # Usage: object_code_test.sh path/to/libtern_kernels.a [objdump for its architecture]
 set -uo pipefail
 lib="$1"
@@ -46,8 +45,8 @@ require_per_object() {
 
 if grep -q 'file format elf64-littleaarch64' <<< "$listing"; then
   # One decode product per Arm target (NEON and the scalar fallback).
-  found="$(count_per_object '\tprfm\t' | require_per_object 2 "ternary.cpp.o prfm" "blas.cpp.o prfm")" ||
-    { echo "$found"; exit 1; }
+  found="$(count_per_object '\tprfm\t' |
+           require_per_object 2 "ternary.cpp.o prfm" "blas.cpp.o prfm")" || { echo "$found"; exit 1; }
   echo "ok: decode prefetches per object: $found"
   exit 0
 fi

@@ -68,11 +68,11 @@ inline DecodePrefetch dense_decode_prefetch() {
   return amd_x86() ? DecodePrefetch::kFarIntoL1 : DecodePrefetch::kFarIntoL2;
 }
 
-// Requests the line at `address`, as a volatile asm statement, which GCC may
-// not delete: on x86 with P's hint (T2 measured a few percent faster than T0
-// on the Xeon at 16 KiB, T0 faster on AMD cores); on aarch64 as a load kept in L1 (PLDL1KEEP, what
-// Highway's Prefetch asks for; no Arm core has been measured); elsewhere
-// Highway's Prefetch.
+// Requests the line at `address` as a volatile asm statement, which GCC may
+// not delete. On x86 with P's hint (T2 measured a few percent faster than T0
+// on the Xeon at 16 KiB; T0 is faster on AMD cores). On aarch64 as a load kept
+// in L1 (PLDL1KEEP, what Highway's Prefetch asks for; no Arm core has been
+// measured). Elsewhere Highway's Prefetch.
 template <DecodePrefetch P = DecodePrefetch::kFarIntoL2>
 HWY_INLINE void prefetch_for_decode(uintptr_t address) {
 #if defined(__x86_64__) || defined(__i386__)
